@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make run` (dashboard on the embedded default) and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# CPU-only machines get torch's CPU build first (a bare `torch` pulls a multi-GB CUDA build).
+# On a CUDA or Apple machine: make setup TORCH_SPEC=torch
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
+
+.PHONY: setup run test bench screenshots clean
+
+$(BIN)/.llorch-installed: pyproject.toml worker/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ./worker -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.llorch-installed
+
+run: setup
+	$(BIN)/llorch-tui $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+screenshots: setup
+	$(BIN)/python scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) *.egg-info worker/*.egg-info .pytest_cache

@@ -1,0 +1,42 @@
+"""`llorch-tui`: the dashboard, or with --run-matrix the headless matrix runner (same engine)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llorch_tui import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llorch-tui", description="llorch dashboard and model x backend test matrix")
+    p.add_argument("--version", action="version", version=f"llorch-tui {__version__}")
+    p.add_argument("--config", help="configuration file (default: $LLORCH_CONFIG, ~/.config/llorch/config.toml, else built-in)")
+    p.add_argument("--readonly", action="store_true", help="view only: no downloads, spawns, stops or matrix runs")
+    m = p.add_argument_group("headless matrix")
+    m.add_argument("--run-matrix", action="store_true", help="run the test matrix without the UI and exit")
+    m.add_argument("--models", nargs="+", metavar="ID", help="only these models")
+    m.add_argument("--backends", nargs="+", choices=["cpu", "cuda", "metal"], help="only these backends")
+    m.add_argument("--pools", nargs="+", metavar="POOL", help="only these pools")
+    m.add_argument("--report-dir", help="where reports go (default: [matrix] report_dir)")
+    m.add_argument("--download", action="store_true", help="download models that are missing on a pool")
+    m.add_argument("--bench", type=int, metavar="N", help="benchmark mode: N iterations per cell")
+    m.add_argument("--stability", action="store_true", help="stability mode: 1000 requests, bursts, edge cases")
+    m.add_argument("--stability-requests", type=int, default=1000, metavar="N", help=argparse.SUPPRESS)
+    m.add_argument("--json", action="store_true", help="print one JSON event per line instead of text")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.run_matrix:
+        from llorch_tui.matrix.headless import run_headless
+
+        return run_headless(args)
+    from llorch_tui.tui.app import run_app
+
+    return run_app(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

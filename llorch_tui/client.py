@@ -1,0 +1,198 @@
+"""PoolClient: the control plane's one way to talk to a pool agent, over any Transport.
+
+It holds one `llorch-pool serve --stdio` session, multiplexes concurrent calls by request id,
+routes streamed events to each call's callback, and turns error documents back into LlorchError.
+Same `call(op, params, on_event)` shape as the in-process executor, so every caller is transport-blind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from typing import Any, AsyncIterator, Callable
+
+from llorch_tui.config import PoolConfig
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol import CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, Hello
+from llorch_tui.transport import make_transport
+from llorch_tui.transport.base import AgentChannel, Transport
+
+log = logging.getLogger("llorch.client")
+EventSink = Callable[[str, dict[str, Any]], None]
+HELLO_TIMEOUT_S = 60.0
+
+
+class _Pending:
+    def __init__(self, on_event: EventSink | None) -> None:
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.on_event = on_event
+
+
+class PoolClient:
+    def __init__(self, pool: PoolConfig, transport: Transport | None = None) -> None:
+        self.pool = pool
+        self.transport = transport or make_transport(pool)
+        self.hello: Hello | None = None
+        self._channel: AgentChannel | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._start_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None and self._reader is not None and not self._reader.done()
+
+    async def start(self) -> Hello:
+        async with self._start_lock:
+            if self.connected and self.hello is not None:
+                return self.hello
+            if self.transport.state != "online":
+                self.transport.set_state("connecting")
+            await self.transport.connect()
+            channel = await self.transport.start_agent(self.transport.agent_argv("serve", "--stdio"),
+                                                       self.transport.agent_env())
+            try:
+                self.hello = await self._read_hello(channel)
+            except BaseException:
+                await channel.close()
+                raise
+            self._channel = channel
+            self._reader = asyncio.create_task(self._read_loop(channel))
+            return self.hello
+
+    async def _read_hello(self, channel: AgentChannel) -> Hello:
+        try:
+            line = await asyncio.wait_for(channel.readline(), HELLO_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise LlorchError(ErrorCode.TIMEOUT, f"pool {self.name}: the agent did not answer within {HELLO_TIMEOUT_S:.0f}s",
+                              "run `llorch pool doctor --host " + self.name + "`") from None
+        if not line:
+            tail = channel.stderr_tail().strip()
+            raise LlorchError(ErrorCode.AGENT_MISSING,
+                              f"pool {self.name}: the agent exited before saying hello" + (f": {tail.splitlines()[-1]}" if tail else ""),
+                              f"check agent_command ({self.pool.agent_command!r}) is installed on the pool: "
+                              "pip install llorch llorch-worker", stderr=tail)
+        try:
+            doc = json.loads(line)
+            hello = Hello.model_validate(doc)
+        except (ValueError, TypeError) as exc:
+            raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"pool {self.name}: the agent's first line is not a hello: {line[:120]!r}",
+                              "make sure nothing on the pool prints to stdout before the agent (shell rc files)") from exc
+        if hello.v != PROTOCOL_VERSION:
+            raise LlorchError(ErrorCode.PROTOCOL_MISMATCH,
+                              f"pool {self.name}: agent {hello.agent_version} speaks protocol v{hello.v}, "
+                              f"this control plane speaks v{PROTOCOL_VERSION}",
+                              "install the same llorch version on both sides")
+        return hello
+
+    async def _read_loop(self, channel: AgentChannel) -> None:
+        try:
+            while line := await channel.readline():
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    log.warning("pool %s: non-JSON line from agent: %r", self.name, line[:200])
+                    continue
+                self._route(msg)
+        except (ConnectionError, OSError) as exc:
+            log.info("pool %s: channel error: %s", self.name, exc)
+        finally:
+            tail = channel.stderr_tail().strip()
+            err = LlorchError(ErrorCode.CONNECTION_LOST, f"pool {self.name}: lost the agent session",
+                              "the call was interrupted; retry it (the agent reconnects on the next call)",
+                              stderr=tail[-2000:])
+            for pending in self._pending.values():
+                if not pending.future.done():
+                    pending.future.set_exception(err)
+            self._pending.clear()
+            self._channel = None
+
+    def _route(self, msg: dict[str, Any]) -> None:
+        pending = self._pending.get(str(msg.get("id")))
+        if pending is None:
+            return
+        kind = msg.get("type")
+        if kind == "event":
+            if pending.on_event is not None:
+                try:
+                    pending.on_event(str(msg.get("event")), msg.get("data") or {})
+                except Exception:  # a UI callback bug must not break the session
+                    log.exception("event callback failed")
+        elif kind == "result":
+            self._pending.pop(str(msg["id"]), None)
+            if not pending.future.done():
+                pending.future.set_result(msg.get("result"))
+        elif kind == "error":
+            self._pending.pop(str(msg["id"]), None)
+            if not pending.future.done():
+                pending.future.set_exception(LlorchError.from_doc(ErrorDoc.model_validate(msg.get("error") or {})))
+
+    async def _send(self, doc: dict[str, Any]) -> None:
+        if self._channel is None:
+            raise LlorchError(ErrorCode.CONNECTION_LOST, f"pool {self.name}: not connected")
+        async with self._write_lock:
+            self._channel.write((json.dumps(doc) + "\n").encode())
+            await self._channel.drain()
+
+    async def call(self, op: str, params: dict[str, Any] | None = None, on_event: EventSink | None = None,
+                   timeout: float | None = None) -> Any:
+        if not self.connected:
+            await self.start()
+        rid = str(next(self._ids))
+        pending = _Pending(on_event)
+        self._pending[rid] = pending
+        try:
+            await self._send({"v": PROTOCOL_VERSION, "id": rid, "op": op, "params": params or {}})
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except (asyncio.CancelledError, asyncio.TimeoutError):
+            # Tell the agent to stop the work too: a cancelled download must not go on in the background.
+            self._pending.pop(rid, None)
+            if self.connected:
+                try:
+                    await self._send({"v": PROTOCOL_VERSION, "id": f"c{rid}", "op": CANCEL_OP, "params": {"target": rid}})
+                except LlorchError:
+                    pass
+            raise
+        finally:
+            self._pending.pop(rid, None)
+
+    async def stream(self, op: str, params: dict[str, Any] | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ("event", {"event":..,"data":..}) items, then ("result", result)."""
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        task = asyncio.create_task(self.call(op, params, lambda e, d: queue.put_nowait(("event", {"event": e, "data": d}))))
+        task.add_done_callback(lambda _: queue.put_nowait(("done", None)))
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "done":
+                    yield ("result", task.result())
+                    return
+                yield (kind, item)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    async def worker_url(self, port: int) -> str:
+        """Base URL reaching a worker on the pool's loopback (tunnelled for SSH pools)."""
+        local = await self.transport.forward_port(port)
+        return f"http://127.0.0.1:{local}"
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            await channel.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.transport.close()

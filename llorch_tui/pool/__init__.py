@@ -1,0 +1,1 @@
+"""The pool agent (`llorch-pool`): catalog, downloads, workers, probes. Stateless between calls."""

@@ -1,0 +1,80 @@
+"""Run a CommandSpec: params from argv, call through an executor, render a table or JSON.
+
+With --json, streamed events are JSON Lines ({"event":..,"data":..}) followed by exactly one
+result document; a failure is one JSON error document {"error":{code,message,hint}} and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any, Awaitable, Callable, Protocol
+
+from rich.console import Console
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.cli.spec import CommandSpec
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class Executor(Protocol):
+    async def call(self, op_name: str, params: dict[str, Any],
+                   on_event: Callable[[str, dict[str, Any]], None] | None = None) -> Any: ...
+
+
+def print_error(err: LlorchError, as_json: bool, console: Console | None = None) -> None:
+    if as_json:
+        print(json.dumps({"error": err.to_doc().model_dump(mode="json")}), flush=True)
+        return
+    con = console or Console(stderr=True)
+    con.print(f"[bold red]error:[/] {err.message}", highlight=False)
+    if err.hint:
+        con.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
+
+
+async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
+    as_json = bool(getattr(args, "json", False))
+    console = Console()
+    renderer = spec.events(console) if (spec.events and not as_json) else None
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        if as_json:
+            print(json.dumps({"event": event, "data": data}), flush=True)
+        elif renderer is not None:
+            renderer(event, data)
+
+    assert spec.op is not None
+    try:
+        result = await executor.call(spec.op, spec.to_params(args), on_event)
+    except LlorchError as err:
+        if renderer is not None:
+            renderer.close()
+        print_error(err, as_json)
+        return EXIT_ERROR
+    if renderer is not None:
+        renderer.close()
+    if as_json:
+        print(json.dumps(result, default=str), flush=True)
+    elif spec.render is not None:
+        spec.render(result, console)
+    else:
+        console.print_json(json.dumps(result, default=str))
+    return EXIT_OK
+
+
+def run_sync(coro_factory: Callable[[], Awaitable[int]], as_json: bool) -> int:
+    try:
+        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        print_error(LlorchError(ErrorCode.CANCELLED, "interrupted"), as_json)
+        return 130
+    except LlorchError as err:
+        print_error(err, as_json)
+        return EXIT_ERROR
+
+
+def die(message: str, hint: str | None = None) -> None:
+    print_error(LlorchError(ErrorCode.BAD_REQUEST, message, hint), False)
+    sys.exit(EXIT_USAGE)

@@ -1,0 +1,35 @@
+"""A command is declared once (arguments -> op params -> rendering) and runs in-process or remotely."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from rich.console import Console
+
+
+class EventRenderer(Protocol):
+    """Stateful human rendering of a streamed op (a progress bar, log lines)."""
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    path: tuple[str, ...]  # ("models", "list") -> `llorch-pool models list`
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    # None: a local-only command (serve, mirror serve) that runs `run_local(args) -> exit code` instead.
+    op: str | None = None
+    to_params: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
+    render: Callable[[Any, Console], None] | None = None
+    events: Callable[[Console], EventRenderer] | None = None
+    run_local: Callable[[argparse.Namespace], int] | None = None
+    remote: bool = True  # offered by `llorch pool ... --host H`
+
+
+def no_args(_: argparse.ArgumentParser) -> None:
+    return None

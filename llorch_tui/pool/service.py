@@ -1,0 +1,136 @@
+"""`llorch-pool serve --stdio`: one long-lived agent per control session, JSON Lines on stdin/stdout.
+
+Requests run concurrently as tasks; events and results are written as they come, each line
+whole (one writer lock). stdout carries nothing but protocol lines: logs go to stderr.
+EOF at stdin cancels everything still running and exits, so a dropped SSH channel leaves no orphan work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sys
+from typing import Any
+
+from pydantic import ValidationError
+
+from llorch_tui import __version__
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.ops import AgentSettings, OpContext, execute, load_ops
+from llorch_tui.protocol import (CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, ErrorMsg, EventMsg, Hello, Request,
+                                 ResultMsg)
+
+log = logging.getLogger("llorch.pool.service")
+MAX_LINE = 16 * 1024 * 1024
+
+
+class StdioService:
+    def __init__(self, settings: AgentSettings, reader: asyncio.StreamReader, writer: Any) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.writer = writer
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.contexts: dict[str, OpContext] = {}
+        self._lock = asyncio.Lock()
+
+    def _send_now(self, msg: dict[str, Any]) -> None:
+        self.writer.write((json.dumps(msg, separators=(",", ":"), default=str) + "\n").encode())
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        async with self._lock:
+            self._send_now(msg)
+            await self.writer.drain()
+
+    async def run(self) -> None:
+        ops = load_ops()
+        await self.send(Hello(agent_version=__version__, pool_id=self.settings.pool_id,
+                              hostname=socket.gethostname(), ops=sorted(ops)).model_dump(mode="json"))
+        while True:
+            line = await self.reader.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            self._dispatch(line)
+        for task in list(self.tasks.values()):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            req = Request.model_validate_json(line)
+        except ValidationError as exc:
+            rid = _best_effort_id(line)
+            doc = ErrorDoc(code=ErrorCode.BAD_REQUEST, message=f"malformed request line: {exc.errors()[0]['msg']}",
+                           hint="send one JSON object per line: {\"v\":1,\"id\":...,\"op\":...,\"params\":{}}")
+            asyncio.ensure_future(self.send(ErrorMsg(id=rid, error=doc).model_dump(mode="json")))
+            return
+        if req.v != PROTOCOL_VERSION:
+            doc = ErrorDoc(code=ErrorCode.PROTOCOL_MISMATCH,
+                           message=f"request speaks protocol v{req.v}, this agent speaks v{PROTOCOL_VERSION}",
+                           hint="install the same llorch version on the control machine and the pool")
+            asyncio.ensure_future(self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json")))
+            return
+        if req.op == CANCEL_OP:
+            target = str(req.params.get("target", ""))
+            ctx = self.contexts.get(target)
+            if ctx is not None:
+                ctx.cancelled.set()
+            task = self.tasks.get(target)
+            if task is not None:
+                task.cancel()
+            asyncio.ensure_future(self.send(ResultMsg(id=req.id, result={"cancelled": task is not None}).model_dump(mode="json")))
+            return
+        if req.id in self.tasks:
+            doc = ErrorDoc(code=ErrorCode.BAD_REQUEST, message=f"request id {req.id!r} is already running")
+            asyncio.ensure_future(self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json")))
+            return
+        self.tasks[req.id] = asyncio.create_task(self._run_one(req))
+
+    async def _run_one(self, req: Request) -> None:
+        def sink(event: str, data: dict[str, Any]) -> None:
+            # Events are written in order without awaiting: the lock-free write keeps emit synchronous.
+            self._send_now(EventMsg(id=req.id, event=event, data=data).model_dump(mode="json"))
+
+        ctx = OpContext(settings=self.settings, sink=sink, loop=asyncio.get_running_loop())
+        self.contexts[req.id] = ctx
+        try:
+            result = await execute(req.op, req.params, ctx)
+            await self.send(ResultMsg(id=req.id, result=result).model_dump(mode="json"))
+        except asyncio.CancelledError:
+            ctx.cancelled.set()
+            doc = ErrorDoc(code=ErrorCode.CANCELLED, message=f"{req.op} cancelled")
+            try:
+                await self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json"))
+            except Exception:  # the pipe may be gone at shutdown
+                pass
+        except LlorchError as exc:
+            await self.send(ErrorMsg(id=req.id, error=exc.to_doc()).model_dump(mode="json"))
+        except Exception as exc:  # a bug must not kill the session: report it with its type
+            log.exception("op %s failed", req.op)
+            doc = ErrorDoc(code=ErrorCode.INTERNAL, message=f"{req.op}: {type(exc).__name__}: {exc}",
+                           hint="this is a bug in llorch-pool; the pool's stderr has the traceback")
+            await self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json"))
+        finally:
+            self.tasks.pop(req.id, None)
+            self.contexts.pop(req.id, None)
+
+
+def _best_effort_id(line: bytes) -> str:
+    try:
+        obj = json.loads(line)
+        return str(obj.get("id", "?")) if isinstance(obj, dict) else "?"
+    except ValueError:
+        return "?"
+
+
+async def serve_stdio(settings: AgentSettings) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=MAX_LINE)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    await StdioService(settings, reader, writer).run()

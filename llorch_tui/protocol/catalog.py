@@ -1,0 +1,77 @@
+"""Catalog models: a pool's `catalog.json` and the per-model entries the wire carries."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol import WireModel
+
+CATALOG_VERSION = 1
+MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+Source = Literal["hub", "mirror", "synthetic", "local"]
+Verdict = Literal["pass", "fail", "skipped"]
+
+
+def validate_model_id(model_id: str) -> str:
+    """Ids end up in paths and remote command lines: letters, digits, '.', '-', '_' only."""
+    if not MODEL_ID_RE.match(model_id) or model_id in {".", ".."} or ".." in model_id:
+        raise LlorchError(
+            ErrorCode.INVALID_ID,
+            f"invalid model id {model_id!r}",
+            "use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit (e.g. qwen-0.5b)",
+        )
+    return model_id
+
+
+class ModelFile(WireModel):
+    name: str
+    size: int
+    sha256: str | None = None
+
+
+class ModelMetadata(WireModel):
+    repo: str | None = None
+    context_length: int | None = None
+    vocab_size: int | None = None
+
+
+class VerdictRecord(WireModel):
+    verdict: Verdict
+    date: datetime
+    reason: str | None = None
+    tokens_per_second: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+class ModelEntry(WireModel):
+    id: str
+    name: str
+    path: str
+    format: str = "safetensors"
+    size_gb: float = 0.0
+    architecture: str
+    downloaded: bool = False
+    backends: list[str] = Field(default_factory=lambda: ["cpu", "cuda", "metal"])
+    metadata: ModelMetadata = Field(default_factory=ModelMetadata)
+    revision: str | None = None
+    files: list[ModelFile] = Field(default_factory=list)
+    source: Source = "hub"
+    # backend -> last matrix verdict on this pool; later runs skip what will not fit.
+    verdicts: dict[str, VerdictRecord] = Field(default_factory=dict)
+    # backend -> measured peak memory (bytes) of a worker serving this model.
+    peak_memory: dict[str, int] = Field(default_factory=dict)
+
+
+class Catalog(WireModel):
+    version: int = CATALOG_VERSION
+    pool_id: str
+    models: list[ModelEntry] = Field(default_factory=list)
+
+    def get(self, model_id: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.id == model_id), None)

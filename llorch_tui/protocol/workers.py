@@ -1,0 +1,33 @@
+"""Worker registry records, as kept in the pool's `workers.json` and sent over the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from llorch_tui.protocol import WireModel
+
+WorkerState = Literal["starting", "ready", "stopping", "stopped", "dead", "failed"]
+
+
+class WorkerRecord(WireModel):
+    id: str
+    model: str
+    backend: str
+    gpu: int | None = None
+    port: int
+    pid: int
+    pgid: int | None = None
+    state: WorkerState = "starting"
+    started_at: datetime
+    ready_at: datetime | None = None
+    load_s: float | None = None
+    log_path: str
+    # Set when the agent finds the process gone: exit code / signal and the log tail.
+    exit_reason: str | None = None
+    # Live figures from the worker's /health, filled by `worker list` when reachable.
+    requests: int | None = None
+    tokens_generated: int | None = None
+    rss_bytes: int | None = None
+    device_allocated_bytes: int | None = None
+    device_peak_bytes: int | None = None

@@ -1,0 +1,97 @@
+"""The `local` pool: the agent as a child process. No SSH, no network: the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import signal
+import sys
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.transport.base import AgentChannel, RunResult, Transport
+
+STDERR_LINES = 50
+
+
+class LocalAgentChannel:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_task = asyncio.create_task(self._collect_stderr())
+
+    async def _collect_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self._stderr.append(line.decode(errors="replace").rstrip())
+
+    async def readline(self) -> bytes:
+        assert self.proc.stdout is not None
+        return await self.proc.stdout.readline()
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+
+    async def drain(self) -> None:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.drain()
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()  # EOF: the service cancels its ops and exits by itself
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except (asyncio.TimeoutError, ConnectionError, BrokenPipeError):
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(self.proc.wait(), 5)
+                except asyncio.TimeoutError:
+                    self.proc.kill()
+                    await self.proc.wait()
+        self._stderr_task.cancel()
+
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+
+class LocalTransport(Transport):
+    async def connect(self) -> None:
+        self.set_state("online")
+
+    def _resolve(self, argv: list[str]) -> list[str]:
+        exe = argv[0]
+        if exe == "llorch-pool" and shutil.which(exe) is None:
+            # The local pool runs on this interpreter: works from a venv that is not on PATH.
+            return [sys.executable, "-m", "llorch_tui.pool.cli.main", *argv[1:]]
+        if os.sep not in exe and shutil.which(exe) is None:
+            raise LlorchError(ErrorCode.AGENT_MISSING, f"the pool agent {exe!r} is not on PATH",
+                              "install it: pip install -e . (from the llorch checkout), or set agent_command in the config")
+        return argv
+
+    async def start_agent(self, argv: list[str], env: dict[str, str]) -> AgentChannel:
+        argv = self._resolve(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, **env}, limit=16 * 1024 * 1024,
+        )
+        return LocalAgentChannel(proc)
+
+    async def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> RunResult:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise LlorchError(ErrorCode.TIMEOUT, f"{argv[0]} did not finish within {timeout:.0f}s") from None
+        return RunResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+
+    async def forward_port(self, remote_port: int) -> int:
+        return remote_port
+
+    async def close(self) -> None:
+        self.set_state("offline")

@@ -1,0 +1,166 @@
+"""Backend resolution and model loading: the only place that knows about devices and dtypes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .check import check_files, raise_for
+from .errors import WorkerError
+
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(backend: str, gpu: int) -> str:
+    """Map a backend name to a torch device string, or raise backend_unavailable."""
+    import torch
+
+    if backend == "cpu":
+        return "cpu"
+    if backend == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise WorkerError("backend_unavailable",
+                              f"backend cuda is not available: {why} (torch {torch.__version__}); "
+                              "use --backend cpu, or install a CUDA build of torch on a machine with an NVIDIA GPU")
+        n = torch.cuda.device_count()
+        if not 0 <= gpu < n:
+            raise WorkerError("backend_unavailable", f"--gpu {gpu} does not exist: this machine has {n} CUDA device(s)")
+        return f"cuda:{gpu}"
+    if backend == "metal":
+        mps = getattr(torch.backends, "mps", None)
+        if not (mps and mps.is_available()):
+            raise WorkerError("backend_unavailable",
+                              "backend metal is not available: torch reports no MPS device "
+                              "(needs Apple silicon and a macOS build of torch); use --backend cpu")
+        return "mps"
+    raise WorkerError("usage", f"unknown backend {backend!r}; choose cpu, cuda or metal")
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype not in _DTYPES:
+        raise WorkerError("usage", f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+    return getattr(torch, dtype)
+
+
+def configure_threads() -> int:
+    """Use every core we are allowed on; one inter-op thread (the scheduler thread is the only caller)."""
+    import torch
+
+    n = int(os.environ.get("LLORCH_WORKER_THREADS", "0")) or len(os.sched_getaffinity(0))
+    torch.set_num_threads(max(1, n))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+    return n
+
+
+@dataclass
+class Engine:
+    model: Any
+    tokenizer: Any
+    device: str
+    dtype: Any
+    path: Path
+    name: str
+    context_length: int
+    eos_ids: set[int]
+    pad_id: int
+    load_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, backend: str, gpu: int, dtype: str) -> Engine:
+        t0 = time.monotonic()
+        path = Path(path).expanduser().resolve()
+        raise_for(check_files(path))
+        device = resolve_device(backend, gpu)
+        torch_dtype = resolve_dtype(dtype, device)
+        import torch
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+        except Exception as e:
+            raise WorkerError("tokenizer_missing", f"{path}: the tokenizer does not load: {type(e).__name__}: {e}",
+                              file=str(path / "tokenizer.json")) from e
+        try:
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        except (ValueError, KeyError, OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and "out of memory" in str(e).lower():
+                raise WorkerError("oom", f"out of memory loading {path}: {e}") from e
+            raise WorkerError("checkpoint_corrupt", f"{path}: the model does not load: {type(e).__name__}: {e}",
+                              file=str(path)) from e
+        try:
+            model.to(device)
+        except RuntimeError as e:
+            code = "oom" if "out of memory" in str(e).lower() else "internal"
+            raise WorkerError(code, f"moving the model to {device} failed: {e}") from e
+        model.eval()
+        config = model.config
+        context = int(getattr(config, "max_position_embeddings", 0) or tokenizer.model_max_length or 2048)
+        eos = model.generation_config.eos_token_id if model.generation_config else None
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(int(tokenizer.eos_token_id))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos_ids) if eos_ids else 0)
+        return cls(model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, path=path,
+                   name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
+                   load_s=time.monotonic() - t0)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The tokenizer's chat template when it has one, else a plain `role: content` transcript."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        return "\n".join(lines) + "\nassistant:"
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def generate_one_token(self) -> int:
+        """Used by `check --load`: a real forward pass on a throwaway cache."""
+        import torch
+
+        ids = self.encode("Hello") or [self.pad_id]
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=False)
+        return int(out.logits[0, -1].argmax())
+
+    def memory(self) -> dict[str, int | None]:
+        import psutil
+        import torch
+
+        rss = psutil.Process().memory_info().rss
+        alloc = peak = None
+        if self.device.startswith("cuda"):
+            alloc = int(torch.cuda.memory_allocated(self.device))
+            peak = int(torch.cuda.max_memory_allocated(self.device))
+        elif self.device == "mps":
+            alloc = int(torch.mps.current_allocated_memory())
+        return {"rss": rss, "device_allocated": alloc, "device_peak": peak}
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype_name,
+                "context_length": self.context_length,
+                "architecture": json.loads((self.path / "config.json").read_text()).get("model_type")}

@@ -1,0 +1,85 @@
+"""One generation request as the scheduler sees it, and its incremental detokenizer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sampling import make_generator
+
+Event = dict[str, Any]
+
+
+@dataclass(eq=False)
+class Job:
+    job_id: str
+    prompt_ids: list[int]
+    max_tokens: int
+    emit: Callable[[Event], None]  # called on the scheduler thread; must not block
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    generated: list[int] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    t_submit: float = field(default_factory=time.monotonic)
+    t_first: float | None = None
+    t_done: float | None = None
+    # incremental detokenization offsets (into `generated`)
+    _prefix: int = 0
+    _read: int = 0
+
+    def __post_init__(self) -> None:
+        self.generator = make_generator(self.seed)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def push_token(self, token: int, decode: Callable[[list[int]], str]) -> str:
+        """Append a token and return the text it completes (held back mid UTF-8 sequence)."""
+        if self.t_first is None:
+            self.t_first = time.monotonic()
+        self.generated.append(token)
+        prefix_text = decode(self.generated[self._prefix:self._read])
+        new_text = decode(self.generated[self._prefix:])
+        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
+            delta = new_text[len(prefix_text):]
+            self._prefix, self._read = self._read, len(self.generated)
+            self.text_parts.append(delta)
+            return delta
+        return ""
+
+    def flush_text(self, decode: Callable[[list[int]], str]) -> str:
+        """At the end, emit whatever was held back (an incomplete byte sequence decodes to U+FFFD)."""
+        full = decode(self.generated[self._prefix:])
+        prefix_text = decode(self.generated[self._prefix:self._read])
+        delta = full[len(prefix_text):] if len(full) > len(prefix_text) else ""
+        if delta:
+            self.text_parts.append(delta)
+        return delta
+
+    def summary(self) -> Event:
+        end = self.t_done or time.monotonic()
+        duration = end - self.t_submit
+        gen_time = end - self.t_first if self.t_first else 0.0
+        n = len(self.generated)
+        return {
+            "job_id": self.job_id,
+            "text": "".join(self.text_parts),
+            "tokens_generated": n,
+            "prompt_tokens": len(self.prompt_ids),
+            "finish_reason": self.finish_reason,
+            "ttft_ms": round((self.t_first - self.t_submit) * 1000, 3) if self.t_first else None,
+            "duration_ms": round(duration * 1000, 3),
+            # decode rate after the first token; with a single token, the whole request
+            "tokens_per_second": round((n - 1) / gen_time, 3) if n > 1 and gen_time > 0
+            else (round(n / duration, 3) if duration > 0 else 0.0),
+        }

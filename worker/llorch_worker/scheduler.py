@@ -1,0 +1,275 @@
+"""The decode loop: a dedicated thread that batches queued jobs and steps them together.
+
+Cache lifecycle (the design's hard rule): every prefill builds a NEW DynamicCache from the
+prompts of the jobs it admits; nothing survives a batch. Jobs that arrive while a batch runs are
+prefilled on their own fresh cache and then joined to the running batch at a step boundary
+(continuous batching): both caches are left-padded with zeros to the same length and the
+attention mask hides the padding, so a row only ever attends to its own prompt and tokens.
+Finished or cancelled rows are dropped at once (`batch_select_indices`).
+
+Left padding + explicit position ids (cumsum of the mask) make a row's numbers independent of
+its neighbours, so a seeded request gives the same text alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import ApiError
+from .jobs import Job
+from .metrics import Metrics
+from .sampling import choose_batch
+
+log = logging.getLogger("llorch_worker.scheduler")
+
+
+@dataclass
+class Batch:
+    jobs: list[Job]
+    cache: Any
+    mask: torch.Tensor  # [B, L] 1 = real token
+    pos: torch.Tensor  # [B] position of each row's last token
+    next_ids: list[int]
+
+
+class Scheduler:
+    def __init__(self, engine: Any, metrics: Metrics, max_batch: int = 16, queue_limit: int = 64) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.queue_limit = queue_limit
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._batch: Batch | None = None
+        self._active: list[Job] = []
+        self._thread: threading.Thread | None = None
+        self.jobs: dict[str, Job] = {}  # queued or running, by job_id
+
+    # ---- called from the event loop -------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="llorch-scheduler", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        with self._cond:
+            if self._stop:
+                raise ApiError(503, "shutting_down", "the worker is shutting down", headers={"Retry-After": "1"})
+            if job.job_id in self.jobs:
+                raise ApiError(409, "duplicate_job", f"job {job.job_id!r} is already queued or running",
+                               hint="use a unique job_id per request")
+            if len(self._pending) >= self.queue_limit:
+                raise ApiError(503, "queue_full",
+                               f"{len(self._pending)} requests are waiting (limit {self.queue_limit})",
+                               hint="retry after a moment, or start the worker with a larger --queue-limit",
+                               headers={"Retry-After": "1"})
+            self.jobs[job.job_id] = job
+            self._pending.append(job)
+            self.metrics.queue_depth = len(self._pending)
+            self._cond.notify()
+
+    def cancel(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None:
+            return False
+        job.cancel()
+        with self._cond:
+            if job in self._pending:  # never started: finish it now instead of at admission
+                self._pending.remove(job)
+                self.metrics.queue_depth = len(self._pending)
+                self._finish_if_cancelled(job)
+            self._cond.notify()
+        return True
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.jobs)
+
+    def stop(self, cancel_running: bool) -> None:
+        with self._cond:
+            self._stop = True
+            if cancel_running:
+                for job in list(self.jobs.values()):
+                    job.cancel()
+            self._cond.notify()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    # ---- synchronous use (warmup, before the thread starts) ---------------------------
+    def run_now(self, job: Job) -> None:
+        """Run one job to completion on the calling thread, on its own throwaway cache."""
+        with torch.inference_mode():
+            batch = self._prefill([job])
+            while batch is not None:
+                batch = self._decode(batch)
+
+    # ---- the scheduler thread -----------------------------------------------------------
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while not self._pending and self._batch is None and not self._stop:
+                        self._cond.wait()
+                    if self._stop and not self._pending and self._batch is None:
+                        return
+                    room = self.max_batch - (len(self._batch.jobs) if self._batch else 0)
+                    joinable = self._batch is None or self._mergeable(self._batch)
+                    new = [self._pending.popleft() for _ in range(min(room, len(self._pending)))] if joinable else []
+                    self.metrics.queue_depth = len(self._pending)
+                try:
+                    self._step(new)
+                except Exception as e:  # a failed forward pass fails its jobs, not the worker
+                    log.exception("generation failed")
+                    self._fail_all(new, e)
+
+    def _step(self, new: list[Job]) -> None:
+        new = [j for j in new if not self._finish_if_cancelled(j)]
+        if new:
+            fresh = self._prefill(new)
+            if fresh is not None:
+                self._batch = fresh if self._batch is None else self._merge(self._batch, fresh)
+        if self._batch is not None:
+            self._batch = self._decode(self._batch)
+
+    def _fail_all(self, new: list[Job], e: Exception) -> None:
+        jobs = list(new) + (self._batch.jobs if self._batch else [])
+        self._batch = None
+        code = "oom" if "out of memory" in str(e).lower() else "internal"
+        for job in jobs:
+            if not job.done:
+                job.finish_reason = "error"
+                self._finish(job, error={"code": code, "message": f"{type(e).__name__}: {e}"})
+
+    # ---- model steps -------------------------------------------------------------------
+    def _prefill(self, jobs: list[Job]) -> Batch | None:
+        from transformers import DynamicCache
+
+        eng = self.engine
+        width = max(len(j.prompt_ids) for j in jobs)
+        ids = torch.full((len(jobs), width), eng.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long)
+        for i, j in enumerate(jobs):
+            n = len(j.prompt_ids)
+            ids[i, width - n:] = torch.tensor(j.prompt_ids, dtype=torch.long)
+            mask[i, width - n:] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=eng.model.config)  # fresh, per prefill: never reused
+        out = eng.model(input_ids=ids.to(eng.device), attention_mask=mask.to(eng.device),
+                        position_ids=pos.to(eng.device), past_key_values=cache, use_cache=True,
+                        logits_to_keep=1)
+        batch = Batch(jobs=list(jobs), cache=cache, mask=mask.to(eng.device), pos=pos[:, -1].to(eng.device),
+                      next_ids=[])
+        return self._advance(batch, out.logits[:, -1, :])
+
+    def _decode(self, batch: Batch) -> Batch | None:
+        eng = self.engine
+        batch = self._drop(batch, [j for j in batch.jobs if self._finish_if_cancelled(j)])
+        if batch is None:
+            return None
+        ones = torch.ones((len(batch.jobs), 1), dtype=batch.mask.dtype, device=batch.mask.device)
+        batch.mask = torch.cat([batch.mask, ones], dim=1)
+        batch.pos = batch.pos + 1
+        ids = torch.tensor(batch.next_ids, dtype=torch.long, device=eng.device)[:, None]
+        out = eng.model(input_ids=ids, attention_mask=batch.mask, position_ids=batch.pos[:, None],
+                        past_key_values=batch.cache, use_cache=True)
+        return self._advance(batch, out.logits[:, -1, :])
+
+    def _advance(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
+        eng = self.engine
+        tokens = choose_batch(logits, batch.jobs)
+        finished: list[Job] = []
+        for job, tok in zip(batch.jobs, tokens):
+            if self._finish_if_cancelled(job):
+                finished.append(job)
+                continue
+            if tok in eng.eos_ids:
+                if job.t_first is None:
+                    job.t_first = time.monotonic()
+                job.finish_reason = "stop"
+            else:
+                delta = job.push_token(tok, eng.decode)
+                if delta:
+                    job.emit({"type": "token", "text": delta})
+                limit = min(job.max_tokens, eng.context_length - len(job.prompt_ids))
+                if len(job.generated) >= limit:
+                    job.finish_reason = "length"
+            if job.done:
+                self._finish(job)
+                finished.append(job)
+        batch.next_ids = tokens
+        return self._drop(batch, finished)
+
+    def _drop(self, batch: Batch, finished: list[Job]) -> Batch | None:
+        if not finished:
+            return batch
+        keep = [i for i, j in enumerate(batch.jobs) if j not in finished]
+        if not keep:
+            return None  # the cache goes with the batch
+        idx = torch.tensor(keep, dtype=torch.long, device=batch.mask.device)
+        batch.cache.batch_select_indices(idx)
+        batch.jobs = [batch.jobs[i] for i in keep]
+        batch.next_ids = [batch.next_ids[i] for i in keep] if batch.next_ids else []
+        batch.mask = batch.mask[idx]
+        batch.pos = batch.pos[idx]
+        # columns no remaining row attends to (a long prompt that finished) are cut off
+        start = int(batch.mask.any(dim=0).nonzero()[0])
+        if start > 0 and self._mergeable(batch):
+            batch.mask = batch.mask[:, start:]
+            for layer in batch.cache.layers:
+                layer.keys = layer.keys[:, :, start:, :]
+                layer.values = layer.values[:, :, start:, :]
+        return batch
+
+    @staticmethod
+    def _mergeable(batch: Batch) -> bool:
+        from transformers.cache_utils import DynamicLayer
+
+        return all(type(layer) is DynamicLayer for layer in batch.cache.layers)
+
+    def _merge(self, a: Batch, b: Batch) -> Batch:
+        """Join b's rows to a: left-pad the shorter cache with masked zeros, then concatenate."""
+        la, lb = a.mask.shape[1], b.mask.shape[1]
+        width = max(la, lb)
+        for layer_a, layer_b in zip(a.cache.layers, b.cache.layers):
+            for name in ("keys", "values"):
+                ta = F.pad(getattr(layer_a, name), (0, 0, width - la, 0))
+                tb = F.pad(getattr(layer_b, name), (0, 0, width - lb, 0))
+                setattr(layer_a, name, torch.cat([ta, tb], dim=0))
+        a.mask = torch.cat([F.pad(a.mask, (width - la, 0)), F.pad(b.mask, (width - lb, 0))], dim=0)
+        a.pos = torch.cat([a.pos, b.pos])
+        a.jobs += b.jobs
+        a.next_ids = a.next_ids + b.next_ids
+        return a
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def _finish_if_cancelled(self, job: Job) -> bool:
+        if job.cancelled.is_set() and not job.done:
+            job.finish_reason = "cancelled"
+            self._finish(job)
+            return True
+        return job.done
+
+    def _finish(self, job: Job, error: dict[str, str] | None = None) -> None:
+        job.t_done = time.monotonic()
+        if error is None:
+            delta = job.flush_text(self.engine.decode)
+            if delta:
+                job.emit({"type": "token", "text": delta})
+        self.jobs.pop(job.job_id, None)
+        summary = job.summary()
+        self.metrics.observe_job(summary)
+        job.emit({"type": "error", **error} if error else {"type": "done", **summary})
