@@ -73,10 +73,14 @@ class LocalTransport(Transport):
 
     async def start_agent(self, argv: list[str], env: dict[str, str]) -> AgentChannel:
         argv = self._resolve(argv)
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, **env}, limit=16 * 1024 * 1024,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, **env}, limit=16 * 1024 * 1024,
+            )
+        except (FileNotFoundError, PermissionError) as exc:
+            raise LlorchError(ErrorCode.AGENT_MISSING, f"cannot start the pool agent {argv[0]!r}: {exc.strerror}",
+                              "install llorch (pip install -e .) or fix agent_command in the config") from None
         return LocalAgentChannel(proc)
 
     async def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> RunResult:

@@ -240,17 +240,24 @@ class SshdEnv:
         self.ssh_config.write_text("\n".join(blocks))
 
     # -- helpers for tests --------------------------------------------------------------
-    def pool_kwargs(self, name: str, **over: object) -> dict[str, object]:
-        """Fields of a PoolConfig for pool `name` (explicit, not through the ssh_config)."""
-        p = self.pools[name]
+    def pool_kwargs(self, pool: str, **over: object) -> dict[str, object]:
+        """Fields of a PoolConfig for pool `pool` (explicit, not through the ssh_config)."""
+        p = self.pools[pool]
         kw: dict[str, object] = dict(
-            name=name, transport="ssh", host=p.addr, port=p.port, user="root",
+            name=pool, transport="ssh", host=p.addr, port=p.port, user="root",
             identity_file=str(self.client_key), known_hosts=str(self.known_hosts),
             ssh_config=str(self.ssh_config), agent_command=AGENT, state_dir=str(p.state_dir),
             connect_timeout_s=5.0, keepalive_interval_s=2.0,
         )
         kw.update(over)
         return kw
+
+    def unreachable_addr(self) -> tuple[str, int]:
+        """An address of ours where nothing answers: a free host on pool a's veth subnet (or a closed loopback port)."""
+        a = self.pools["a"]
+        if a.netns:
+            return a.addr.rsplit(".", 1)[0] + ".99", 22
+        return "127.0.0.9", _free_port("127.0.0.9")
 
     def exec_in(self, pool: str, argv: list[str]) -> list[str]:
         p = self.pools[pool]
@@ -279,8 +286,11 @@ class SshdEnv:
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError, ValueError):
                         os.kill(int(pid), signal.SIGTERM if _ == 0 else signal.SIGKILL)
-                if pids:
-                    psutil.wait_procs([psutil.Process(int(x)) for x in pids if psutil.pid_exists(int(x))], timeout=5)
+                procs = []
+                for pid in pids:
+                    with contextlib.suppress(psutil.Error, ValueError):
+                        procs.append(psutil.Process(int(pid)))
+                psutil.wait_procs(procs, timeout=5)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         for hv in self._host_veths:  # normally gone with the namespace
             subprocess.run(["ip", "link", "del", hv], capture_output=True)

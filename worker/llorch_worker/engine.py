@@ -78,6 +78,7 @@ class Engine:
     eos_ids: set[int]
     pad_id: int
     load_s: float = 0.0
+    cache_kw: str = "past_key_values"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,6 +111,11 @@ class Engine:
             code = "oom" if "out of memory" in str(e).lower() else "internal"
             raise WorkerError(code, f"moving the model to {device} failed: {e}") from e
         model.eval()
+        import inspect
+
+        # transformers renamed past_key_values -> cache; use whichever this version takes
+        params = inspect.signature(model.forward).parameters
+        cache_kw = "cache" if "cache" in params else "past_key_values"
         config = model.config
         context = int(getattr(config, "max_position_embeddings", 0) or tokenizer.model_max_length or 2048)
         eos = model.generation_config.eos_token_id if model.generation_config else None
@@ -119,7 +125,7 @@ class Engine:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos_ids) if eos_ids else 0)
         return cls(model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, path=path,
                    name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
-                   load_s=time.monotonic() - t0)
+                   load_s=time.monotonic() - t0, cache_kw=cache_kw)
 
     @property
     def dtype_name(self) -> str:

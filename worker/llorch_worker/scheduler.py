@@ -169,8 +169,8 @@ class Scheduler:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=eng.model.config)  # fresh, per prefill: never reused
         out = eng.model(input_ids=ids.to(eng.device), attention_mask=mask.to(eng.device),
-                        position_ids=pos.to(eng.device), past_key_values=cache, use_cache=True,
-                        logits_to_keep=1)
+                        position_ids=pos.to(eng.device), use_cache=True, logits_to_keep=1,
+                        **{eng.cache_kw: cache})
         batch = Batch(jobs=list(jobs), cache=cache, mask=mask.to(eng.device), pos=pos[:, -1].to(eng.device),
                       next_ids=[])
         return self._advance(batch, out.logits[:, -1, :])
@@ -185,7 +185,7 @@ class Scheduler:
         batch.pos = batch.pos + 1
         ids = torch.tensor(batch.next_ids, dtype=torch.long, device=eng.device)[:, None]
         out = eng.model(input_ids=ids, attention_mask=batch.mask, position_ids=batch.pos[:, None],
-                        past_key_values=batch.cache, use_cache=True)
+                        use_cache=True, **{eng.cache_kw: batch.cache})
         return self._advance(batch, out.logits[:, -1, :])
 
     def _advance(self, batch: Batch, logits: torch.Tensor) -> Batch | None:

@@ -1,0 +1,195 @@
+"""Request parsing, validation and the bridge from scheduler events to asyncio, shared by the
+native API (server.py) and the OpenAI-compatible API (openai_api.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ApiError
+from .jobs import Event, Job
+
+
+@dataclass
+class WorkerState:
+    """Everything the handlers share; `engine`/`scheduler` appear once loading finishes."""
+
+    worker_id: str
+    model_path: str
+    backend: str
+    token: str | None = None
+    status: str = "loading"  # loading | ok | error
+    error: dict[str, Any] | None = None
+    engine: Any = None
+    scheduler: Any = None
+    metrics: Any = None
+    started: float = field(default_factory=time.monotonic)
+    requests: int = 0
+    stopping: bool = False
+    dtype: str | None = None
+    device: str | None = None
+
+
+STATE_KEY = web.AppKey("state", WorkerState)
+
+
+def state_of(request: web.Request) -> WorkerState:
+    return request.app[STATE_KEY]
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e}",
+                       hint="send a JSON object with Content-Type: application/json") from e
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", f"the request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def _type_error(name: str, want: str, value: Any) -> ApiError:
+    return ApiError(400, "invalid_field", f"field {name!r} must be {want}, got {type(value).__name__} {value!r}"[:300])
+
+
+def get_int(body: dict[str, Any], name: str, default: int | None, *, required: bool = False) -> int | None:
+    if name not in body or body[name] is None:
+        if required:
+            raise ApiError(400, "missing_field", f"field {name!r} is required")
+        return default
+    v = body[name]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _type_error(name, "an integer", v)
+    return v
+
+
+def get_float(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    v = body.get(name)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _type_error(name, "a number", v)
+    if not lo <= v <= hi:
+        raise ApiError(400, "invalid_field", f"field {name!r} must be between {lo} and {hi}, got {v}")
+    return float(v)
+
+
+def get_bool(body: dict[str, Any], name: str, default: bool = False) -> bool:
+    v = body.get(name, default)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise _type_error(name, "true or false", v)
+    return v
+
+
+def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    if name not in body or body[name] is None:
+        if required:
+            raise ApiError(400, "missing_field", f"field {name!r} is required")
+        return default
+    v = body[name]
+    if not isinstance(v, str):
+        raise _type_error(name, "a string", v)
+    return v
+
+
+def ready_state(request: web.Request) -> WorkerState:
+    """The state, or a 503 while the model loads / after a failure / while shutting down."""
+    st = state_of(request)
+    if st.status == "loading":
+        raise ApiError(503, "loading", "the model is still loading", hint="wait for /health status ok",
+                       headers={"Retry-After": "1"})
+    if st.status != "ok" or st.engine is None:
+        raise ApiError(503, "not_ready", f"the worker is in state {st.status!r}")
+    if st.stopping:
+        raise ApiError(503, "shutting_down", "the worker is shutting down", headers={"Retry-After": "1"})
+    return st
+
+
+def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_default: int,
+              temperature_default: float, job_id: str | None = None) -> Job:
+    """Validate generation parameters against the loaded model and make a Job (not yet submitted)."""
+    eng = st.engine
+    if prompt == "":
+        raise ApiError(400, "empty_prompt", "the prompt is empty", hint="send at least one character of text")
+    max_tokens = get_int(body, "max_tokens", max_tokens_default)
+    if body.get("max_completion_tokens") is not None:
+        max_tokens = get_int(body, "max_completion_tokens", max_tokens_default)
+    assert max_tokens is not None
+    if max_tokens <= 0:
+        raise ApiError(400, "invalid_max_tokens", f"max_tokens must be at least 1, got {max_tokens}")
+    if max_tokens > eng.context_length:
+        raise ApiError(400, "invalid_max_tokens",
+                       f"max_tokens {max_tokens} exceeds the model's context length of {eng.context_length} tokens")
+    temperature = get_float(body, "temperature", temperature_default, 0.0, 10.0)
+    top_p = get_float(body, "top_p", 1.0, 0.0, 1.0)
+    seed = get_int(body, "seed", None)
+    ids = eng.encode(prompt)
+    if not ids:
+        raise ApiError(400, "empty_prompt", "the prompt encodes to zero tokens")
+    if len(ids) >= eng.context_length:
+        raise ApiError(400, "prompt_too_long",
+                       f"the prompt is {len(ids)} tokens but the model's context is {eng.context_length} tokens "
+                       "(at least one must remain for the answer)",
+                       hint="shorten the prompt")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def emit(event: Event) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
+              temperature=temperature, top_p=top_p, seed=seed)
+    job.queue = queue  # type: ignore[attr-defined]
+    return job
+
+
+async def run_events(st: WorkerState, job: Job) -> AsyncIterator[Event]:
+    """Submit and yield the job's events until done/error. If the consumer goes away (client
+    disconnect cancels the handler, or the generator is closed early) the job is cancelled."""
+    st.scheduler.submit(job)
+    st.requests += 1
+    queue: asyncio.Queue[Event] = job.queue  # type: ignore[attr-defined]
+    finished = False
+    try:
+        while True:
+            event = await queue.get()
+            yield event
+            if event["type"] in ("done", "error"):
+                finished = True
+                return
+    finally:
+        if not finished:
+            st.scheduler.cancel(job.job_id)
+
+
+async def collect(st: WorkerState, job: Job) -> Event:
+    """Run a job to the end; the final event (done or error)."""
+    last: Event = {}
+    async for event in run_events(st, job):
+        last = event
+    if last.get("type") == "error":
+        status = 507 if last.get("code") == "oom" else 500
+        raise ApiError(status, last.get("code", "internal"), last.get("message", "generation failed"))
+    return last
+
+
+async def open_sse(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       "X-Accel-Buffering": "no"})
+    await resp.prepare(request)
+    return resp
+
+
+async def send_sse(resp: web.StreamResponse, payload: Any) -> None:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    await resp.write(f"data: {data}\n\n".encode())

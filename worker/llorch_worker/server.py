@@ -1,0 +1,148 @@
+"""The aiohttp application: middleware (auth, JSON errors) and the native routes
+/health, /execute, /cancel, /metrics. OpenAI-compatible routes live in openai_api.py."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .errors import ApiError
+from .httpkit import (STATE_KEY, WorkerState, build_job, collect, get_bool, get_str, open_sse, read_json,
+                      ready_state, run_events, send_sse, state_of)
+from .openai_api import add_openai_routes
+
+log = logging.getLogger("llorch_worker.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: ApiError) -> web.Response:
+    return web.json_response(err.body(), status=err.status, headers=err.headers)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    st = state_of(request)
+    try:
+        return await handler(request)
+    except ApiError as e:
+        if st.metrics is not None:
+            st.metrics.observe_http_error(e.status)
+        return error_response(e)
+    except web.HTTPNotFound:
+        return error_response(ApiError(404, "not_found", f"no route {request.method} {request.path}",
+                                       hint="see /v1/models, /health, /execute, /v1/chat/completions"))
+    except web.HTTPMethodNotAllowed as e:
+        return error_response(ApiError(405, "method_not_allowed",
+                                       f"{request.method} is not allowed on {request.path}; use {', '.join(sorted(e.allowed_methods))}"))
+    except web.HTTPException:
+        raise
+    except ConnectionResetError:
+        raise
+    except Exception as e:  # never leak a stack trace as HTML; log it and answer JSON
+        log.exception("unhandled error on %s", request.path)
+        return error_response(ApiError(500, "internal", f"{type(e).__name__}: {e}"))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    token = state_of(request).token
+    if token and request.path != "/health":
+        header = request.headers.get("Authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(ApiError(401, "unauthorized", "missing or wrong bearer token",
+                                           hint="send Authorization: Bearer <token> (the worker's --token)"))
+    return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    st = state_of(request)
+    eng = st.engine
+    memory: dict[str, Any] = eng.memory() if eng is not None else _rss_only()
+    body: dict[str, Any] = {
+        "status": st.status,
+        "worker_id": st.worker_id,
+        "model": eng.name if eng is not None else st.model_path.rstrip("/").rsplit("/", 1)[-1],
+        "model_path": st.model_path,
+        "backend": st.backend,
+        "device": st.device,
+        "dtype": st.dtype,
+        "memory": memory,
+        "uptime_s": round(time.monotonic() - st.started, 3),
+        "requests": st.requests,
+        "queue_depth": st.scheduler.queue_depth if st.scheduler else 0,
+        "tokens_generated": st.metrics.tokens_generated if st.metrics else 0,
+        "version": __version__,
+    }
+    if eng is not None:
+        body["context_length"] = eng.context_length
+    if st.stopping:
+        body["stopping"] = True
+    if st.error:
+        body["error"] = st.error
+    return web.json_response(body)
+
+
+def _rss_only() -> dict[str, Any]:
+    import psutil
+
+    return {"rss": psutil.Process().memory_info().rss, "device_allocated": None, "device_peak": None}
+
+
+async def execute(request: web.Request) -> web.StreamResponse:
+    st = ready_state(request)
+    body = await read_json(request)
+    prompt = get_str(body, "prompt", required=True)
+    job_id = get_str(body, "job_id")
+    stream = get_bool(body, "stream")
+    assert prompt is not None
+    job = build_job(st, prompt, body, max_tokens_default=64, temperature_default=0.0, job_id=job_id)
+    if not stream:
+        summary = await collect(st, job)
+        summary.pop("type", None)
+        return web.json_response(summary)
+    resp = await open_sse(request)
+    async with aclosing(run_events(st, job)) as events:
+        async for event in events:
+            await send_sse(resp, event)
+    await resp.write_eof()
+    return resp
+
+
+async def cancel(request: web.Request) -> web.Response:
+    st = ready_state(request)
+    body = await read_json(request)
+    job_id = get_str(body, "job_id", required=True)
+    assert job_id is not None
+    if not st.scheduler.cancel(job_id):
+        raise ApiError(404, "unknown_job", f"no queued or running job {job_id!r}",
+                       hint="it may have finished already; job ids are those sent to /execute")
+    return web.json_response({"job_id": job_id, "cancelled": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    st = state_of(request)
+    if st.metrics is None:
+        raise ApiError(503, "loading", "the model is still loading", headers={"Retry-After": "1"})
+    mem = st.engine.memory() if st.engine is not None else _rss_only()
+    text = st.metrics.render(mem, st.scheduler.in_flight if st.scheduler else 0)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
+                        headers={"X-Prometheus-Format": "0.0.4"})
+
+
+def make_app(state: WorkerState) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=16 * 1024 * 1024)
+    app[STATE_KEY] = state
+    app.router.add_get("/health", health)
+    app.router.add_post("/execute", execute)
+    app.router.add_post("/cancel", cancel)
+    app.router.add_get("/metrics", metrics)
+    add_openai_routes(app)
+    return app
