@@ -56,7 +56,7 @@ class PoolClient:
                 return self.hello
             if self.transport.state != "online":
                 self.transport.set_state("connecting")
-            await self.transport.connect()
+            await self._connect_transport()
             channel = await self.transport.start_agent(self.transport.agent_argv("serve", "--stdio"),
                                                        self.transport.agent_env())
             try:
@@ -67,6 +67,15 @@ class PoolClient:
             self._channel = channel
             self._reader = asyncio.create_task(self._read_loop(channel))
             return self.hello
+
+    async def _connect_transport(self) -> None:
+        """After a lost session, reconnect with backoff (H5: SSHTransport.reconnect) — the pool may be
+        restarting; a first connect fails fast so a dead pool is reported at once."""
+        reconnect = getattr(self.transport, "reconnect", None)
+        if self.hello is not None and reconnect is not None:
+            await reconnect()
+        else:
+            await self.transport.connect()
 
     async def _read_hello(self, channel: AgentChannel) -> Hello:
         try:

@@ -133,16 +133,37 @@ def _validate(raw: dict[str, Any], source: Path) -> Config:
         elif kind == "missing":
             message, fix = f"{source}: missing required key {where}", "add it (see config.example.toml)"
         elif kind == "value_error":
-            message = f"{source}: {where}: {msg.removeprefix('Value error, ')}"
+            msg = msg.removeprefix("Value error, ")
             fix = "fix that value; `llorch config init --path NEW` writes a commented example of every key"
+            if msg.startswith("duplicate"):
+                where = "pools" if "pool" in msg else "models"
+                fix = f"give every entry of [[{where}]] its own {'name' if where == 'pools' else 'id'}"
+            elif "needs host" in msg:
+                where += ".host"
+                fix = 'add host = "HOSTNAME" (or an alias from ~/.ssh/config), or use transport = "local"'
+            message = f"{source}: {where}: {msg}"
         else:
             got = err.get("input")
             shown = f" (got {got!r})" if not isinstance(got, (dict, list)) else ""
             message, fix = f"{source}: {where}: {msg}{shown}", "give the value the type shown in config.example.toml"
         extra = f" ({len(exc.errors()) - 1} more problem(s) after this one)" if len(exc.errors()) > 1 else ""
         raise LlorchError(ErrorCode.CONFIG_INVALID, message + extra, fix, file=str(source), key=where) from None
-    except LlorchError as exc:  # a validator (ids, names) raised our own error
-        raise LlorchError(ErrorCode.CONFIG_INVALID, f"{source}: {exc.message}", exc.hint, file=str(source)) from None
+    except LlorchError as exc:  # an id/name validator raised our own error: find which key it was
+        where = _bad_name_key(raw)
+        raise LlorchError(ErrorCode.CONFIG_INVALID, f"{source}: {where}: {exc.message}", exc.hint,
+                          file=str(source), key=where) from None
+
+
+def _bad_name_key(raw: dict[str, Any]) -> str:
+    from llorch_tui.protocol.catalog import MODEL_ID_RE
+
+    for section, key in (("pools", "name"), ("models", "id")):
+        items = raw.get(section)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            value = item.get(key) if isinstance(item, dict) else None
+            if isinstance(value, str) and (not MODEL_ID_RE.match(value) or ".." in value):
+                return f"{section}[{i}].{key}"
+    return "(top level)"
 
 
 def _merge(file_cfg: Config, raw: dict[str, Any], source: Path, found_by: str) -> LoadedConfig:

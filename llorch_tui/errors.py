@@ -19,6 +19,7 @@ class ErrorCode:
     CONFIG_INVALID = "config_invalid"
     CATALOG_CORRUPT = "catalog_corrupt"
     CATALOG_TOO_NEW = "catalog_too_new"
+    REGISTRY_CORRUPT = "registry_corrupt"
     NOT_DOWNLOADED = "not_downloaded"
     BACKEND_UNSUPPORTED = "backend_unsupported"
     BACKEND_UNAVAILABLE = "backend_unavailable"

@@ -28,9 +28,49 @@ def synthesize(out: Path, architecture: str, size: str = "tiny", seed: int = 0) 
 def synth_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Four tiny random-weight checkpoints ({architecture: directory}), shared by the whole session. Read-only!"""
     root = tmp_path_factory.mktemp("synth")
-    out: dict[str, Path] = {}
-    for arch in ARCHITECTURES:
-        d = root / f"tiny-{arch}"
-        synthesize(d, arch)
-        out[arch] = d
+    out = {arch: root / f"tiny-{arch}" for arch in ARCHITECTURES}
+    # All four at once: each run is mostly `import torch`, which overlaps well.
+    procs = {arch: subprocess.Popen([sys.executable, "-m", "llorch_worker.synth", "--out", str(d), "--architecture",
+                                     arch, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for arch, d in out.items()}
+    try:
+        for arch, proc in procs.items():
+            _, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, f"synth {arch}: {err}"
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return out
+
+
+def synth_entry(model_id: str, architecture: str, path: Path) -> dict:
+    """A catalog entry (as JSON) for a synthetic checkpoint directory, like `models synth` registers."""
+    import hashlib
+
+    cfg = json.loads((path / "config.json").read_text())
+    files = [{"name": f.name, "size": f.stat().st_size, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+             for f in sorted(path.iterdir()) if f.is_file()]
+    return {"id": model_id, "name": f"synthetic {architecture} (tiny, seed 0)", "path": str(path),
+            "architecture": architecture, "downloaded": True, "backends": ["cpu", "cuda", "metal"],
+            "source": "synthetic", "files": files, "size_gb": sum(f["size"] for f in files) / 1e9,
+            "metadata": {"context_length": cfg.get("max_position_embeddings"), "vocab_size": cfg.get("vocab_size")}}
+
+
+@pytest.fixture(scope="session")
+def make_pool(tmp_path_factory: pytest.TempPathFactory, synth_models: dict[str, Path]):
+    """Factory: make_pool(models=("llama",), pool_id="local") -> a fresh pool state dir whose catalog.json lists
+    the session's synthetic checkpoints as `tiny-<arch>` (source synthetic, downloaded, path = the shared
+    read-only checkpoint). Use with `llorch-pool --state-dir DIR` or PoolConfig(state_dir=str(DIR))."""
+    from llorch_tui.pool.catalog_store import CatalogStore
+    from llorch_tui.paths import PoolPaths
+    from llorch_tui.protocol.catalog import Catalog
+
+    def factory(models: tuple[str, ...] | list[str] = ("llama",), pool_id: str = "local") -> Path:
+        state = tmp_path_factory.mktemp(f"pool-{pool_id}")
+        entries = [synth_entry(f"tiny-{arch}", arch, synth_models[arch]) for arch in models]
+        CatalogStore(PoolPaths(state), pool_id).save(Catalog.model_validate({"pool_id": pool_id, "models": entries}))
+        return state
+
+    return factory

@@ -31,3 +31,11 @@ class WorkerRecord(WireModel):
     rss_bytes: int | None = None
     device_allocated_bytes: int | None = None
     device_peak_bytes: int | None = None
+    # Added by H4: the supervisor (records the exit code), pid-reuse guard, classified failure.
+    supervisor_pid: int | None = None
+    create_time: float | None = None
+    exit_code: int | None = None
+    exit_signal: str | None = None
+    error_code: str | None = None
+    dtype: str | None = None
+    stopped_at: datetime | None = None

@@ -18,7 +18,7 @@ import contextlib
 import random
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncssh
 
@@ -32,6 +32,8 @@ STDERR_LINES = 50
 DEFAULT_MAX_CHANNELS = 10  # OpenSSH's default MaxSessions
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 15.0
+SESSION_RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2)
+T = TypeVar("T")
 
 
 def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
@@ -251,7 +253,7 @@ class SSHTransport(Transport):
         command = remote_command(argv, env)
         slot = await self._slot()
         try:
-            proc = await conn.create_process(command, encoding=None)
+            proc = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
         except (asyncssh.Error, OSError) as e:
             slot.release()
             raise self._lost_or(e) from None
@@ -262,7 +264,7 @@ class SSHTransport(Transport):
         command = remote_command(argv, env)
         slot = await self._slot()
         try:
-            r = await asyncio.wait_for(conn.run(command, check=False), timeout)
+            r = await asyncio.wait_for(_with_session_retry(lambda: conn.run(command, check=False)), timeout)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {self.pool.name}: `{argv[0]}` did not finish within {timeout:.0f}s",
                               "the pool may be overloaded; try again or raise the timeout") from None
@@ -346,6 +348,17 @@ class SSHTransport(Transport):
         """Abort the TCP connection as a network failure would (used by tests and the bench)."""
         if self._conn is not None:
             self._conn.abort()
+
+
+async def _with_session_retry(open_fn: Callable[[], Awaitable[T]]) -> T:
+    """sshd frees a closed session's slot a moment after the close reaches us, so a new session
+    opened right then can be refused although we are under MaxSessions: retry briefly."""
+    for delay in SESSION_RETRY_DELAYS_S:
+        try:
+            return await open_fn()
+        except asyncssh.ChannelOpenError:
+            await asyncio.sleep(delay)
+    return await open_fn()
 
 
 async def _copy(src: Any, dst: Any) -> None:

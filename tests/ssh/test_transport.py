@@ -140,7 +140,7 @@ async def test_protocol_version_mismatch(sshd_env: SshdEnv, tmp_path: Path) -> N
 
 async def test_channels_stay_under_max_sessions(pool_a: PoolConfig) -> None:
     """sshd refuses the 11th session on a connection (MaxSessions 10); the semaphore queues instead."""
-    argv = ["sh", "-c", "sleep 0.3; echo ok"]
+    argv = ["sh", "-c", "sleep 1; echo ok"]
     capped = PoolClient(pool_a)  # default cap: 10 channels, the agent session included
     try:
         await capped.start()
@@ -162,7 +162,9 @@ async def test_port_forward_reaches_pool_loopback_only(sshd_env: SshdEnv, pool_a
     t = SSHTransport(pool_a)
     try:
         await t.connect()
-        server = await t.start_agent(["python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", "0"], {})
+        # An HTTP server on the pool's loopback that stops when its session's stdin closes.
+        server = await t.start_agent(["sh", "-c", "python3 -u -m http.server --bind 127.0.0.1 0 & p=$!; "
+                                      "cat >/dev/null; kill $p"], {})
         line = (await server.readline()).decode()  # "Serving HTTP on 127.0.0.1 port N ..."
         port = int(line.split(" port ")[1].split()[0])
         local = await t.forward_port(port)

@@ -31,6 +31,7 @@ class WorkerState:
     scheduler: Any = None
     metrics: Any = None
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)
     requests: int = 0
     stopping: bool = False
     dtype: str | None = None
@@ -133,6 +134,7 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
     temperature = get_float(body, "temperature", temperature_default, 0.0, 10.0)
     top_p = get_float(body, "top_p", 1.0, 0.0, 1.0)
     seed = get_int(body, "seed", None)
+    ignore_eos = get_bool(body, "ignore_eos")
     ids = eng.encode(prompt)
     if not ids:
         raise ApiError(400, "empty_prompt", "the prompt encodes to zero tokens")
@@ -148,7 +150,7 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
-              temperature=temperature, top_p=top_p, seed=seed)
+              temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos)
     job.queue = queue  # type: ignore[attr-defined]
     return job
 

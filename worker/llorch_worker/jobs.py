@@ -22,6 +22,7 @@ class Job:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    ignore_eos: bool = False  # benchmarks and tests want exactly max_tokens
     generated: list[int] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None

@@ -41,6 +41,8 @@ class Metrics:
         self.prompt_tokens = 0
         self.tokens_generated = 0
         self.queue_depth = 0
+        self.decode_steps = 0
+        self.batch_rows_max = 0  # widest batch decoded so far (proves batching happened)
         self.ttft = Histogram(_TTFT_BUCKETS)
         self.latency = Histogram(_LATENCY_BUCKETS)
 
@@ -82,6 +84,12 @@ class Metrics:
                 "# HELP llorch_queue_depth Requests waiting for a batch slot.",
                 "# TYPE llorch_queue_depth gauge",
                 f"llorch_queue_depth {self.queue_depth}",
+                "# HELP llorch_decode_steps_total Batched decode steps run.",
+                "# TYPE llorch_decode_steps_total counter",
+                f"llorch_decode_steps_total {self.decode_steps}",
+                "# HELP llorch_batch_rows_max Widest batch decoded since start.",
+                "# TYPE llorch_batch_rows_max gauge",
+                f"llorch_batch_rows_max {self.batch_rows_max}",
                 "# HELP llorch_requests_in_flight Requests queued or generating.",
                 "# TYPE llorch_requests_in_flight gauge",
                 f"llorch_requests_in_flight {in_flight}",

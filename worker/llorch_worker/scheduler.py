@@ -180,6 +180,8 @@ class Scheduler:
         batch = self._drop(batch, [j for j in batch.jobs if self._finish_if_cancelled(j)])
         if batch is None:
             return None
+        self.metrics.decode_steps += 1
+        self.metrics.batch_rows_max = max(self.metrics.batch_rows_max, len(batch.jobs))
         ones = torch.ones((len(batch.jobs), 1), dtype=batch.mask.dtype, device=batch.mask.device)
         batch.mask = torch.cat([batch.mask, ones], dim=1)
         batch.pos = batch.pos + 1
@@ -196,7 +198,7 @@ class Scheduler:
             if self._finish_if_cancelled(job):
                 finished.append(job)
                 continue
-            if tok in eng.eos_ids:
+            if tok in eng.eos_ids and not job.ignore_eos:
                 if job.t_first is None:
                     job.t_first = time.monotonic()
                 job.finish_reason = "stop"

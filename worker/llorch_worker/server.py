@@ -78,6 +78,7 @@ async def health(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - st.started, 3),
         "requests": st.requests,
         "queue_depth": st.scheduler.queue_depth if st.scheduler else 0,
+        "in_flight": st.scheduler.in_flight if st.scheduler else 0,
         "tokens_generated": st.metrics.tokens_generated if st.metrics else 0,
         "version": __version__,
     }

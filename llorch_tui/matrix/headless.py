@@ -1,0 +1,125 @@
+"""`llorch-tui --run-matrix`: the engine without the UI, for CI and scripts.
+
+Prints one line per cell as it finishes (or, with --json, one JSON event per line) and ends with
+`Test Results: N passed, N failed, N skipped`. Exit status: 0 all passed or skipped, 1 a cell
+failed, 2 bad configuration or flags, 130 interrupted (Ctrl-C; every spawned worker is stopped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from contextlib import aclosing
+from typing import TextIO
+
+from llorch_tui.errors import LlorchError
+from llorch_tui.fleet import Fleet
+from llorch_tui.matrix.engine import MatrixEngine
+from llorch_tui.matrix.events import CellFinished, CellProgress, MatrixEvent, PlanReady, RunFinished
+from llorch_tui.matrix.options import MatrixOptions
+from llorch_tui.protocol.matrix import CellResult, RunSummary
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LABEL = {"pass": "PASS", "fail": "FAIL", "skipped": "SKIP"}
+
+
+def cell_line(r: CellResult) -> str:
+    m = r.measurements
+    if r.verdict == "pass":
+        parts = [f"load {m.load_s:.2f}s" if m.load_s is not None else "",
+                 f"ttft {m.ttft_ms:.0f}ms" if m.ttft_ms is not None else "",
+                 f"{m.tokens_per_second:.1f} tok/s" if m.tokens_per_second is not None else ""]
+        if r.bench:
+            parts.append(f"bench {r.bench.tokens_per_second_mean:.1f} tok/s mean")
+        if r.stability:
+            parts.append(f"stability {r.stability.requests} req, p99 {r.stability.latency_ms_p99 or 0:.0f}ms")
+        detail = "  ".join(p for p in parts if p)
+    else:
+        detail = f"{r.reason_code}: {r.reason or ''}" + (f" (exit code {r.exit_code})" if r.exit_code is not None else "")
+    return f"{LABEL[r.verdict]}  {r.key.id}  {detail}".rstrip()
+
+
+class Printer:
+    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+        self.as_json, self.out = as_json, out
+        self.summary: RunSummary | None = None
+        self.counts = {"pass": 0, "fail": 0, "skipped": 0}
+        self._stage: dict[str, str] = {}
+
+    def __call__(self, ev: MatrixEvent) -> None:
+        if isinstance(ev, CellFinished):
+            self.counts[ev.result.verdict] += 1
+        if isinstance(ev, RunFinished):
+            self.summary = ev.summary
+        if self.as_json:
+            print(ev.model_dump_json(), file=self.out, flush=True)
+            return
+        if isinstance(ev, PlanReady):
+            for p in ev.pools:
+                if not p.online:
+                    print(f"pool {p.name} offline: {p.error}", file=sys.stderr, flush=True)
+            print(f"planned {len(ev.cells)} cells on {len(ev.pools)} pool(s)", file=sys.stderr, flush=True)
+        elif isinstance(ev, CellProgress) and self._stage.get(ev.key.id) != ev.stage:
+            # Stage changes (not every fraction) on stderr: a CI log shows where a slow cell is.
+            self._stage[ev.key.id] = ev.stage
+            print(f".. {ev.key.id}: {ev.stage}" + (f" ({ev.detail})" if ev.detail else ""), file=sys.stderr, flush=True)
+        elif isinstance(ev, CellFinished):
+            print(cell_line(ev.result), file=self.out, flush=True)
+        elif isinstance(ev, RunFinished):
+            for kind, path in ev.reports.items():
+                print(f"report {kind}: {path}", file=sys.stderr, flush=True)
+
+    def partial(self) -> RunSummary:
+        return self.summary or RunSummary(passed=self.counts["pass"], failed=self.counts["fail"],
+                                          skipped=self.counts["skipped"])
+
+
+async def run_matrix(fleet: Fleet, options: MatrixOptions, printer: Printer) -> RunSummary:
+    engine = MatrixEngine(fleet, options)
+    try:
+        async with aclosing(engine.run()) as events:
+            async for ev in events:
+                printer(ev)
+    finally:
+        await fleet.close()
+    return printer.partial()
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    from llorch_tui.config_load import load_config
+
+    try:
+        loaded = load_config(args.config)
+    except LlorchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = MatrixOptions.from_config(loaded.config.matrix, args)
+    options.command = "llorch-tui --run-matrix " + " ".join(_flags(args))
+    printer = Printer(bool(getattr(args, "json", False)))
+    # The final line goes to stdout in text mode; with --json it goes to stderr so stdout stays JSON Lines.
+    final_out = sys.stderr if printer.as_json else sys.stdout
+    try:
+        summary = asyncio.run(run_matrix(Fleet(loaded.config), options, printer))
+    except KeyboardInterrupt:
+        print("interrupted: every worker this run spawned was stopped", file=sys.stderr, flush=True)
+        print(printer.partial().line, file=final_out, flush=True)
+        return EXIT_INTERRUPTED
+    except LlorchError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    print(summary.line, file=final_out, flush=True)
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _flags(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for name in ("models", "backends", "pools"):
+        if getattr(args, name, None):
+            out += [f"--{name}", *getattr(args, name)]
+    for name in ("download", "stability"):
+        if getattr(args, name, False):
+            out.append(f"--{name}")
+    if getattr(args, "bench", None):
+        out += ["--bench", str(args.bench)]
+    return out

@@ -1,0 +1,65 @@
+"""MatrixOptions: one run's settings, from the config's [matrix] table overlaid with CLI flags."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llorch_tui.config import Config, MatrixConfig
+
+
+@dataclass
+class MatrixOptions:
+    models: list[str] = field(default_factory=list)    # empty: every model in each pool's catalog
+    backends: list[str] = field(default_factory=list)  # empty: cpu, cuda, metal (absent ones skipped)
+    pools: list[str] = field(default_factory=list)     # empty: every configured pool
+    prompt: str = "The capital of France is"
+    second_prompt: str = "Write one sentence about the sea, then stop."
+    max_tokens: int = 16
+    seed: int = 42
+    download: bool = False
+    load_timeout_s: float = 300.0
+    request_timeout_s: float = 120.0
+    report_dir: str | None = "reports"  # None: write no reports
+    bench: int | None = None            # --bench N: N timed iterations per cell
+    stability: bool = False
+    stability_requests: int = 1000
+    burst_size: int = 10
+    bursts: int = 3
+    record_verdicts: bool = True        # write verdicts/peak memory into the pools' catalogs
+    command: str = "llorch-tui --run-matrix"  # shown in the reports' header
+
+    @classmethod
+    def from_config(cls, matrix: MatrixConfig, args: argparse.Namespace | None = None) -> "MatrixOptions":
+        o = cls(models=list(matrix.models), backends=list(matrix.backends), pools=list(matrix.pools),
+                prompt=matrix.prompt, second_prompt=matrix.second_prompt, max_tokens=matrix.max_tokens,
+                seed=matrix.seed, download=matrix.download, load_timeout_s=matrix.load_timeout_s,
+                request_timeout_s=matrix.request_timeout_s, report_dir=matrix.report_dir)
+        if args is None:
+            return o
+        # Flags narrow or override the config; an absent flag leaves the config's value.
+        if getattr(args, "models", None):
+            o.models = list(args.models)
+        if getattr(args, "backends", None):
+            o.backends = list(args.backends)
+        if getattr(args, "pools", None):
+            o.pools = list(args.pools)
+        if getattr(args, "report_dir", None):
+            o.report_dir = args.report_dir
+        if getattr(args, "download", False):
+            o.download = True
+        if getattr(args, "bench", None) is not None:
+            o.bench = args.bench
+        if getattr(args, "stability", False):
+            o.stability = True
+        if getattr(args, "stability_requests", None):
+            o.stability_requests = args.stability_requests
+        return o
+
+    @classmethod
+    def from_full_config(cls, config: Config, args: argparse.Namespace | None = None) -> "MatrixOptions":
+        return cls.from_config(config.matrix, args)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,137 @@
+"""Planning: which cells exist and which of them are skipped before anything is spawned.
+
+Pure functions over what the pools reported (catalog + status), so the rules are unit-testable
+without workers. Cells a pool cannot run are planned anyway, as skipped with a reason, so the
+grid shows the hole and why it is there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llorch_tui.config import PoolConfig
+from llorch_tui.matrix.options import MatrixOptions
+from llorch_tui.protocol import BACKENDS
+from llorch_tui.protocol.catalog import Catalog, ModelEntry
+from llorch_tui.protocol.matrix import CellKey, ReasonCode
+
+ALL_MODELS = "*"  # row of an offline pool whose catalog is unknown
+
+
+@dataclass
+class PoolView:
+    """What the engine learnt of one pool before planning."""
+
+    config: PoolConfig
+    online: bool
+    error: str | None = None
+    catalog: Catalog | None = None
+    status: dict[str, Any] | None = None  # PoolStatus as JSON (pool.status)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def usable_backends(self) -> list[str]:
+        return list((self.status or {}).get("backends") or [])
+
+    def free_bytes(self, backend: str) -> int | None:
+        """Memory a new worker could use: the best GPU's free VRAM, else available RAM (metal: unified)."""
+        st = self.status or {}
+        if backend == "cuda":
+            frees = [int(g.get("memory_total") or 0) - int(g.get("memory_used") or 0) for g in st.get("gpus") or []
+                     if g.get("memory_total")]
+            return max(frees) if frees else None
+        ram = st.get("ram") or {}
+        return int(ram["available"]) if ram.get("available") else None
+
+    def gpu_indices(self, backend: str) -> list[int | None]:
+        if backend == "cuda":
+            idx = [int(g.get("index", i)) for i, g in enumerate((self.status or {}).get("gpus") or [])]
+            return list(idx) or [None]
+        return [None]
+
+
+@dataclass
+class PlannedCell:
+    key: CellKey
+    entry: ModelEntry | None = None
+    skip_code: str | None = None
+    skip_reason: str | None = None
+    skip_hint: str | None = None
+    needs_download: bool = False
+    needs_register: bool = False  # in --models / config presets but not yet in the pool's catalog
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> bool:
+        return self.skip_code is not None
+
+
+def requested_backends(pool: PoolConfig, options: MatrixOptions) -> list[str]:
+    wanted = options.backends or list(BACKENDS)
+    if pool.backends is not None:  # the operator restricted this pool: other backends are not columns
+        wanted = [b for b in wanted if b in pool.backends]
+    return wanted
+
+
+def _fmt_gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB"
+
+
+def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None = None) -> list[PlannedCell]:
+    """The cells of one pool, in a stable order (model, then backend)."""
+    backends = requested_backends(view.config, options)
+    presets = presets or set()
+    if not view.online or view.catalog is None:
+        models = options.models or [ALL_MODELS]
+        return [PlannedCell(CellKey(pool=view.name, backend=b, model=m), skip_code=ReasonCode.POOL_OFFLINE,
+                            skip_reason=f"pool {view.name} is offline: {view.error or 'not connected'}",
+                            skip_hint=f"check the pool: llorch pool doctor --host {view.name}")
+                for m in models for b in backends]
+    catalog = view.catalog
+    model_ids = options.models or [m.id for m in catalog.models]
+    usable = set(view.usable_backends)
+    cells: list[PlannedCell] = []
+    for mid in model_ids:
+        entry = catalog.get(mid)
+        for backend in backends:
+            cell = PlannedCell(CellKey(pool=view.name, backend=backend, model=mid), entry=entry)
+            cells.append(cell)
+            if backend not in usable:
+                cell.skip_code = ReasonCode.BACKEND_ABSENT
+                cell.skip_reason = f"pool {view.name} has no usable {backend} backend"
+                cell.skip_hint = "see `llorch-pool status` on that pool for why (probe_errors)"
+                continue
+            if entry is None:
+                if options.download and mid in presets:
+                    cell.needs_register = cell.needs_download = True
+                    continue
+                cell.skip_code = ReasonCode.NOT_IN_CATALOG
+                cell.skip_reason = f"model {mid} is not in pool {view.name}'s catalog"
+                cell.skip_hint = (f"register it (llorch-pool models register {mid}) or pass --download "
+                                  "for a configured preset")
+                continue
+            if backend not in entry.backends:
+                cell.skip_code = ReasonCode.BACKEND_UNSUPPORTED
+                cell.skip_reason = f"model {mid} does not support {backend} (catalog backends: {', '.join(entry.backends)})"
+                cell.skip_hint = f"llorch-pool models update {mid} --backends ... if it does"
+                continue
+            if not entry.downloaded:
+                if options.download:
+                    cell.needs_download = True
+                else:
+                    cell.skip_code = ReasonCode.NOT_DOWNLOADED
+                    cell.skip_reason = f"model {mid} is not downloaded on pool {view.name} and downloads are off"
+                    cell.skip_hint = "pass --download (or set [matrix] download = true)"
+                    continue
+            peak = entry.peak_memory.get(backend)
+            free = view.free_bytes(backend)
+            if peak and free is not None and peak > free:
+                cell.skip_code = ReasonCode.WILL_NOT_FIT
+                cell.skip_reason = (f"model {mid} needed {_fmt_gb(peak)} on {backend} last time; "
+                                    f"pool {view.name} has {_fmt_gb(free)} free")
+                cell.skip_hint = "stop other workers on that pool or free memory, then rerun"
+    return cells

@@ -1,0 +1,70 @@
+"""Which cells changed verdict since the previous run in the same report directory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from llorch_tui.protocol.matrix import MatrixReport
+
+
+class CellChange(BaseModel):
+    key: str
+    before: str | None  # verdict, None = not in that run
+    after: str | None
+    before_reason: str | None = None
+    after_reason: str | None = None
+
+
+class MatrixDiff(BaseModel):
+    previous_started_at: datetime | None = None
+    current_started_at: datetime
+    changed: list[CellChange] = Field(default_factory=list)   # verdict differs
+    added: list[CellChange] = Field(default_factory=list)     # cell new in this run
+    removed: list[CellChange] = Field(default_factory=list)   # cell gone from this run
+    unchanged: int = 0
+
+    @property
+    def has_previous(self) -> bool:
+        return self.previous_started_at is not None
+
+
+def diff_reports(previous: MatrixReport | None, current: MatrixReport) -> MatrixDiff:
+    d = MatrixDiff(previous_started_at=previous.started_at if previous else None, current_started_at=current.started_at)
+    if previous is None:
+        return d
+    before = {c.key.id: c for c in previous.cells}
+    after = {c.key.id: c for c in current.cells}
+    for key, cur in after.items():
+        old = before.get(key)
+        if old is None:
+            d.added.append(CellChange(key=key, before=None, after=cur.verdict, after_reason=cur.reason))
+        elif old.verdict != cur.verdict:
+            d.changed.append(CellChange(key=key, before=old.verdict, after=cur.verdict,
+                                        before_reason=old.reason, after_reason=cur.reason))
+        else:
+            d.unchanged += 1
+    for key, old in before.items():
+        if key not in after:
+            d.removed.append(CellChange(key=key, before=old.verdict, after=None, before_reason=old.reason))
+    return d
+
+
+_ICON = {"pass": "✅ pass", "fail": "❌ fail", "skipped": "⏭ skipped", None: "—"}
+
+
+def diff_markdown(d: MatrixDiff, heading: str = "##") -> str:
+    out = [f"{heading} Changes since the previous run", ""]
+    if not d.has_previous:
+        out.append("_No previous run in this report directory._")
+        return "\n".join(out) + "\n"
+    out.append(f"_Previous run: {d.previous_started_at:%Y-%m-%d %H:%M:%S} UTC; "
+               f"{len(d.changed)} changed, {len(d.added)} new, {len(d.removed)} gone, {d.unchanged} unchanged._")
+    rows = [*d.changed, *d.added, *d.removed]
+    if rows:
+        out += ["", "| Cell | Before | After | Why now |", "|---|---|---|---|"]
+        for c in rows:
+            why = (c.after_reason or "").replace("|", "\\|").replace("\n", " ")
+            out.append(f"| `{c.key}` | {_ICON[c.before]} | {_ICON[c.after]} | {why} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,160 @@
+"""The Markdown report: the model-support matrix (rows models, columns pool/backend) with a footnote
+per failure or skip reason, then measurements, benchmarks, stability and the diff."""
+
+from __future__ import annotations
+
+from llorch_tui.matrix.reports.diff import MatrixDiff, diff_markdown
+from llorch_tui.protocol.matrix import CellResult, MatrixReport
+
+ICONS = {"pass": "✅", "fail": "❌", "skipped": "⏭"}
+
+
+def _esc(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ").strip()
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}" if unit == "GB" else f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _num(v: float | int | None, fmt: str = "{:.1f}") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def _columns(report: MatrixReport) -> list[str]:
+    cols: list[str] = []
+    for c in report.cells:
+        if c.key.column not in cols:
+            cols.append(c.key.column)
+    return cols
+
+
+def _rows(report: MatrixReport) -> list[str]:
+    rows: list[str] = []
+    for c in report.cells:
+        if c.key.model not in rows:
+            rows.append(c.key.model)
+    return rows
+
+
+def matrix_table(report: MatrixReport) -> tuple[list[str], list[str]]:
+    """(table lines, footnote lines). Identical reasons share one footnote."""
+    cols, rows = _columns(report), _rows(report)
+    by = {(c.key.model, c.key.column): c for c in report.cells}
+    notes: dict[str, int] = {}
+
+    def note(c: CellResult) -> str:
+        text = f"{c.reason_code}: {c.reason or ''}" + (f" (exit code {c.exit_code})" if c.exit_code is not None else "")
+        if c.verdict == "fail":  # failures name their cell: they are what a reader looks for
+            text = f"`{c.key.id}` — {text}"
+        n = notes.setdefault(text, len(notes) + 1)
+        return f"[{n}]"
+
+    lines = ["| Model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for model in rows:
+        cells = []
+        for col in cols:
+            c = by.get((model, col))
+            if c is None:
+                cells.append("")
+            elif c.verdict == "pass":
+                tps = c.bench.tokens_per_second_mean if c.bench else c.measurements.tokens_per_second
+                cells.append(f"✅ {tps:.1f} tok/s" if tps is not None else "✅")
+            else:
+                cells.append(f"{ICONS[c.verdict]} {note(c)}")
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    foot = [f"{n}. {_esc(text)}" for text, n in notes.items()]
+    return lines, foot
+
+
+def _measurements(report: MatrixReport) -> list[str]:
+    ran = [c for c in report.cells if c.verdict != "skipped" or c.measurements.spawn_s is not None]
+    if not ran:
+        return []
+    out = ["## Measurements", "",
+           "| Cell | Verdict | Load s | TTFT ms | tok/s | Tokens | Peak RSS | Device peak | Cell s | Overhead s |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in ran:
+        m = c.measurements
+        out.append(f"| `{c.key.id}` | {ICONS[c.verdict]} | {_num(m.load_s, '{:.2f}')} | {_num(m.ttft_ms)} | "
+                   f"{_num(m.tokens_per_second)} | {_num(m.tokens_generated, '{}')} | {fmt_bytes(m.peak_rss_bytes)} | "
+                   f"{fmt_bytes(m.device_peak_bytes)} | {_num(m.cell_s, '{:.2f}')} | {_num(m.overhead_s, '{:.3f}')} |")
+    return out + [""]
+
+
+def _bench(report: MatrixReport) -> list[str]:
+    cells = [c for c in report.cells if c.bench]
+    if not cells:
+        return []
+    out = ["## Performance benchmarks", "",
+           "| Model | Pool/backend | Iterations × tokens | tok/s mean | tok/s p50 | TTFT ms mean | TTFT ms p50 | Peak RSS | Device peak |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in sorted(cells, key=lambda c: (c.key.model, c.key.column)):
+        b = c.bench
+        assert b is not None
+        out.append(f"| {c.key.model} | {c.key.column} | {b.iterations} × {b.max_tokens} | {b.tokens_per_second_mean:.1f} | "
+                   f"{b.tokens_per_second_p50:.1f} | {b.ttft_ms_mean:.1f} | {b.ttft_ms_p50:.1f} | "
+                   f"{fmt_bytes(b.peak_rss_bytes)} | {fmt_bytes(b.device_peak_bytes)} |")
+    return out + [""]
+
+
+def _stability(report: MatrixReport) -> list[str]:
+    cells = [c for c in report.cells if c.stability]
+    if not cells:
+        return []
+    out = ["## Stability", "",
+           "| Cell | Requests | Bursts | Errors | Latency p50 ms | Latency p99 ms | RSS start | RSS end | RSS growth | Edge cases |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        s = c.stability
+        assert s is not None
+        edges = ", ".join(f"{k} {'✅' if v == 'ok' else '❌'}" for k, v in s.edge_cases.items())
+        out.append(f"| `{c.key.id}` | {s.requests} | {s.bursts} × {s.burst_size} | {s.errors} | {_num(s.latency_ms_p50)} | "
+                   f"{_num(s.latency_ms_p99)} | {fmt_bytes(s.rss_start_bytes)} | {fmt_bytes(s.rss_end_bytes)} | "
+                   f"{fmt_bytes(s.rss_growth_bytes)} | {edges} |")
+    errs = [(c.key.id, e) for c in cells for e in (c.stability.error_samples if c.stability else [])]
+    if errs:
+        out += ["", "Errors seen:", *[f"* `{k}`: {_esc(e)}" for k, e in errs]]
+    return out + [""]
+
+
+def _failures(report: MatrixReport) -> list[str]:
+    failed = [c for c in report.cells if c.verdict == "fail"]
+    if not failed:
+        return []
+    out = ["## Failures", ""]
+    for c in failed:
+        out += [f"### `{c.key.id}` — {c.reason_code}", "", _esc(c.reason)]
+        if c.hint:
+            out.append(f"\nHint: {_esc(c.hint)}")
+        if c.log_tail:
+            out += ["", "```", *c.log_tail[-20:], "```"]
+        out.append("")
+    return out
+
+
+def markdown_report(report: MatrixReport, diff: MatrixDiff | None = None, title: str = "Model support matrix") -> str:
+    s = report.summary
+    cmd = report.options.get("command") or "llorch-tui --run-matrix"
+    out = [f"# {title}", "",
+           f"_Produced by `{cmd}` on {report.started_at:%Y-%m-%d %H:%M} UTC (llorch {report.llorch_version}) "
+           f"in {s.duration_s:.1f} s: {s.passed} passed, {s.failed} failed, {s.skipped} skipped._", ""]
+    for p in report.pools:
+        state = "online" if p.online else f"offline ({_esc(p.error)})"
+        extra = f", GPUs: {', '.join(p.gpus)}" if p.gpus else ""
+        out.append(f"* pool **{p.name}** {state}: host {p.hostname or '?'}, usable backends "
+                   f"{', '.join(p.backends) or 'none'}, RAM {fmt_bytes(p.ram_total_bytes)}{extra}")
+    table, foot = matrix_table(report)
+    out += ["", *table, "", "✅ pass (tokens/s of the first seeded generation; bench mean with --bench) · ❌ fail · ⏭ skipped", ""]
+    if foot:
+        out += ["Notes:", "", *foot, ""]
+    out += _measurements(report) + _bench(report) + _stability(report) + _failures(report)
+    if diff is not None:
+        out.append(diff_markdown(diff))
+    out.append(s.line)
+    return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,143 @@
+"""`llorch-pool models register|unregister|update|list|catalog` (the catalog half of the models group)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from llorch_tui.pool.cli.spec import CommandSpec, no_args
+
+
+def parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "yes", "1", "on"):
+        return True
+    if v in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def split_backends(values: list[str] | None) -> list[str] | None:
+    """--backends cpu cuda, --backends cpu,cuda and repeated flags all mean the same."""
+    if values is None:
+        return None
+    return [b.strip() for v in values for b in v.split(",") if b.strip()]
+
+
+def fmt_size(size_gb: float) -> str:
+    if size_gb <= 0:
+        return "-"
+    if size_gb < 0.1:
+        return f"{size_gb * 1000:.1f} MB"
+    return f"{size_gb:.1f} GB"
+
+
+def fmt_verdicts(verdicts: dict[str, Any]) -> str:
+    colour = {"pass": "green", "fail": "red", "skipped": "yellow"}
+    parts = []
+    for backend, rec in sorted(verdicts.items()):
+        v = rec.get("verdict", "?")
+        parts.append(f"[{colour.get(v, 'white')}]{backend}:{v}[/] {str(rec.get('date', ''))[:10]}")
+    return "\n".join(parts) or "-"
+
+
+def _id_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="model id (letters, digits, '.', '-', '_')")
+
+
+def _backends_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backends", nargs="+", metavar="BACKEND",
+                   help="backends this model may run on: cpu cuda metal (space- or comma-separated)")
+
+
+def _register_args(p: argparse.ArgumentParser) -> None:
+    _id_arg(p)
+    p.add_argument("--name", help="display name (default: the preset's name, else the id)")
+    p.add_argument("--repo", help="Hugging Face repo id, OWNER/NAME (not needed for seed presets)")
+    p.add_argument("--architecture", help="model_type: llama, qwen2, phi3, mistral, ... (not needed for seed presets)")
+    _backends_arg(p)
+    p.add_argument("--path", help="register a checkpoint already on disk (a directory with config.json; source local)")
+    p.add_argument("--context-length", type=int, help="context length in tokens")
+    p.add_argument("--vocab-size", type=int, help="vocabulary size")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit) to download")
+    p.add_argument("--source", choices=["hub", "mirror", "synthetic", "local"], help="where the files come from")
+
+
+def _register_params(a: argparse.Namespace) -> dict[str, Any]:
+    d = {k: getattr(a, k) for k in ("id", "name", "repo", "architecture", "path", "context_length", "vocab_size",
+                                     "revision", "source")}
+    d["backends"] = split_backends(a.backends)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _update_args(p: argparse.ArgumentParser) -> None:
+    _id_arg(p)
+    p.add_argument("--downloaded", type=parse_bool, metavar="true|false", help="mark the files as present or not")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--repo", help="Hugging Face repo id, OWNER/NAME")
+    p.add_argument("--architecture", help="model_type, e.g. llama")
+    _backends_arg(p)
+    p.add_argument("--revision", help="Hub revision")
+
+
+def _update_params(a: argparse.Namespace) -> dict[str, Any]:
+    d = {k: getattr(a, k) for k in ("id", "downloaded", "name", "repo", "architecture", "revision")}
+    d["backends"] = split_backends(a.backends)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def render_entry(verb: str) -> Any:
+    def render(entry: dict[str, Any], console: Console) -> None:
+        state = "downloaded" if entry.get("downloaded") else "not downloaded"
+        console.print(f"{verb} [bold]{entry['id']}[/] ({entry.get('name')}, {entry.get('architecture')}, "
+                      f"{state}) at {entry.get('path')}", highlight=False)
+    return render
+
+
+def render_list(catalog: dict[str, Any], console: Console) -> None:
+    models = catalog.get("models", [])
+    if not models:
+        console.print(f"No models in the catalog of pool {catalog.get('pool_id')}. "
+                      "Register one: llorch-pool models register tinyllama", highlight=False)
+        return
+    t = Table(title=f"Models on {catalog.get('pool_id')}")
+    for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends"):
+        t.add_column(col)
+    for m in models:
+        t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
+                  fmt_size(m.get("size_gb", 0.0)), m.get("architecture", ""), ", ".join(m.get("backends", [])))
+    console.print(t)
+
+
+def render_catalog(catalog: dict[str, Any], console: Console) -> None:
+    """The seed project's table (ID, Name, Downloaded, Size) plus what llorch knows besides."""
+    models = catalog.get("models", [])
+    t = Table(title=f"Model Catalog for {catalog.get('pool_id')}", show_lines=bool(models))
+    for col in ("ID", "Name / repo", "Downloaded", "Size", "Arch / source", "Backends", "Last verdicts"):
+        # Short columns never wrap; the long ones fold on narrow terminals.
+        t.add_column(col, overflow="fold", no_wrap=col == "ID", ratio=2 if col == "Name / repo" else 1)
+    for m in models:
+        where = (m.get("metadata") or {}).get("repo") or m.get("path", "")
+        t.add_row(m["id"], f"{m.get('name', '')}\n[dim]{where}[/]", "✅" if m.get("downloaded") else "❌",
+                  fmt_size(m.get("size_gb", 0.0)), f"{m.get('architecture', '')}\n[dim]{m.get('source', '')}[/]",
+                  " ".join(m.get("backends", [])), fmt_verdicts(m.get("verdicts") or {}))
+    console.print(t)
+    if not models:
+        console.print("(empty) Register one: llorch-pool models register tinyllama", highlight=False)
+
+
+COMMANDS: list[CommandSpec] = [
+    CommandSpec(("models", "list"), "list the models in this pool's catalog", no_args, op="models.list",
+                render=render_list),
+    CommandSpec(("models", "catalog"), "the catalog with metadata: source, repo, last verdict per backend", no_args,
+                op="models.list", render=render_catalog),
+    CommandSpec(("models", "register"), "add a model to the catalog (seed presets: only the id)", _register_args,
+                op="models.register", to_params=_register_params, render=render_entry("registered")),
+    CommandSpec(("models", "unregister"), "remove a model from the catalog (files stay on disk)", _id_arg,
+                op="models.unregister", to_params=lambda a: {"id": a.id}, render=render_entry("unregistered")),
+    CommandSpec(("models", "update"), "change a catalog entry, e.g. --downloaded true", _update_args,
+                op="models.update", to_params=_update_params, render=render_entry("updated")),
+]

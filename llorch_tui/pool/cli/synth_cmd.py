@@ -1,0 +1,69 @@
+"""`llorch-pool models synth ID --architecture A [--size] [--seed] [--force]`: an offline test model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+
+from llorch_tui.pool.cli.models_cmd import render_entry, split_backends
+from llorch_tui.pool.cli.spec import CommandSpec
+
+STAGE_TEXT = {
+    "check": "checking the catalog",
+    "synthesize": "training a tokenizer and writing random weights (imports torch: a few seconds)",
+    "register": "registering in the catalog",
+}
+
+
+class SynthProgress:
+    """A spinner with the current stage; plain lines when stdout is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status: Status | None = None
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event != "progress" or data.get("stage") not in STAGE_TEXT:
+            return
+        text = f"{data.get('model')}: {STAGE_TEXT[data['stage']]}"
+        if not self.console.is_terminal:
+            self.console.print(text, highlight=False)
+        elif self.status is None:
+            self.status = self.console.status(text)
+            self.status.start()
+        else:
+            self.status.update(text)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="catalog id for the new model, e.g. tiny-llama")
+    p.add_argument("--architecture", required=True, choices=["llama", "qwen2", "phi3", "mistral"],
+                   help="real transformers architecture to build")
+    p.add_argument("--size", default="tiny", choices=["tiny", "small"],
+                   help="tiny: loads and generates in well under a second; small: ~30M parameters, for benchmarks")
+    p.add_argument("--seed", type=int, default=0, help="weight seed; the same seed gives the same bytes (default 0)")
+    p.add_argument("--backends", nargs="+", metavar="BACKEND", help="backends to allow (default: cpu cuda metal)")
+    p.add_argument("--force", action="store_true", help="replace an existing entry and its directory")
+
+
+def _params(a: argparse.Namespace) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": a.id, "architecture": a.architecture, "size": a.size, "seed": a.seed,
+                         "force": a.force}
+    if a.backends:
+        d["backends"] = split_backends(a.backends)
+    return d
+
+
+COMMANDS: list[CommandSpec] = [
+    CommandSpec(("models", "synth"), "write a tiny random-weight checkpoint of a real architecture and register it",
+                _args, op="models.synth", to_params=_params, render=render_entry("synthesized"),
+                events=SynthProgress),
+]

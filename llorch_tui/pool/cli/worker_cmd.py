@@ -1,0 +1,188 @@
+"""`llorch-pool worker spawn|list|stop|logs|sweep`."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+from llorch_tui.pool.cli.spec import CommandSpec
+
+STATE_COLOUR = {"ready": "green", "starting": "yellow", "stopping": "yellow", "stopped": "dim",
+                "dead": "red", "failed": "red"}
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return "-"
+
+
+def _spawn_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("backend", choices=["cpu", "cuda", "metal"], help="where the worker runs")
+    p.add_argument("--model", required=True, help="model id from the catalog (must be downloaded)")
+    p.add_argument("--gpu", type=int, help="CUDA device index (cuda only; default 0)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: 8000+gpu, or the next free one)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype (default auto)")
+    p.add_argument("--timeout", type=float, dest="timeout_s", metavar="SECONDS",
+                   help="readiness timeout (default 60 s + 30 s per GB of model)")
+
+
+def _spawn_params(a: argparse.Namespace) -> dict[str, Any]:
+    d = {"backend": a.backend, "model": a.model, "gpu": a.gpu, "port": a.port, "dtype": a.dtype,
+         "timeout_s": a.timeout_s}
+    return {k: v for k, v in d.items() if v is not None}
+
+
+class SpawnProgress:
+    """A spinner line that says what the spawn waits for."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status: Status | None = None
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        stage = data.get("stage")
+        if stage == "port":
+            self.console.print(f"worker {data.get('worker_id')}: port {data.get('port')}", highlight=False)
+        elif stage == "spawned":
+            self.console.print(f"started pid {data.get('pid')} (log: {data.get('log_path')})", highlight=False)
+            self.status = self.console.status(f"loading (timeout {data.get('timeout_s', 0):.0f}s)...")
+            self.status.start()
+        elif stage == "waiting" and self.status is not None:
+            self.status.update(f"loading... {data.get('elapsed_s')}s of {data.get('timeout_s', 0):.0f}s")
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def render_spawned(rec: dict[str, Any], console: Console) -> None:
+    console.print(f"[green]ready[/] worker [bold]{rec['id']}[/]: {rec['model']} on {rec['backend']} at "
+                  f"http://127.0.0.1:{rec['port']} (pid {rec['pid']}, loaded in {rec.get('load_s') or 0:.1f}s)",
+                  highlight=False)
+
+
+def _ago(ts: str | None) -> str:
+    if not ts:
+        return "-"
+    try:
+        return datetime.fromisoformat(ts).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return ts
+
+
+def render_list(records: list[dict[str, Any]], console: Console) -> None:
+    if not records:
+        console.print("No workers. Start one: llorch-pool worker spawn cpu --model MODEL", highlight=False)
+        return
+    t = Table(title="Workers")
+    for col in ("ID", "Model", "Backend", "Port", "PID", "State", "Req", "Tokens", "RSS"):
+        t.add_column(col, no_wrap=True, overflow="ellipsis")
+    t.add_column("Since / reason", overflow="fold", ratio=1, min_width=16)
+    for r in records:
+        colour = STATE_COLOUR.get(r["state"], "white")
+        backend = r["backend"] + (f":{r['gpu']}" if r.get("gpu") is not None else "")
+        t.add_row(r["id"], r["model"], backend, str(r["port"]), str(r["pid"] or "-"), f"[{colour}]{r['state']}[/]",
+                  str(r.get("requests") if r.get("requests") is not None else "-"),
+                  str(r.get("tokens_generated") if r.get("tokens_generated") is not None else "-"),
+                  fmt_bytes(r.get("rss_bytes")), r.get("exit_reason") or _ago(r.get("ready_at") or r.get("started_at")))
+    console.print(t)
+
+
+def _stop_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", nargs="?", help="worker id (see `worker list`)")
+    p.add_argument("--all", action="store_true", help="stop every running worker of this pool")
+    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between SIGTERM and SIGKILL (default 10)")
+
+
+def _stop_params(a: argparse.Namespace) -> dict[str, Any]:
+    if not a.id and not a.all:
+        from llorch_tui.pool.cli.runner import die
+
+        die("say which worker to stop", "pass a worker id, or --all")
+    return {"id": a.id, "all": a.all, "grace_s": a.grace}
+
+
+def render_stopped(records: list[dict[str, Any]], console: Console) -> None:
+    if not records:
+        console.print("No running workers.")
+    for r in records:
+        console.print(f"{r['id']}: {r['state']}" + (f" ({r['exit_reason']})" if r.get("exit_reason") else ""),
+                      highlight=False)
+
+
+def _logs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="worker id (see `worker list`)")
+    p.add_argument("--lines", "-n", type=int, default=100, help="lines from the end (default 100)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the worker stops")
+
+
+class LogLines:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "line":
+            self.console.print(data.get("text", ""), markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        return None
+
+
+def render_logs(result: dict[str, Any], console: Console) -> None:
+    for line in result.get("lines", []):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stop", action="store_true", help="stop the strays found (SIGTERM, SIGKILL after the grace)")
+    p.add_argument("--pid", type=int, action="append", dest="pids", metavar="PID",
+                   help="with --stop: only this stray (repeatable)")
+    p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="SIGTERM to SIGKILL (default 10)")
+
+
+def render_sweep(result: dict[str, Any], console: Console) -> None:
+    strays = result.get("strays", [])
+    if not strays:
+        console.print("No stray llorch-worker processes.")
+    else:
+        t = Table(title="llorch-worker processes this pool's registry does not know")
+        for col in ("PID", "Worker id", "Command line"):
+            t.add_column(col, overflow="fold")
+        for s in strays:
+            t.add_row(str(s["pid"]), s.get("worker_id") or "-", s["cmdline"])
+        console.print(t)
+    for s in result.get("stopped", []):
+        console.print(f"stopped pid {s['pid']}" if s.get("stopped") else f"not stopped pid {s['pid']}: {s.get('why')}")
+    if strays and not result.get("stopped"):
+        console.print("Stop them with: llorch-pool worker sweep --stop [--pid PID]", highlight=False)
+    others = result.get("other_state_dirs", [])
+    if others:
+        console.print(f"({len(others)} more belong to other state directories; their agents manage them)")
+
+
+COMMANDS: list[CommandSpec] = [
+    CommandSpec(("worker", "spawn"), "start an inference worker and wait until it is ready", _spawn_args,
+                op="workers.spawn", to_params=_spawn_params, render=render_spawned, events=SpawnProgress),
+    CommandSpec(("worker", "list"), "workers of this pool (dead ones with their exit reason)",
+                lambda p: p.add_argument("--no-probe", action="store_true", help="skip the /health probes"),
+                op="workers.list", to_params=lambda a: {"probe": not a.no_probe}, render=render_list),
+    CommandSpec(("worker", "stop"), "stop a worker (SIGTERM to its process group, SIGKILL after --grace)", _stop_args,
+                op="workers.stop", to_params=_stop_params, render=render_stopped),
+    CommandSpec(("worker", "logs"), "a worker's log; --follow streams new lines", _logs_args, op="workers.logs",
+                to_params=lambda a: {"id": a.id, "lines": a.lines, "follow": a.follow}, render=render_logs,
+                events=LogLines),
+    CommandSpec(("worker", "sweep"), "find llorch-worker processes the registry does not know", _sweep_args,
+                op="workers.sweep", to_params=lambda a: {"stop": a.stop, "pids": a.pids, "grace_s": a.grace},
+                render=render_sweep),
+]

@@ -1,0 +1,51 @@
+"""A read-only, Hub-compatible HTTP server for the models a pool has downloaded.
+
+Download once from the internet, then let every other pool fetch over the LAN with the
+ordinary Hugging Face client (`HF_ENDPOINT=http://pool-a:PORT`, or `hf_endpoint` in the pool's
+config). Tests use it as the Hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Callable
+
+from aiohttp import web
+
+from llorch_tui.pool.mirror.index import MirrorIndex
+from llorch_tui.pool.mirror.server import MirrorApp, MirrorOptions
+from llorch_tui.pool.ops import AgentSettings
+
+__all__ = ["MirrorApp", "MirrorIndex", "MirrorOptions", "serve_mirror", "start_mirror"]
+
+
+async def start_mirror(settings: AgentSettings, host: str, port: int,
+                       options: MirrorOptions) -> tuple[web.AppRunner, str, MirrorApp]:
+    """Bind and start serving; returns (runner, base url, app). Stop with `await runner.cleanup()`."""
+    index = MirrorIndex(settings.paths, settings.pool_id)
+    await asyncio.to_thread(index.repos)  # hash what needs hashing before saying we are ready
+    mirror = MirrorApp(index, options)
+    runner = web.AppRunner(mirror.app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sock = site._server.sockets[0]  # type: ignore[union-attr]  # the real port when 0 was asked
+    bound_port = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    return runner, f"http://{shown}:{bound_port}", mirror
+
+
+async def serve_mirror(settings: AgentSettings, host: str, port: int, options: MirrorOptions,
+                       on_ready: Callable[[str, list[str]], None]) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    runner, url, mirror = await start_mirror(settings, host, port, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        on_ready(url, sorted(mirror.index.repos()))
+        await stop.wait()
+    finally:
+        await runner.cleanup()

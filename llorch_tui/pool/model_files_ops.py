@@ -1,0 +1,153 @@
+"""`models.verify` (hashes + a load check) and `models.rm` (delete a model's files, never outside its place)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.catalog_store import CatalogStore
+from llorch_tui.pool.hashing import hash_file
+from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol.catalog import ModelEntry, validate_model_id
+from llorch_tui.protocol.downloads import RemoveResult, VerifyProblem, VerifyResult
+
+LOAD_TIMEOUT_BASE_S = 300.0
+LOAD_TIMEOUT_PER_GB_S = 60.0
+
+
+class VerifyParams(BaseModel):
+    id: str
+    load: bool = True
+
+
+class RmParams(BaseModel):
+    id: str
+    keep_entry: bool = True
+
+
+def _target(ctx: OpContext, entry: ModelEntry) -> Path:
+    return Path(entry.path).expanduser() if entry.path else ctx.settings.paths.model_dir(entry.id)
+
+
+def check_hashes(entry: ModelEntry, target: Path, ctx: OpContext) -> list[VerifyProblem]:
+    problems: list[VerifyProblem] = []
+    if not entry.files:
+        problems.append(VerifyProblem(file="(catalog)", problem="the catalog lists no files for this model; "
+                                      "download it again with --force to record them"))
+    for f in entry.files:
+        ctx.check_cancelled()
+        path = target / f.name
+        ctx.emit("progress", {"stage": "hashing", "file": f.name})
+        if not path.is_file():
+            problems.append(VerifyProblem(file=f.name, problem=f"missing: {path} does not exist"))
+            continue
+        size = path.stat().st_size
+        if size != f.size:
+            problems.append(VerifyProblem(file=f.name, problem=f"size {size} bytes, the catalog says {f.size}"))
+            continue
+        if f.sha256 is None:
+            problems.append(VerifyProblem(file=f.name, problem="no sha256 recorded; cannot check its content"))
+            continue
+        sha, _ = hash_file(path, ctx.cancelled)
+        ctx.check_cancelled()
+        if sha != f.sha256:
+            problems.append(VerifyProblem(file=f.name, problem=f"sha256 mismatch: expected {f.sha256}, got {sha}"))
+    return problems
+
+
+async def load_check(target: Path, load: bool, size_gb: float) -> tuple[list[VerifyProblem], bool]:
+    """Run the worker's checkpoint check in a subprocess (torch never enters the agent)."""
+    argv = [sys.executable, "-m", "llorch_worker.check", "--model", str(target), "--json"]
+    if load:
+        argv.insert(-1, "--load")
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), LOAD_TIMEOUT_BASE_S + LOAD_TIMEOUT_PER_GB_S * size_gb)
+    except (asyncio.TimeoutError, asyncio.CancelledError) as exc:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return [VerifyProblem(file="(load)", problem="the load check did not finish in time")], False
+    try:
+        doc = json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.decode(errors="replace").strip().splitlines()[-3:]
+        return [VerifyProblem(file="(load)", problem=f"the check exited {proc.returncode}: {' | '.join(tail)}")], False
+    problems = [VerifyProblem(file=str(p.get("file") or "(model)"), problem=str(p.get("problem")))
+                for p in doc.get("problems", [])]
+    return problems, load and proc.returncode == 0 and not problems
+
+
+@op("models.verify", VerifyParams, summary="re-hash a downloaded model's files and check that it loads")
+async def verify(ctx: OpContext, p: VerifyParams) -> VerifyResult:
+    validate_model_id(p.id)
+    entry = CatalogStore(ctx.settings.paths, ctx.settings.pool_id).get(p.id)
+    if not entry.downloaded:
+        raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {p.id!r} is not downloaded on this pool",
+                          f"download it first: `llorch-pool models download {p.id}`", model=p.id)
+    target = _target(ctx, entry)
+    problems = await asyncio.to_thread(check_hashes, entry, target, ctx)
+    loaded = False
+    if target.is_dir():
+        more, loaded = await load_check(target, p.load, entry.size_gb)
+        problems += more
+    return VerifyResult(model=p.id, ok=not problems, problems=problems, files_checked=len(entry.files), loaded=loaded)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.resolve(), root.resolve()
+    return path != root and root in path.parents
+
+
+def remove_files(ctx: OpContext, entry: ModelEntry) -> int:
+    """Delete the model's files. A directory inside the models dir goes whole; elsewhere only catalogued files."""
+    paths = ctx.settings.paths
+    target = _target(ctx, entry)
+    freed = 0
+    shutil.rmtree(paths.downloads_dir / entry.id, ignore_errors=True)
+    if not target.exists():
+        return 0
+    if target.is_symlink():
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"{target} is a symbolic link; llorch does not delete through links",
+                          "remove it by hand", path=str(target))
+    if _inside(target, paths.models_dir):
+        freed = sum(f.stat().st_size for f in target.rglob("*") if f.is_file() and not f.is_symlink())
+        shutil.rmtree(target)
+        return freed
+    # A model registered at its own path (outside the models dir): only what the catalog says is ours.
+    for f in entry.files:
+        path = target / f.name
+        if path.is_file() and not path.is_symlink() and _inside(path, target):
+            freed += path.stat().st_size
+            path.unlink()
+    with contextlib.suppress(OSError):
+        target.rmdir()  # only if now empty
+    return freed
+
+
+@op("models.rm", RmParams, summary="delete a model's files; keep its catalog entry (downloaded=false) or drop it")
+async def rm(ctx: OpContext, p: RmParams) -> ModelEntry | RemoveResult:
+    validate_model_id(p.id)
+    store = CatalogStore(ctx.settings.paths, ctx.settings.pool_id)
+    entry = store.get(p.id)
+    freed = await asyncio.to_thread(remove_files, ctx, entry)
+    if not p.keep_entry:
+        store.remove(p.id)
+        return RemoveResult(removed=p.id, freed_bytes=freed, path=entry.path)
+    with store.edit() as catalog:
+        current = catalog.get(p.id)
+        if current is None:
+            return RemoveResult(removed=p.id, freed_bytes=freed, path=entry.path)
+        current.downloaded = False
+        result = current.model_copy(deep=True)
+    return result

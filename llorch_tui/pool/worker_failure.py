@@ -1,0 +1,46 @@
+"""Turn a worker that did not come up into one clear LlorchError: the worker's reason, the next step, the log tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.worker_registry import log_tail
+from llorch_tui.protocol.workers import WorkerRecord
+
+TAIL_LINES = 20
+
+# The worker's LLORCH_WORKER_ERROR code -> what the operator does next.
+HINTS: dict[str, str] = {
+    "checkpoint_corrupt": "the model's files are damaged: `llorch-pool models verify {model}`, then "
+                          "`llorch-pool models download {model} --force`",
+    "model_invalid": "the checkpoint is not one the worker can load: `llorch-pool models verify {model}`",
+    "tokenizer_missing": "the tokenizer files are missing: `llorch-pool models download {model} --force`",
+    "backend_unavailable": "this backend does not work here: `llorch-pool status --probe` lists the usable ones",
+    "oom": "not enough memory for this model on {backend}: stop other workers (`llorch-pool worker list`), "
+           "try --dtype float16/bfloat16, or another GPU",
+    "port_in_use": "another process took port {port} meanwhile: spawn again (it picks the next free port)",
+}
+
+
+def failure_error(rec: WorkerRecord, what: str, code: str | None = None, hint: str | None = None,
+                  reported: dict[str, Any] | None = None) -> LlorchError:
+    """`rec` has exit info filled (fill_exit_info). `reported` is the error of a `failed` callback."""
+    reason = (reported or {}).get("code") or rec.error_code
+    detail = (reported or {}).get("message")
+    tail = log_tail(Path(rec.log_path), TAIL_LINES)
+    message = f"worker {rec.id} ({rec.model} on {rec.backend}, port {rec.port}) {what}"
+    if reason:
+        message += f": {reason}"
+        if detail:
+            message += f": {detail}"
+    elif rec.exit_reason:
+        message += f": {rec.exit_reason}"
+    if code is None:
+        code = ErrorCode.PORT_IN_USE if reason == "port_in_use" else ErrorCode.WORKER_FAILED
+    if hint is None:
+        hint = HINTS.get(reason or "", "the log tail is attached; all of it: llorch-pool worker logs {id}")
+        hint = hint.format(model=rec.model, backend=rec.backend, port=rec.port, id=rec.id)
+    return LlorchError(code, message, hint, worker_id=rec.id, reason=reason, exit_code=rec.exit_code,
+                       signal=rec.exit_signal, log_path=rec.log_path, log_tail=tail)

@@ -1,0 +1,262 @@
+"""Ops `workers.spawn|list|stop|logs|sweep`: the worker lifecycle on this pool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from pydantic import BaseModel, Field
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.paths import PoolPaths
+from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.pool.worker_registry import (LIVE_STATES, Registry, fill_exit_info, is_live, is_worker_cmdline,
+                                             log_tail, now)
+from llorch_tui.pool.worker_spawn import SpawnParams, reap_supervisors, spawn_worker
+from llorch_tui.protocol.workers import WorkerRecord
+
+HEALTH_TIMEOUT_S = 1.5
+FOLLOW_POLL_S = 0.25
+
+
+class ListParams(BaseModel):
+    probe: bool = True
+
+
+class StopParams(BaseModel):
+    id: str | None = None
+    all: bool = False
+    grace_s: float = Field(default=10.0, ge=0, le=600)
+
+
+class LogsParams(BaseModel):
+    id: str
+    lines: int = Field(default=100, ge=0, le=100_000)
+    follow: bool = False
+
+
+class SweepParams(BaseModel):
+    stop: bool = False
+    pids: list[int] | None = None  # stop only these strays (review first, then stop one)
+    grace_s: float = Field(default=10.0, ge=0, le=600)
+
+
+@op("workers.spawn", SpawnParams, streams=True, summary="start a worker and wait until it is ready")
+async def spawn(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
+    return await spawn_worker(ctx, p)
+
+
+async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> None:
+    """Fill live figures from /health; an unreachable worker keeps its state (the process is alive)."""
+    try:
+        async with session.get(f"http://127.0.0.1:{rec.port}/health") as r:
+            doc = await r.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        return
+    if not isinstance(doc, dict):
+        return
+    req = doc.get("requests")
+    rec.requests = sum(req.values()) if isinstance(req, dict) else req if isinstance(req, int) else None
+    rec.tokens_generated = doc.get("tokens_generated") if isinstance(doc.get("tokens_generated"), int) else None
+    mem = doc.get("memory") if isinstance(doc.get("memory"), dict) else {}
+    rec.rss_bytes = mem.get("rss")
+    rec.device_allocated_bytes = mem.get("device_allocated")
+    rec.device_peak_bytes = mem.get("device_peak")
+
+
+async def list_workers(paths: PoolPaths, probe: bool) -> list[WorkerRecord]:
+    reap_supervisors()
+    records = await asyncio.to_thread(Registry(paths).reconcile)
+    live = [r for r in records if r.state == "ready"]
+    if probe and live:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)) as s:
+            await asyncio.gather(*(_probe_health(s, r) for r in live))
+    return records
+
+
+@op("workers.list", ListParams, summary="workers of this pool, reconciled with the live processes")
+async def list_op(ctx: OpContext, p: ListParams) -> list[WorkerRecord]:
+    return await list_workers(ctx.settings.paths, p.probe)
+
+
+def _signal_group(pgid: int, pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        os.kill(pid, sig)
+
+
+def _terminate(pid: int, pgid: int, grace_s: float) -> None:
+    """SIGTERM to the group, SIGKILL after the grace period."""
+    _signal_group(pgid, pid, signal.SIGTERM)
+    try:
+        psutil.Process(pid).wait(grace_s)
+    except psutil.NoSuchProcess:
+        return
+    except psutil.TimeoutExpired:
+        _signal_group(pgid, pid, signal.SIGKILL)
+        try:
+            psutil.Process(pid).wait(5)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
+
+
+def stop_record(paths: PoolPaths, worker_id: str, grace_s: float) -> WorkerRecord:
+    registry = Registry(paths)
+    with registry.edit() as records:
+        rec = next((r for r in records if r.id == worker_id), None)
+        if rec is None:
+            raise LlorchError(ErrorCode.NOT_FOUND, f"no worker {worker_id!r} in the registry of this pool",
+                              "`llorch-pool worker list` shows the known workers", worker=worker_id)
+        if rec.state == "dead":
+            rec.state = "stopped"  # acknowledged: `health` stops reporting it
+            return rec
+        if rec.state not in LIVE_STATES or rec.pid <= 0:
+            return rec  # already gone, or a spawn in progress elsewhere (its caller cancels it)
+        if not is_live(rec):
+            rec.state, rec.stopped_at = "dead", now()
+            fill_exit_info(paths, rec)
+            return rec
+        rec.state = "stopping"
+    _terminate(rec.pid, rec.pgid or rec.pid, grace_s)
+    if rec.supervisor_pid:
+        try:  # it writes the .exit record right after the worker ends
+            psutil.Process(rec.supervisor_pid).wait(5)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
+    with registry.edit() as records:
+        for i, r in enumerate(records):
+            if r.id == worker_id:
+                fill_exit_info(paths, rec)
+                rec.state, rec.stopped_at = "stopped", now()
+                records[i] = rec
+    return rec
+
+
+@op("workers.stop", StopParams, summary="stop a worker (SIGTERM, SIGKILL after the grace period)")
+async def stop_op(ctx: OpContext, p: StopParams) -> list[WorkerRecord]:
+    paths = ctx.settings.paths
+    if p.all:
+        records = await asyncio.to_thread(Registry(paths).reconcile)
+        ids = [r.id for r in records if (r.state in LIVE_STATES and r.pid > 0) or r.state == "dead"]
+    elif p.id:
+        ids = [p.id]
+    else:
+        raise LlorchError(ErrorCode.BAD_REQUEST, "say which worker to stop", "pass a worker id, or --all")
+    reap_supervisors()
+    # Concurrently: the grace periods overlap instead of adding up.
+    return list(await asyncio.gather(*(asyncio.to_thread(stop_record, paths, i, p.grace_s) for i in ids)))
+
+
+@op("workers.logs", LogsParams, streams=True, summary="the log of a worker; follow streams `line` events")
+async def logs_op(ctx: OpContext, p: LogsParams) -> dict[str, Any]:
+    rec = await asyncio.to_thread(Registry(ctx.settings.paths).get, p.id)
+    path = Path(rec.log_path)
+    if not p.follow:
+        return {"id": rec.id, "path": str(path), "lines": await asyncio.to_thread(log_tail, path, p.lines)}
+    for line in await asyncio.to_thread(log_tail, path, p.lines):
+        ctx.emit("line", {"text": line})
+    return await _follow(ctx, rec, path)
+
+
+async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> dict[str, Any]:
+    """Stream new lines until the worker is gone (or the caller cancels, which ends this task)."""
+    followed = 0
+    pending = b""
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise LlorchError(ErrorCode.NOT_FOUND, f"log of worker {rec.id} is not readable: {exc}") from None
+    with fh:
+        fh.seek(0, os.SEEK_END)
+        checks = 0
+        while True:
+            chunk = fh.read(65536)
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    ctx.emit("line", {"text": raw.decode(errors="replace")})
+                    followed += 1
+                continue
+            checks += 1
+            # A log file has no "data available" event without inotify; poll it, check liveness ~1/s.
+            if checks % 4 == 0 and not is_live(rec):
+                break
+            ctx.check_cancelled()
+            await asyncio.sleep(FOLLOW_POLL_S)
+    if pending:
+        ctx.emit("line", {"text": pending.decode(errors="replace")})
+        followed += 1
+    return {"id": rec.id, "path": str(path), "lines": [], "followed": followed, "ended": "worker stopped"}
+
+
+def find_workers(paths: PoolPaths) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """llorch-worker processes of this user that the registry does not know: (strays, of other state dirs)."""
+    known = {r.pid for r in Registry(paths).load() if r.state in LIVE_STATES and r.pid > 0}
+    ours = paths.state_dir.resolve()
+    strays: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
+        cmd = proc.info.get("cmdline") or []
+        if not is_worker_cmdline(cmd) or proc.pid in known:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # another user's process: not ours to report or stop
+        sd = env.get("LLORCH_STATE_DIR")
+        item = {"pid": proc.pid, "cmdline": " ".join(cmd)[:500], "create_time": proc.info.get("create_time"),
+                "state_dir": sd, "worker_id": env.get("LLORCH_WORKER_ID")}
+        # A worker another agent (another state dir) started is that agent's business, not a stray.
+        (others if sd and Path(sd).resolve() != ours else strays).append(item)
+    return strays, others
+
+
+def _stop_stray(item: dict[str, Any], grace_s: float) -> dict[str, Any]:
+    pid = item["pid"]
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - (item.get("create_time") or 0)) > 1.0:
+            return {**item, "stopped": False, "why": "pid reused"}
+        pgid = os.getpgid(pid)
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        return {**item, "stopped": True, "why": "already gone"}
+    # Only signal its group when it leads one; otherwise the group may hold unrelated processes.
+    if pgid == pid:
+        _terminate(pid, pgid, grace_s)
+    else:
+        _terminate_pid(pid, grace_s)
+    return {**item, "stopped": True}
+
+
+def _terminate_pid(pid: int, grace_s: float) -> None:
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        proc.wait(grace_s)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        proc.kill()
+
+
+@op("workers.sweep", SweepParams, summary="find llorch-worker processes the registry does not know; --stop stops them")
+async def sweep_op(ctx: OpContext, p: SweepParams) -> dict[str, Any]:
+    strays, others = await asyncio.to_thread(find_workers, ctx.settings.paths)
+    stopped: list[dict[str, Any]] = []
+    if p.stop:
+        targets = [s for s in strays if p.pids is None or s["pid"] in p.pids]
+        missing = set(p.pids or ()) - {s["pid"] for s in strays}
+        if missing:
+            raise LlorchError(ErrorCode.NOT_FOUND, f"pid(s) {sorted(missing)} are not stray llorch-worker processes",
+                              "`llorch-pool worker sweep` lists the strays")
+        stopped = list(await asyncio.gather(*(asyncio.to_thread(_stop_stray, s, p.grace_s) for s in targets)))
+    return {"strays": strays, "stopped": stopped, "other_state_dirs": others}

@@ -1,0 +1,116 @@
+"""The app's pool actions (download, spawn, stop, add a model, follow logs): each one an async worker.
+
+A mixin of LlorchApp, so its workers report failures through the app's one error handler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+from llorch_tui.protocol.downloads import DownloadProgress
+
+if TYPE_CHECKING:
+    from llorch_tui.tui.app import LlorchApp
+
+    _Base = LlorchApp
+else:
+    _Base = object
+
+
+class DownloadEvent(Message):
+    """High-rate progress: a newer event for the same download replaces a queued older one."""
+
+    def __init__(self, pool: str, progress: DownloadProgress) -> None:
+        super().__init__()
+        self.pool, self.progress = pool, progress
+
+    def can_replace(self, message: Message) -> bool:
+        return (isinstance(message, DownloadEvent) and message.pool == self.pool
+                and message.progress.model == self.progress.model)
+
+
+class PoolActions(_Base):
+    def start_download(self, pool: str, model: str) -> None:
+        if not self._refuse("download"):
+            self.run_worker(self._download(pool, model), name=f"download {model} on {pool}",
+                            group=f"download:{pool}/{model}", exclusive=True, exit_on_error=False)
+
+    async def _download(self, pool: str, model: str) -> None:
+        self.event("information", f"downloading {model} on {pool}")
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "progress":
+                self.post_message(DownloadEvent(pool, DownloadProgress.model_validate(data)))
+
+        try:
+            result = await self.fleet.call(pool, "models.download", {"id": model}, on_event)
+        except BaseException as exc:
+            self.model.download_end(pool, model, "failed", getattr(exc, "message", str(exc)))
+            raise
+        self.model.download_end(pool, model, "done")
+        done = "already downloaded" if result.get("noop") else f"downloaded ({result.get('bytes_fetched', 0)} bytes)"
+        self.event("information", f"{model} on {pool}: {done}")
+        self.refresh_all(force=True)
+
+    def spawn_worker(self, pool: str, params: dict[str, Any]) -> None:
+        if not self._refuse("spawn"):
+            self.run_worker(self._spawn(pool, params), name=f"spawn {params.get('model')} on {pool}",
+                            exit_on_error=False)
+
+    async def _spawn(self, pool: str, params: dict[str, Any]) -> None:
+        self.event("information", f"spawning {params['model']} ({params['backend']}) on {pool}")
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "progress" and data.get("stage"):
+                self.event("information", f"spawn {params['model']} on {pool}: {data['stage']}"
+                           + (f" — {data['message']}" if data.get("message") else ""), notify=False)
+
+        rec = await self.fleet.call(pool, "workers.spawn", params, on_event)
+        self.event("information", f"worker {rec.get('id')} ready on {pool} port {rec.get('port')}")
+        self.refresh_all(force=True)
+
+    def stop_worker(self, pool: str, worker_id: str) -> None:
+        if not self._refuse("stop"):
+            self.run_worker(self._stop(pool, worker_id), name=f"stop {worker_id} on {pool}", exit_on_error=False)
+
+    async def _stop(self, pool: str, worker_id: str) -> None:
+        await self.fleet.call(pool, "workers.stop", {"id": worker_id})
+        self.event("information", f"worker {worker_id} on {pool} stopped")
+        self.refresh_all(force=True)
+
+    def add_model(self, pool: str, kind: str, params: dict[str, Any]) -> None:
+        if not self._refuse("adding a model"):
+            op = "models.synth" if kind == "synth" else "models.register"
+            self.run_worker(self._add_model(pool, op, params), name=f"{op} {params.get('id')} on {pool}",
+                            exit_on_error=False)
+
+    async def _add_model(self, pool: str, op: str, params: dict[str, Any]) -> None:
+        self.event("information", f"{op} {params['id']} on {pool}")
+        entry = await self.fleet.call(pool, op, params)
+        self.event("information", f"{entry.get('id')} is in the catalog of {pool}")
+        self.refresh_all(force=True)
+
+    def open_logs(self, pool: str, worker_id: str) -> None:
+        self.following = (pool, worker_id)
+        self.switch_mode("logs")
+        if self.logs_screen is not None and self.logs_screen.is_mounted:
+            self.logs_screen.start(pool, worker_id)
+        self.run_worker(self._follow(pool, worker_id), name=f"logs {worker_id} on {pool}", group="logs",
+                        exclusive=True, exit_on_error=False)
+
+    async def _follow(self, pool: str, worker_id: str) -> None:
+        def write(lines: list[str]) -> None:
+            if self.logs_screen is not None and self.logs_screen.is_mounted:
+                self.logs_screen.write_lines(lines)
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "line":
+                write([str(data.get("text", ""))])
+
+        result = await self.fleet.call(pool, "workers.logs", {"id": worker_id, "lines": 200, "follow": True}, on_event)
+        write([str(x) for x in (result or {}).get("lines", [])])
+        if self.logs_screen is not None and self.logs_screen.is_mounted:
+            self.logs_screen.ended(f"Log of worker {worker_id} on {pool} (ended: the worker is gone)")
+

@@ -1,0 +1,261 @@
+"""The llorch Textual app: modes, the refresh loop, and every I/O action as an async worker.
+
+All I/O runs in workers started here (so one `on_worker_state_changed` reports every failure as a
+notification + log line). The refresh timer only starts per-pool workers; it never does I/O itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from textual import on
+from textual.app import App
+from textual.message import Message
+from textual.worker import Worker, WorkerState
+
+from llorch_tui.config import Config
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.core.clock import now
+from llorch_tui.tui.core.model import DashboardModel
+from llorch_tui.tui.core.snapshot import DataSource, FleetSource
+from llorch_tui.tui.actions import DownloadEvent, PoolActions
+from llorch_tui.tui.matrix_actions import MatrixActions
+from llorch_tui.tui.palette import LlorchCommands
+from llorch_tui.tui.screens.dashboard import DashboardScreen
+from llorch_tui.tui.screens.logs import LogsScreen
+from llorch_tui.tui.screens.matrix import MatrixScreen
+from llorch_tui.tui.widgets.log_pane import LogPane
+
+log = logging.getLogger("llorch.tui")
+REFRESH_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 30.0
+
+
+class PoolConn(Message):
+    def __init__(self, pool: str, state: str, error: str | None) -> None:
+        super().__init__()
+        self.pool, self.state, self.error = pool, state, error
+
+
+class LlorchApp(PoolActions, MatrixActions, App[int]):
+    TITLE = "llorch"
+    CSS_PATH = "llorch.tcss"
+    MODES = {"dashboard": DashboardScreen, "matrix": MatrixScreen, "logs": LogsScreen}
+    DEFAULT_MODE = "dashboard"
+    COMMANDS = App.COMMANDS | {LlorchCommands}
+    BINDINGS = [
+        bind("quit", "quit", priority=False), bind("help", "help"),
+        bind("mode.dashboard", "switch_mode('dashboard')", show=False),
+        bind("mode.matrix", "switch_mode('matrix')", show=False), bind("mode.logs", "switch_mode('logs')", show=False),
+    ]
+
+    def __init__(self, config: Config, *, readonly: bool = False, source: DataSource | None = None,
+                 fleet: Any = None, keymap: dict[str, str] | None = None, refresh_s: float | None = None,
+                 warnings: list[str] | None = None) -> None:
+        super().__init__()
+        self.config, self.readonly = config, readonly
+        if fleet is None and source is None:
+            from llorch_tui.fleet import Fleet
+
+            fleet = Fleet(config)
+        self.fleet = fleet
+        self.source: DataSource = source or FleetSource(fleet)
+        self.model = DashboardModel([p.name for p in config.pools])
+        self.refresh_s = refresh_s or float(os.environ.get("LLORCH_TUI_REFRESH_S", "1.0"))
+        self._keymap = keymap or {}
+        self._startup_warnings = warnings or []
+        self._inflight: set[str] = set()
+        self._redraw_pending = False
+        self.dashboard: DashboardScreen | None = None
+        self.logs_screen: LogsScreen | None = None
+        self.following: tuple[str, str] | None = None
+        self.matrix_screen: MatrixScreen | None = None
+        self.matrix_engine: Any = None
+        self.matrix_report: Any = None
+        self.refreshes = 0  # completed pool refreshes (tests and the benchmark wait on this)
+        if readonly:
+            self.sub_title = "read-only"
+
+    # --- lifecycle --------------------------------------------------------------------
+    def on_mount(self) -> None:
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        if self.fleet is not None:
+            self.fleet.on_change(lambda pool, st, err: self.post_message(PoolConn(pool, st, err)))
+        for w in self._startup_warnings:
+            self.warn(w)
+        self.set_interval(self.refresh_s, self.refresh_all)
+        self.refresh_all()
+
+    async def on_unmount(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.close()
+
+    def register_dashboard(self, screen: DashboardScreen) -> None:
+        self.dashboard = screen
+
+    def register_logs(self, screen: LogsScreen) -> None:
+        self.logs_screen = screen
+
+    def register_matrix(self, screen: MatrixScreen) -> None:
+        self.matrix_screen = screen
+
+    # --- errors: one handler for every worker ------------------------------------------
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.report(event.worker.error, event.worker.name)
+
+    def report(self, exc: BaseException, context: str = "") -> None:
+        if isinstance(exc, LlorchError):
+            self.event("error", f"{context}: {exc.message}" if context else exc.message, exc.hint)
+        else:
+            log.error("unexpected error in %s", context, exc_info=exc)
+            self.event("error", f"{context}: unexpected {type(exc).__name__}: {exc}",
+                       "this is a bug in llorch; please report it with the steps that led here")
+
+    def event(self, level: str, message: str, hint: str | None = None, notify: bool = True) -> None:
+        text = message if not hint else f"{message}\n→ {hint}"
+        if notify:
+            self.notify(text, severity=level, timeout=8 if level == "error" else 4)  # type: ignore[arg-type]
+        for pane in self._panes():
+            pane.add(level, text.replace("\n", " "))
+
+    def warn(self, message: str, hint: str | None = None) -> None:
+        self.event("warning", message, hint)
+
+    def _panes(self) -> list[LogPane]:
+        panes = []
+        for screen in (self.dashboard, self.logs_screen):
+            if screen is not None and screen.is_mounted:
+                panes.extend(screen.query(LogPane))
+        return panes
+
+    # --- refresh ------------------------------------------------------------------------
+    def refresh_all(self, force: bool = False) -> None:
+        """Timer callback: starts one refresh worker per pool that is due; never waits on a pool."""
+        t = now()
+        for pool, pv in self.model.pools.items():
+            if pool in self._inflight:
+                continue
+            if pv.conn == "offline" and t < pv.retry_at and not force:
+                continue
+            self._inflight.add(pool)
+            self.run_worker(self._refresh(pool), name=f"refresh {pool}", group=f"refresh:{pool}",
+                            exclusive=True, exit_on_error=False)
+
+    async def _refresh(self, pool: str) -> None:
+        pv = self.model.pools[pool]
+        try:
+            if self.fleet is not None and not self.fleet.client(pool).connected:
+                import asyncio
+
+                if not await asyncio.wait_for(self.fleet.connect(pool), CONNECT_TIMEOUT_S):
+                    st = self.fleet.state(pool)
+                    self.model.fail(pool, st.error or "unreachable", st.hint)
+                    return
+            snap = await self.source.fetch(pool, REFRESH_TIMEOUT_S)
+        except LlorchError as exc:
+            self.model.fail(pool, exc.message, exc.hint)
+            self._log_pool_failure(pool, exc.message, exc.hint)
+        except TimeoutError:
+            self.model.fail(pool, f"no answer within {CONNECT_TIMEOUT_S:.0f}s", "retried automatically")
+        else:
+            self.model.apply(snap)
+            self.refreshes += 1
+        finally:
+            self._inflight.discard(pool)
+            self.schedule_redraw()
+
+    def schedule_redraw(self) -> None:
+        """Coalesce redraws: many pools answering within 50 ms cost one table diff."""
+        if not self._redraw_pending:
+            self._redraw_pending = True
+            self.set_timer(0.05, self._redraw)
+
+    def _redraw(self) -> None:
+        self._redraw_pending = False
+        d = self.dashboard
+        if d is not None:
+            if self.screen is d:
+                d.render_model()
+            else:
+                d.stale = True
+
+    @on(PoolConn)
+    def _pool_conn(self, msg: PoolConn) -> None:
+        st = self.fleet.state(msg.pool) if self.fleet is not None else None
+        self.model.set_conn(msg.pool, msg.state, msg.error, st.hint if st else None)
+        if msg.state == "offline" and msg.error:
+            self._log_pool_failure(msg.pool, msg.error, st.hint if st else None)
+        self.schedule_redraw()
+
+    def _log_pool_failure(self, pool: str, reason: str, hint: str | None) -> None:
+        pv = self.model.pools[pool]
+        if pv.reported != reason:  # retries of the same failure are not logged again
+            pv.reported = reason
+            self.event("warning", f"pool {pool} offline: {reason}", hint, notify=False)
+
+    @on(DownloadEvent)
+    def _download_event(self, msg: DownloadEvent) -> None:
+        self.model.download_event(msg.pool, msg.progress)
+        self.schedule_redraw()
+
+    # --- actions (I/O in workers) ------------------------------------------------------
+    def _refuse(self, what: str) -> bool:
+        if self.readonly:
+            self.warn(f"read-only: {what} is disabled", "start llorch-tui without --readonly to change pools")
+        return self.readonly
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.readonly and action in MUTATING)
+
+    # --- app-level actions --------------------------------------------------------------
+    def action_help(self) -> None:
+        from llorch_tui.tui.screens.help import HelpScreen
+
+        focused = self.focused
+        widget_help = getattr(focused, "HELP", "") if focused is not None else ""
+        keys = []
+        for active in self.active_bindings.values():
+            b = active.binding
+            if b.description and active.enabled and (b.id, b.description) not in [(k[2], k[1]) for k in keys]:
+                keys.append((self.get_key_display(b), b.description, b.id or ""))
+        keys.sort(key=lambda k: (not k[2], k[2]))  # llorch's own (remappable) keys first
+        self.push_screen(HelpScreen(widget_help or getattr(self.screen, "HELP", ""), keys))
+
+    def action_dashboard_action(self, name: str) -> None:
+        self.switch_mode("dashboard")
+        if self.dashboard is not None:
+            self.call_later(self.dashboard.run_action, name)
+
+    def action_matrix_action(self, name: str) -> None:
+        self.switch_mode("matrix")
+        self.call_later(lambda: self.matrix_screen and self.matrix_screen.run_action(name))
+
+
+def run_app(args: argparse.Namespace) -> int:
+    from llorch_tui.config_load import load_config
+    from llorch_tui.tui.keymap import load_keymap
+
+    try:
+        loaded = load_config(args.config)
+    except LlorchError as exc:
+        print(f"llorch-tui: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 2
+    warnings: list[str] = []
+    try:
+        keymap = load_keymap()
+    except LlorchError as exc:
+        keymap, warnings = {}, [f"{exc.message} — using the default keys"]
+    if not loaded.config.pools:
+        print("llorch-tui: the configuration has no pools\n  hint: add a [[pools]] table, or remove the file "
+              "to use the built-in `local` pool", file=sys.stderr)
+        return 2
+    app = LlorchApp(loaded.config, readonly=args.readonly, keymap=keymap, warnings=warnings)
+    app.run()
+    return app.return_code or 0

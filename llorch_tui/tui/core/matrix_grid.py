@@ -1,0 +1,110 @@
+"""The matrix screen's state: models x (pool/backend) cells, fed by the engine's events (no UI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+
+from llorch_tui.protocol.matrix import CellKey, CellResult, RunSummary
+from llorch_tui.tui.core.fmt import fmt_bytes
+
+STYLE = {"pending": "dim", "running": "bold yellow", "pass": "bold green", "fail": "bold red", "skipped": "dim"}
+
+
+@dataclass
+class CellState:
+    key: CellKey
+    status: str = "pending"  # pending | running | pass | fail | skipped
+    stage: str = ""
+    fraction: float | None = None
+    detail: str = ""
+    result: CellResult | None = None
+
+
+@dataclass
+class MatrixGrid:
+    models: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    cells: dict[str, CellState] = field(default_factory=dict)
+    summary: RunSummary | None = None
+    reports: dict[str, str] = field(default_factory=dict)
+    running: bool = False
+    stopped: bool = False
+
+    def apply(self, ev: Any) -> list[str]:
+        """Apply one engine event; returns the ids of the cells whose look changed."""
+        kind = getattr(ev, "type", "")
+        if kind == "plan":
+            self.models = sorted({k.model for k in ev.cells})
+            self.columns = sorted({k.column for k in ev.cells})
+            self.cells = {k.id: CellState(k) for k in ev.cells}
+            self.summary, self.reports, self.running, self.stopped = None, {}, True, False
+            return list(self.cells)
+        if kind == "run_finished":
+            self.summary, self.reports, self.running, self.stopped = ev.summary, dict(ev.reports), False, ev.stopped
+            return []
+        key: CellKey = ev.result.key if kind == "cell_finished" else ev.key
+        cell = self.cells.setdefault(key.id, CellState(key))
+        if kind == "cell_started":
+            cell.status, cell.stage = "running", "queued"
+        elif kind == "cell_progress":
+            cell.status, cell.stage, cell.fraction, cell.detail = "running", ev.stage, ev.fraction, ev.detail
+        elif kind == "cell_finished":
+            cell.status, cell.result = ev.result.verdict, ev.result
+        return [key.id]
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STYLE}
+        for c in self.cells.values():
+            out[c.status] += 1
+        return out
+
+    def cell_text(self, cell_id: str) -> Text:
+        c = self.cells.get(cell_id)
+        if c is None:
+            return Text("")
+        if c.status == "pending":
+            return Text("· pending", style=STYLE["pending"])
+        if c.status == "running":
+            pct = f" {c.fraction:.0%}" if c.fraction is not None else ""
+            return Text(f"▶ {c.stage}{pct}", style=STYLE["running"])
+        r = c.result
+        if c.status == "pass":
+            tps = r.measurements.tokens_per_second if r else None
+            return Text("✓ pass" + (f" {tps:.0f} t/s" if tps else ""), style=STYLE["pass"])
+        reason = (r.reason_code or "") if r else ""
+        mark = "✗ fail" if c.status == "fail" else "– skip"
+        return Text(f"{mark} {reason}".strip(), style=STYLE[c.status])
+
+    def detail(self, cell_id: str) -> str:
+        """Markdown of one cell: verdict, reason, hint, measurements, log tail."""
+        c = self.cells.get(cell_id)
+        if c is None:
+            return "No cell here."
+        lines = [f"### {c.key.model} on {c.key.pool}/{c.key.backend}: {c.status}"]
+        if c.status == "running":
+            lines.append(f"stage **{c.stage}** {c.detail}")
+        r = c.result
+        if r is not None:
+            if r.reason:
+                lines.append(f"**reason** ({r.reason_code}): {r.reason}")
+            if r.hint:
+                lines.append(f"**next**: {r.hint}")
+            m = r.measurements
+            figures = [("load", m.load_s, "{:.1f} s"), ("spawn", m.spawn_s, "{:.1f} s"), ("ttft", m.ttft_ms, "{:.0f} ms"),
+                       ("tokens/s", m.tokens_per_second, "{:.1f}"), ("tokens", m.tokens_generated, "{}"),
+                       ("cell", m.cell_s, "{:.1f} s")]
+            shown = [f"{n} {f.format(v)}" for n, v, f in figures if v is not None]
+            if m.peak_rss_bytes:
+                shown.append(f"peak RSS {fmt_bytes(m.peak_rss_bytes)}")
+            if m.device_peak_bytes:
+                shown.append(f"device peak {fmt_bytes(m.device_peak_bytes)}")
+            if shown:
+                lines.append("**measured**: " + " · ".join(shown))
+            if m.sample_text:
+                lines.append(f"**sample**: {m.sample_text!r}")
+            if r.log_tail:
+                lines.append("```\n" + "\n".join(r.log_tail[-15:]) + "\n```")
+        return "\n\n".join(lines)

@@ -1,0 +1,113 @@
+"""What one refresh of one pool returns, and the data sources that produce it.
+
+`FleetSource` asks a real pool (pool.status + models.list over its PoolClient); `SyntheticSource`
+invents a fleet of any size in-process (bench/tui.py). Both hand the same wire documents to
+`parse_snapshot`, so the dashboard's update path is the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol.catalog import Catalog
+from llorch_tui.protocol.status import PoolStatus
+from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.tui.core.clock import now
+
+
+@dataclass
+class PoolSnapshot:
+    pool: str
+    at: float
+    catalog: Catalog | None = None
+    status: PoolStatus | None = None
+    workers: list[WorkerRecord] = field(default_factory=list)
+
+
+def parse_snapshot(pool: str, at: float, status: dict[str, Any] | None, catalog: dict[str, Any] | None,
+                   workers: list[dict[str, Any]] | None = None) -> PoolSnapshot:
+    """Validate the agent's documents into wire models (a malformed one is a clear protocol error)."""
+    try:
+        st = PoolStatus.model_validate(status) if status is not None else None
+        cat = Catalog.model_validate(catalog) if catalog is not None else None
+        if st is not None:
+            ws = st.workers
+        else:
+            ws = [WorkerRecord.model_validate(w) for w in (workers or [])]
+    except ValueError as exc:
+        raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"pool {pool}: unexpected answer from the agent: {exc}",
+                          "install the same llorch version on the pool and here") from None
+    return PoolSnapshot(pool=pool, at=at, catalog=cat, status=st, workers=ws)
+
+
+class DataSource(Protocol):
+    async def fetch(self, pool: str, timeout: float) -> PoolSnapshot: ...
+
+
+class FleetSource:
+    """Real pools: one status call and one catalog call per refresh, concurrently, each bounded."""
+
+    def __init__(self, fleet: Any) -> None:
+        self.fleet = fleet
+
+    async def _call(self, pool: str, op: str, params: dict[str, Any], timeout: float) -> Any:
+        try:
+            return await self.fleet.call(pool, op, params, timeout=timeout)
+        except asyncio.TimeoutError:
+            raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool}: no answer to {op} within {timeout:.0f}s",
+                              "the pool is slow or stuck; it is retried on the next refresh") from None
+
+    async def fetch(self, pool: str, timeout: float) -> PoolSnapshot:
+        results = await asyncio.gather(self._call(pool, "pool.status", {}, timeout),
+                                       self._call(pool, "models.list", {}, timeout), return_exceptions=True)
+        status, catalog = results
+        workers: list[dict[str, Any]] | None = None
+        if isinstance(status, LlorchError) and status.code == ErrorCode.UNKNOWN_OP:
+            # An agent without pool.status still lists its workers.
+            workers = await self._call(pool, "workers.list", {"probe": True}, timeout)
+            status = None
+        if isinstance(catalog, LlorchError) and catalog.code == ErrorCode.UNKNOWN_OP:
+            catalog = None
+        for r in (status, catalog):
+            if isinstance(r, BaseException):
+                raise r
+        return parse_snapshot(pool, now(), status, catalog, workers)
+
+
+class SyntheticSource:
+    """An invented fleet (pools x workers) whose figures move every call: for the CPU benchmark."""
+
+    def __init__(self, pools: int, workers: int, models: int = 4, gpus: int = 2) -> None:
+        self.pools = [f"pool{i:02d}" for i in range(pools)]
+        self.n_workers, self.n_models, self.n_gpus = workers, models, gpus
+        self.tick: dict[str, int] = {p: 0 for p in self.pools}
+        self.started = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
+
+    def documents(self, pool: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        t = self.tick[pool] = self.tick[pool] + 1
+        gib = 1024 ** 3
+        workers = [{
+            "id": f"w{i:03d}", "model": f"model-{i % self.n_models}", "backend": "cuda", "gpu": i % self.n_gpus,
+            "port": 20000 + i, "pid": 1000 + i, "state": "ready", "started_at": self.started,
+            "log_path": f"/tmp/{pool}/w{i}.log", "requests": t * (i + 1), "tokens_generated": t * 50 * (i + 1),
+            "rss_bytes": (1 + i % 3) * gib, "device_allocated_bytes": (2 + i % 5) * gib,
+        } for i in range(self.n_workers)]
+        gpus = [{"index": g, "name": "NVIDIA H100", "memory_total": 80 * gib,
+                 "memory_used": int((40 + 30 * math.sin(t / 7 + g)) * gib), "utilization": (t * 7 + g * 13) % 100}
+                for g in range(self.n_gpus)]
+        status = {"pool_id": pool, "hostname": pool, "os": "Linux", "llorch_version": "0.1.0", "python": "3.12",
+                  "backends": ["cpu", "cuda"], "gpus": gpus, "ram": {"total": 256 * gib, "available": (128 + t % 64) * gib},
+                  "disk": {"path": "/", "total": 2000 * gib, "free": 900 * gib}, "workers": workers}
+        catalog = {"pool_id": pool, "models": [{
+            "id": f"model-{m}", "name": f"Model {m}", "path": f"/m/{m}", "size_gb": 1.0 + m, "architecture": "llama",
+            "downloaded": True} for m in range(self.n_models)]}
+        return status, catalog
+
+    async def fetch(self, pool: str, timeout: float) -> PoolSnapshot:
+        status, catalog = self.documents(pool)
+        return parse_snapshot(pool, now(), status, catalog)

@@ -1,0 +1,72 @@
+"""The app's matrix actions: run the same engine as `--run-matrix` in a worker, stop it, export reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    from llorch_tui.tui.app import LlorchApp
+
+    _Base = LlorchApp
+else:
+    _Base = object
+
+
+class MatrixActions(_Base):
+    def start_matrix(self) -> None:
+        if self._refuse("the matrix run"):
+            return
+        if self.matrix_engine is not None:
+            self.warn("a matrix run is already going", "x stops it")
+            return
+        if self.fleet is None:
+            self.warn("no pools to test", "this dashboard shows a synthetic fleet")
+            return
+        from llorch_tui.matrix.engine import MatrixEngine
+        from llorch_tui.matrix.options import MatrixOptions
+
+        self.matrix_engine = MatrixEngine(self.fleet, MatrixOptions.from_config(self.config.matrix))
+        self.run_worker(self._run_matrix(), name="matrix run", group="matrix", exclusive=True, exit_on_error=False)
+
+    async def _run_matrix(self) -> None:
+        engine = self.matrix_engine
+        self.event("information", "matrix run started")
+        try:
+            async for ev in engine.run():
+                if self.matrix_screen is not None and self.matrix_screen.is_mounted:
+                    self.matrix_screen.on_matrix_event(ev)
+                if ev.type == "run_finished":
+                    self.event("information", f"matrix {'stopped' if ev.stopped else 'finished'}: {ev.summary.line}")
+                elif ev.type == "cell_finished":
+                    # Verdicts land in the catalogs: the dashboard shows them on its next refresh.
+                    self.refresh_all(force=True)
+        finally:
+            self.matrix_report = engine.report
+            self.matrix_engine = None
+            if self.matrix_screen is not None and self.matrix_screen.is_mounted:
+                self.matrix_screen.refresh_bindings()
+
+    def stop_matrix(self) -> None:
+        if self.matrix_engine is None:
+            self.warn("no matrix run to stop")
+            return
+        self.matrix_engine.stop()
+        self.event("information", "stopping the matrix run: running cells are interrupted, their workers stopped")
+
+    def export_matrix(self) -> None:
+        engine = self.matrix_engine
+        report = engine.report if engine is not None else self.matrix_report
+        if report is None:
+            self.warn("no matrix results to export yet", "g starts a run")
+            return
+        self.run_worker(self._export(report), name="matrix export", exit_on_error=False)
+
+    async def _export(self, report: object) -> None:
+        import asyncio
+
+        from llorch_tui.matrix.reports import write_reports
+
+        out = await asyncio.to_thread(write_reports, report, Path(self.config.matrix.report_dir))
+        self.event("information", "exported: " + ", ".join(str(v) for v in out.values()))

@@ -1,0 +1,231 @@
+"""The dashboard mode: pools, catalog, workers, downloads, GPU/RAM gauges and the event log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+
+from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
+from llorch_tui.tui.widgets.gauges import GaugePanel
+from llorch_tui.tui.widgets.live_table import LiveTable
+from llorch_tui.tui.widgets.log_pane import LogPane
+
+if TYPE_CHECKING:
+    from llorch_tui.tui.app import LlorchApp
+
+POOL_COLS = ("pool", "state", "backends", "workers")
+CATALOG_COLS = ("pool", "model", "arch", "size", "have", "source", "verdicts")
+WORKER_COLS = ("pool", "id", "model", "backend", "gpu", "port", "state", "uptime", "reqs", "tok/s", "memory")
+DOWNLOAD_COLS = ("pool", "model", "progress", "bytes", "speed", "eta", "state")
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        bind("refresh", "refresh"), bind("download", "download"), bind("spawn", "spawn"), bind("stop", "stop"),
+        bind("logs", "logs"), bind("model.add", "add_model"), bind("matrix", "matrix"), bind("filter", "filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selection = ALL
+        self.needle = ""
+        self.stale = True
+
+    @property
+    def lapp(self) -> "LlorchApp":
+        return cast("LlorchApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield LiveTable(POOL_COLS, "**Pools**: every configured pool and its connection state. "
+                                "Select one to narrow the other panes to it, or `All`.", id="pools")
+                yield Static("", id="pool-detail")
+                yield GaugePanel(id="gauges")
+            with Vertical(id="right"):
+                yield Label("Catalog", classes="pane-title")
+                yield LiveTable(CATALOG_COLS, "**Catalog**: the models each pool knows. `have` ✓ = downloaded "
+                                "(a percentage while downloading); `verdicts` = last matrix result per backend. "
+                                "`d` downloads the highlighted model, `s` spawns a worker for it, `a` registers "
+                                "or synthesizes a model.", id="catalog")
+                yield Label("Workers", classes="pane-title")
+                yield LiveTable(WORKER_COLS, "**Workers**: inference workers on the pools. `tok/s` is measured "
+                                "between refreshes. `x` stops the highlighted worker (after a confirmation), "
+                                "`l` follows its log.", id="workers")
+                yield Label("Downloads", classes="pane-title", id="downloads-title")
+                yield LiveTable(DOWNLOAD_COLS, "**Downloads** started from this dashboard: progress, bytes, "
+                                "speed and time left.", id="downloads")
+        yield Input(placeholder="filter catalog and workers (Enter keeps it, Esc clears)", id="filter")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.lapp.register_dashboard(self)
+        self.query_one("#catalog").focus()
+        self.render_model()
+
+    def on_screen_resume(self) -> None:
+        if self.stale:
+            self.render_model()
+
+    def on_resize(self, event: Resize) -> None:
+        self.set_class(event.size.width < 110, "-narrow")
+        self.set_class(event.size.height < 32, "-short")
+
+    # --- rendering --------------------------------------------------------------------
+    def render_model(self) -> None:
+        if not self.is_mounted:
+            return
+        self.stale = False
+        model: DashboardModel = self.lapp.model
+        total = sum(int(str(r[3])) for r in model.pool_rows().values())
+        pools = {ALL: ("All", Text(f"{len(model.online())}/{len(model.pools)} on", style="bold"), "", str(total)),
+                 **model.pool_rows()}
+        downloads = model.download_rows(self.selection)
+        with self.app.batch_update():
+            self.query_one("#pools", LiveTable).sync(pools)
+            self.query_one("#catalog", LiveTable).sync(model.catalog_rows(self.selection, self.needle))
+            self.query_one("#workers", LiveTable).sync(model.worker_rows(self.selection, self.needle))
+            dl = self.query_one("#downloads", LiveTable)
+            dl.sync(downloads)
+            dl.display = self.query_one("#downloads-title").display = bool(downloads)
+            self.query_one("#gauges", GaugePanel).show(model.gpu_lines(self.selection))
+            self.query_one("#pool-detail", Static).update(self._detail(model))
+
+    def _detail(self, model: DashboardModel) -> Text:
+        t = Text()
+        for pv in model.selected(self.selection):
+            if pv.conn == "online" and self.selection == ALL:
+                continue
+            t.append(f"{pv.name}: ", style="bold")
+            t.append(pv.conn, style=CONN_STYLE.get(pv.conn, ""))
+            st = pv.snapshot.status if pv.snapshot else None
+            if pv.conn == "online" and st is not None:
+                t.append(f" {st.hostname} · {st.os} · llorch {st.llorch_version}")
+            if pv.reason:
+                t.append(f" — {pv.reason}", style="red")
+            if pv.hint:
+                t.append(f"\n  → {pv.hint}", style="dim")
+            t.append("\n")
+        return t
+
+    # --- selection and filter ---------------------------------------------------------
+    @on(DataTable.RowHighlighted, "#pools")
+    def _pool_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value or ALL
+        if key != self.selection:
+            self.selection = key
+            self.render_model()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value.strip()
+        self.render_model()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#catalog").focus()
+
+    def key_escape(self) -> None:
+        f = self.query_one("#filter", Input)
+        if f.has_focus:
+            f.value = ""
+            f.remove_class("-shown")
+            self.query_one("#catalog").focus()
+
+    def selected_model_key(self) -> str | None:
+        return self.query_one("#catalog", LiveTable).current_key()
+
+    def selected_worker_key(self) -> str | None:
+        return self.query_one("#workers", LiveTable).current_key()
+
+    # --- actions (the app does the I/O) -----------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MUTATING and self.lapp.readonly:
+            return False
+        return True
+
+    def action_refresh(self) -> None:
+        self.lapp.refresh_all(force=True)
+        self.notify("refreshing every pool", timeout=2)
+
+    def action_filter(self) -> None:
+        f = self.query_one("#filter", Input)
+        f.add_class("-shown")
+        f.focus()
+
+    def action_download(self) -> None:
+        key = self.selected_model_key()
+        if key is None:
+            self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
+            return
+        pool, _, model = key.partition("/")
+        self.lapp.start_download(pool, model)
+
+    def action_spawn(self) -> None:
+        key = self.selected_model_key()
+        entry = self.lapp.model.model_entry(key) if key else None
+        if key is None or entry is None:
+            self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
+            return
+        pool = key.partition("/")[0]
+        from llorch_tui.tui.screens.modals import SpawnModal
+
+        snap = self.lapp.model.pools[pool].snapshot
+        usable = snap.status.backends if snap and snap.status else ["cpu"]
+        gpus = [(g.index, g.name) for g in snap.status.gpus] if snap and snap.status else []
+        backends = [b for b in entry.backends if b in usable] or list(usable)
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result:
+                self.lapp.spawn_worker(pool, {"model": entry.id, **result})
+
+        self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), done)
+
+    def action_stop(self) -> None:
+        key = self.selected_worker_key()
+        rec = self.lapp.model.worker(key) if key else None
+        if key is None or rec is None:
+            self.lapp.warn("no worker highlighted", "move to a row of the Workers pane first")
+            return
+        pool = key.partition("/")[0]
+        from llorch_tui.tui.screens.modals import ConfirmModal
+
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.lapp.stop_worker(pool, rec.id)
+
+        self.app.push_screen(ConfirmModal(f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"), done)
+
+    def action_logs(self) -> None:
+        key = self.selected_worker_key()
+        if key is None:
+            self.lapp.warn("no worker highlighted", "move to a row of the Workers pane first")
+            return
+        pool, _, wid = key.partition("/")
+        self.lapp.open_logs(pool, wid)
+
+    def action_add_model(self) -> None:
+        from llorch_tui.tui.screens.modals import ModelModal
+
+        pools = [p for p in self.lapp.model.pools]
+        default = self.selection if self.selection != ALL else pools[0]
+        presets = [m.id for m in self.lapp.config.models]
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result:
+                self.lapp.add_model(result.pop("pool"), result.pop("kind"), result)
+
+        self.app.push_screen(ModelModal(pools, default, presets), done)
+
+    def action_matrix(self) -> None:
+        self.app.switch_mode("matrix")

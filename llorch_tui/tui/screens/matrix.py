@@ -1,0 +1,141 @@
+"""The matrix mode: models x (pool/backend), coloured live from the engine's events; cell detail; export."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Markdown, Static
+
+from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.core.matrix_grid import MatrixGrid
+
+if TYPE_CHECKING:
+    from llorch_tui.tui.app import LlorchApp
+
+IDLE = "No run yet. g starts the matrix (every model x backend x pool of the [matrix] config)."
+
+
+class MatrixTable(DataTable[Text]):
+    HELP = ("**Matrix**: one row per model, one column per pool/backend. Cells go pending (·) → running (▶ stage) "
+            "→ pass (✓, tokens/s) / fail (✗ reason) / skipped (–). Move onto a cell to see its detail below; "
+            "`i` opens it full-screen.")
+
+
+class DetailModal(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,i", "close", "Close")]
+
+    def __init__(self, text: str) -> None:
+        super().__init__(classes="modal")
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog help"):
+            yield Markdown(self.text)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class MatrixScreen(Screen[None]):
+    BINDINGS = [bind("matrix.start", "start_run"), bind("matrix.stop", "stop_run"),
+                bind("matrix.export", "export"), bind("matrix.detail", "detail")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grid = MatrixGrid()
+        self.current: str | None = None
+
+    @property
+    def lapp(self) -> "LlorchApp":
+        return cast("LlorchApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static(Text(IDLE), id="matrix-status")
+        yield MatrixTable(id="matrix", cursor_type="cell")
+        yield Markdown("", id="cell-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.lapp.register_matrix(self)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in MUTATING and self.lapp.readonly:
+            return False
+        running = self.lapp.matrix_engine is not None
+        if action == "start_run":
+            return not running
+        if action == "stop_run":
+            return running
+        return True
+
+    # --- events from the engine (the app's worker calls this) ---------------------------
+    def on_matrix_event(self, ev: Any) -> None:
+        changed = self.grid.apply(ev)
+        table = self.query_one("#matrix", MatrixTable)
+        if ev.type == "plan":
+            table.clear(columns=True)  # once per run: the grid's shape is new
+            table.add_column("model", key="model")
+            for col in self.grid.columns:
+                table.add_column(col, key=col)
+            for model in self.grid.models:
+                table.add_row(Text(model, style="bold"), *[self.grid.cell_text(f"{c}/{model}") for c in self.grid.columns],
+                              key=model)
+        else:
+            with self.app.batch_update():
+                for cid in changed:
+                    cell = self.grid.cells[cid]
+                    table.update_cell(cell.key.model, cell.key.column, self.grid.cell_text(cid), update_width=True)
+        self._status()
+        if self.current in changed or ev.type in ("plan", "run_finished"):
+            self._show_detail()
+        self.refresh_bindings()
+
+    def _status(self) -> None:
+        g = self.grid
+        n = g.counts()
+        t = Text()
+        if g.running:
+            t.append("RUNNING ", style="bold yellow")
+        elif g.summary is not None:
+            t.append("STOPPED " if g.stopped else "FINISHED ", style="bold")
+        t.append(f"{n['pass']} passed", style="green")
+        t.append(" · ")
+        t.append(f"{n['fail']} failed", style="red")
+        t.append(f" · {n['skipped']} skipped · {n['running']} running · {n['pending']} pending")
+        if g.summary is not None:
+            t.append(f" · {g.summary.duration_s:.0f} s")
+        if g.reports:
+            t.append("\nreports: " + "  ".join(g.reports.values()), style="dim")
+        self.query_one("#matrix-status", Static).update(t)
+
+    @on(DataTable.CellHighlighted, "#matrix")
+    def _highlighted(self, event: DataTable.CellHighlighted) -> None:
+        col = event.cell_key.column_key.value
+        model = event.cell_key.row_key.value
+        self.current = f"{col}/{model}" if col and col != "model" else None
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        text = self.grid.detail(self.current) if self.current else ""
+        self.query_one("#cell-detail", Markdown).update(text)
+
+    # --- actions ------------------------------------------------------------------------
+    def action_start_run(self) -> None:
+        self.lapp.start_matrix()
+
+    def action_stop_run(self) -> None:
+        self.lapp.stop_matrix()
+
+    def action_export(self) -> None:
+        self.lapp.export_matrix()
+
+    def action_detail(self) -> None:
+        if self.current:
+            self.app.push_screen(DetailModal(self.grid.detail(self.current)))

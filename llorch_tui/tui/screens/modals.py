@@ -1,0 +1,146 @@
+"""Modals: spawn a worker, confirm, register or synthesize a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
+
+ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Yes/no. Enter or y confirms, Esc or n cancels."""
+
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__(classes="modal")
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question, classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class SpawnModal(ModalScreen[dict[str, Any] | None]):
+    """Choose the backend (and the GPU for cuda) of a new worker."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    HELP = "Pick the backend and, for cuda, the GPU. Enter on Spawn starts the worker; Esc cancels."
+
+    def __init__(self, pool: str, model: str, backends: list[str], gpus: list[tuple[int, str]]) -> None:
+        super().__init__(classes="modal")
+        self.pool, self.model, self.backends, self.gpus = pool, model, backends, gpus
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Spawn a worker for [b]{self.model}[/b] on [b]{self.pool}[/b]", classes="question")
+            yield Label("backend")
+            yield Select([(b, b) for b in self.backends], value=self.backends[0], allow_blank=False, id="backend")
+            yield Label("gpu")
+            options = [("auto / none", -1)] + [(f"{i}: {name}", i) for i, name in self.gpus]
+            yield Select(options, value=-1, allow_blank=False, id="gpu")
+            with Horizontal(classes="buttons"):
+                yield Button("Spawn", variant="success", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "ok":
+            self.dismiss(None)
+            return
+        backend = self.query_one("#backend", Select).value
+        gpu = self.query_one("#gpu", Select).value
+        params: dict[str, Any] = {"backend": backend}
+        if isinstance(gpu, int) and gpu >= 0:
+            params["gpu"] = gpu
+        self.dismiss(params)
+
+
+class ModelModal(ModalScreen[dict[str, Any] | None]):
+    """Register a model (a seed preset needs only its id) or synthesize a tiny random-weight one."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    HELP = ("**Register** adds a catalog entry (a configured preset needs only its id; others need a Hub repo "
+            "and architecture); download it afterwards with `d`. **Synthesize** writes a tiny random-weight "
+            "checkpoint of a real architecture, ready to spawn at once.")
+
+    def __init__(self, pools: list[str], pool: str, presets: list[str]) -> None:
+        super().__init__(classes="modal")
+        self.pools, self.pool, self.presets = pools, pool, presets
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Add a model", classes="question")
+            with RadioSet(id="kind"):
+                yield RadioButton("synthesize", value=True, id="synth")
+                yield RadioButton("register", id="register")
+            yield Label("pool")
+            yield Select([(p, p) for p in self.pools], value=self.pool, allow_blank=False, id="pool")
+            yield Label("id" + (f" (presets: {', '.join(self.presets)})" if self.presets else ""))
+            yield Input(placeholder="e.g. tiny-llama", id="model-id")
+            yield Label("architecture")
+            yield Select([(a, a) for a in ARCHITECTURES], value="llama", allow_blank=False, id="arch")
+            yield Label("Hub repo (register only, optional for presets)")
+            yield Input(placeholder="org/name", id="repo")
+            with Horizontal(classes="buttons"):
+                yield Button("Add", variant="success", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#model-id", Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._finish()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._finish()
+        else:
+            self.dismiss(None)
+
+    def _finish(self) -> None:
+        model_id = self.query_one("#model-id", Input).value.strip()
+        if not model_id:
+            self.notify("type a model id first", severity="warning")
+            return
+        kind = "register" if self.query_one("#register", RadioButton).value else "synth"
+        arch = str(self.query_one("#arch", Select).value)
+        params: dict[str, Any] = {"pool": str(self.query_one("#pool", Select).value), "kind": kind, "id": model_id}
+        if kind == "synth":
+            params["architecture"] = arch
+        else:
+            repo = self.query_one("#repo", Input).value.strip()
+            if repo:
+                params.update(repo=repo, architecture=arch)
+        self.dismiss(params)

@@ -1,0 +1,1 @@
+"""Dashboard widgets: live tables, gauges, the event log pane."""

@@ -1,0 +1,58 @@
+"""A DataTable that is synced from keyed rows: changed cells are updated in place, never rebuilt."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable
+
+from llorch_tui.tui.core.model import Row
+
+
+def _width(cell: str | Text) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(cell)
+
+
+class LiveTable(DataTable[str | Text]):
+    """Rows are keyed by stable ids; `sync` adds, updates (cell by cell) and removes, nothing else."""
+
+    HELP = "Arrow keys move the cursor; Enter shows details."
+
+    def __init__(self, columns: tuple[str, ...], help_text: str = "", *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.column_names = columns
+        self.shown: dict[str, Row] = {}
+        if help_text:
+            self.HELP = help_text
+
+    def on_mount(self) -> None:
+        for name in self.column_names:
+            self.add_column(name, key=name)
+
+    def sync(self, rows: dict[str, Row]) -> int:
+        """Make the table show `rows`; returns how many cells/rows changed. Call inside app.batch_update()."""
+        changed = 0
+        for key in [k for k in self.shown if k not in rows]:
+            self.remove_row(key)
+            del self.shown[key]
+            changed += 1
+        for key, row in rows.items():
+            old = self.shown.get(key)
+            if old is None:
+                self.add_row(*row, key=key)
+                changed += 1
+            elif old != row:
+                for col, a, b in zip(self.column_names, old, row):
+                    if a != b:
+                        self.update_cell(key, col, b, update_width=_width(b) > _width(a))
+                        changed += 1
+            self.shown[key] = row
+        return changed
+
+    def current_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
+        except Exception:  # cursor outside the table while rows change
+            return None

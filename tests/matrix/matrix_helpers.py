@@ -1,0 +1,100 @@
+"""Helpers for the matrix tests: run the real headless runner as a subprocess and watch its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+RUN_TIMEOUT_S = 400
+
+
+def write_config(path: Path, state: Path, report_dir: Path, **matrix: object) -> Path:
+    lines = ["[[pools]]", 'name = "local"', 'transport = "local"', f'state_dir = "{state}"', "", "[matrix]",
+             f'report_dir = "{report_dir}"']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in matrix.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class HeadlessRun:
+    rc: int
+    stdout: str
+    stderr_lines: list[str]
+    actions: list[str] = field(default_factory=list)  # what the watcher did (kill pid ..., sigint)
+
+    @property
+    def stdout_lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+
+def run_headless(config: Path, *flags: str, on_stderr: Callable[[str, subprocess.Popen[str]], str | None] | None = None,
+                 on_stdout: Callable[[str, subprocess.Popen[str]], str | None] | None = None) -> HeadlessRun:
+    """`llorch-tui --run-matrix --config CONFIG FLAGS...` in its own process group (like a terminal job).
+
+    The callbacks see each line as it arrives (stderr: stage lines; stdout: cell lines or --json events)
+    and may act on the process (kill a worker, send SIGINT); a returned string is recorded as an action.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "llorch_tui.app_main", "--run-matrix", "--config", str(config),
+                             *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+
+    def pump(name: str, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.put((name, line.rstrip("\n")))
+        lines.put((name, None))
+
+    threads = [threading.Thread(target=pump, args=(n, s), daemon=True) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    out: list[str] = []
+    err: list[str] = []
+    actions: list[str] = []
+    open_streams = 2
+    try:
+        while open_streams:
+            name, line = lines.get(timeout=RUN_TIMEOUT_S)
+            if line is None:
+                open_streams -= 1
+                continue
+            (out if name == "out" else err).append(line)
+            cb = on_stdout if name == "out" else on_stderr
+            if cb is not None:
+                act = cb(line, proc)
+                if act:
+                    actions.append(act)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return HeadlessRun(rc, "\n".join(out), err, actions)
+
+
+def worker_processes(state: Path) -> list[psutil.Process]:
+    """llorch-worker processes of this pool still alive (matched by the worker ids in its registry)."""
+    reg = state / "workers.json"
+    ids: set[str] = set()
+    if reg.exists():
+        doc = json.loads(reg.read_text())
+        records = doc.get("workers", doc) if isinstance(doc, dict) else doc
+        ids = {r["id"] for r in records}
+    alive = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if "--worker-id" in cmd:
+            wid = cmd[cmd.index("--worker-id") + 1] if cmd.index("--worker-id") + 1 < len(cmd) else ""
+            if wid in ids:
+                alive.append(p)
+    return alive

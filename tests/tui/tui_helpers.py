@@ -1,0 +1,40 @@
+"""TUI test helpers: configs for real local pools, bounded waits on app state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from llorch_tui.config import SEED_PRESETS, Config, MatrixConfig, PoolConfig
+from llorch_tui.tui.app import LlorchApp
+
+DEAD_AGENT = "/nonexistent/llorch-pool"
+
+
+def make_config(state: Path, *, dead_pool: bool = False, report_dir: str = "reports",
+                matrix_backends: list[str] | None = None) -> Config:
+    pools = [PoolConfig(name="local", state_dir=str(state))]
+    if dead_pool:
+        pools.append(PoolConfig(name="dead", agent_command=DEAD_AGENT))
+    return Config(pools=pools, models=list(SEED_PRESETS),
+                  matrix=MatrixConfig(report_dir=report_dir, backends=matrix_backends or []))
+
+
+async def wait_for(pilot, cond: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll the app (letting it process messages) until cond() holds; fail clearly after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def loaded(pilot, app: LlorchApp, pools: int = 1) -> None:
+    await wait_for(pilot, lambda: app.refreshes >= pools, 60, "the first refresh")
+    await pilot.pause(0.1)  # the coalesced redraw
+
+

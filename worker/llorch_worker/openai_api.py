@@ -1,0 +1,160 @@
+"""OpenAI-compatible routes: /v1/models, /v1/completions, /v1/chat/completions (plain and SSE).
+
+The worker serves one model; the `model` field of a request is accepted as given (clients must
+send one) and echoed back, so tools that use a catalog id or the path both work.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import aclosing
+from typing import Any
+
+from aiohttp import web
+
+from .errors import ApiError
+from .httpkit import (WorkerState, build_job, collect, get_bool, open_sse, read_json, ready_state, run_events,
+                      send_sse, state_of)
+
+_FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
+
+
+def _model_name(st: WorkerState) -> str:
+    return st.engine.name if st.engine is not None else st.model_path.rstrip("/").rsplit("/", 1)[-1]
+
+
+async def list_models(request: web.Request) -> web.Response:
+    st = state_of(request)
+    name = _model_name(st)
+    return web.json_response({"object": "list", "data": [
+        {"id": name, "object": "model", "created": int(st.started_wall), "owned_by": "llorch",
+         "root": st.model_path}]})
+
+
+def _usage(summary: dict[str, Any]) -> dict[str, int]:
+    p, c = summary["prompt_tokens"], summary["tokens_generated"]
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def _check_n(body: dict[str, Any]) -> None:
+    n = body.get("n")
+    if n not in (None, 1):
+        raise ApiError(400, "unsupported", f"n={n!r} is not supported; this worker returns one choice (n=1)")
+
+
+def _prompt_of(body: dict[str, Any]) -> str:
+    if "prompt" not in body or body["prompt"] is None:
+        raise ApiError(400, "missing_field", "field 'prompt' is required")
+    p = body["prompt"]
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
+        p = p[0]
+    if not isinstance(p, str):
+        raise ApiError(400, "invalid_field", "field 'prompt' must be a string (or a list of exactly one string)")
+    return p
+
+
+def _messages_of(body: dict[str, Any]) -> list[dict[str, str]]:
+    msgs = body.get("messages")
+    if msgs is None:
+        raise ApiError(400, "missing_field", "field 'messages' is required")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "invalid_field", "field 'messages' must be a non-empty list of {role, content}")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, "invalid_field", f"messages[{i}] must be an object with a string 'role'")
+        content = m.get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ApiError(400, "invalid_field", f"messages[{i}].content must be a string or a list of text parts")
+        out.append({"role": m["role"], "content": content})
+    if all(not m["content"] for m in out):
+        raise ApiError(400, "empty_prompt", "every message is empty", hint="send at least one non-empty message")
+    return out
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    st = ready_state(request)
+    body = await read_json(request)
+    _check_n(body)
+    prompt = _prompt_of(body)
+    stream = get_bool(body, "stream")
+    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0)
+    cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
+
+    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+        return {"id": cid, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+
+    if not stream:
+        s = await collect(st, job)
+        out = chunk(s["text"], _FINISH.get(s["finish_reason"], "stop"))
+        out["usage"] = _usage(s)
+        return web.json_response(out)
+    return await _stream(request, st, job, lambda t: chunk(t, None),
+                         lambda s: chunk("", _FINISH.get(s["finish_reason"], "stop")), body, cid, created, model)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    st = ready_state(request)
+    body = await read_json(request)
+    _check_n(body)
+    messages = _messages_of(body)
+    stream = get_bool(body, "stream")
+    try:
+        prompt = st.engine.chat_prompt(messages)
+    except Exception as e:  # a template can reject role orders etc.; that is the client's input
+        raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
+    job = build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0)
+    cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+    if not stream:
+        s = await collect(st, job)
+        return web.json_response({
+            "id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": s["text"]},
+                         "logprobs": None, "finish_reason": _FINISH.get(s["finish_reason"], "stop")}],
+            "usage": _usage(s)})
+    return await _stream(request, st, job, lambda t: chunk({"content": t}, None),
+                         lambda s: chunk({}, _FINISH.get(s["finish_reason"], "stop")), body, cid, created, model,
+                         first=chunk({"role": "assistant", "content": ""}, None))
+
+
+async def _stream(request: web.Request, st: WorkerState, job: Any, token_chunk: Any, final_chunk: Any,
+                  body: dict[str, Any], cid: str, created: int, model: str,
+                  first: dict[str, Any] | None = None) -> web.StreamResponse:
+    opts = body.get("stream_options") or {}
+    include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+    resp = await open_sse(request)
+    if first is not None:
+        await send_sse(resp, first)
+    async with aclosing(run_events(st, job)) as events:
+        async for event in events:
+            if event["type"] == "token":
+                await send_sse(resp, token_chunk(event["text"]))
+            elif event["type"] == "done":
+                await send_sse(resp, final_chunk(event))
+                if include_usage:
+                    obj = "chat.completion.chunk" if cid.startswith("chat") else "text_completion"
+                    await send_sse(resp, {"id": cid, "object": obj, "created": created, "model": model,
+                                          "choices": [], "usage": _usage(event)})
+            else:
+                await send_sse(resp, {"error": {"code": event.get("code", "internal"),
+                                                "message": event.get("message", "generation failed")}})
+    await send_sse(resp, "[DONE]")
+    await resp.write_eof()
+    return resp
+
+
+def add_openai_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat_completions)
