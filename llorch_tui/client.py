@@ -85,6 +85,13 @@ class PoolClient:
                               "run `llorch pool doctor --host " + self.name + "`") from None
         if not line:
             tail = channel.stderr_tail().strip()
+            missing = getattr(channel, "agent_missing", None)  # H5: SSH channels know the exit status
+            if missing is not None and not missing():
+                raise LlorchError(ErrorCode.INTERNAL,
+                                  f"pool {self.name}: the agent started but exited before saying hello"
+                                  + (f": {tail.splitlines()[-1]}" if tail else ""),
+                                  f"run `{self.pool.agent_command} serve --stdio` on the pool to see the full error, "
+                                  f"or `llorch pool doctor --host {self.name}`", stderr=tail)
             raise LlorchError(ErrorCode.AGENT_MISSING,
                               f"pool {self.name}: the agent exited before saying hello" + (f": {tail.splitlines()[-1]}" if tail else ""),
                               f"check agent_command ({self.pool.agent_command!r}) is installed on the pool: "

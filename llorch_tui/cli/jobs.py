@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llorch_tui.client import PoolClient
-from llorch_tui.config import Config, PoolConfig
+from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
 

@@ -164,7 +164,7 @@ def run_download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
     reporter.send("resolving", force=True)
     plan = hub_fetch.plan_download(repo, endpoint, p.revision or entry.revision)
     if plan.gated and not hub_fetch.have_token():
-        raise hub_fetch.hub_error(_gated(), repo, endpoint)
+        raise hub_fetch.gated_error(repo, endpoint)
     paths.downloads_dir.mkdir(parents=True, exist_ok=True)
     staging = Staging(paths, p.id)
     try:
@@ -177,12 +177,6 @@ def run_download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
         return _download_locked(ctx, p, store, entry, target, plan, staging, reporter)
     finally:
         staging.lock.release()
-
-
-def _gated() -> Exception:
-    from huggingface_hub.errors import GatedRepoError
-
-    return GatedRepoError("gated repository and no token")
 
 
 def _download_locked(ctx: OpContext, p: DownloadParams, store: CatalogStore, entry: ModelEntry, target: Path,

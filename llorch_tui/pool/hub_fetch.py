@@ -12,13 +12,14 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.pool.hashing import CHUNK, FileHasher
+from llorch_tui.pool.hashing import FileHasher
 
 log = logging.getLogger("llorch.pool.download")
 HUB_ENDPOINT = "https://huggingface.co"
@@ -86,6 +87,13 @@ def have_token() -> bool:
     return get_token() is not None
 
 
+def gated_error(repo: str, endpoint: str) -> LlorchError:
+    return LlorchError(
+        ErrorCode.GATED, f"repository {repo} on {endpoint} is gated: it needs an accepted licence and a token",
+        "accept the terms on the model's page, then log in on this pool with `huggingface-cli login` "
+        "(or `hf auth login`) or set HF_TOKEN", repo=repo, endpoint=endpoint)
+
+
 def hub_error(exc: BaseException, repo: str, endpoint: str, file: str | None = None) -> LlorchError:
     """Turn a client exception into our error with the next step. Unknown exceptions become INTERNAL."""
     import httpx2
@@ -95,10 +103,7 @@ def hub_error(exc: BaseException, repo: str, endpoint: str, file: str | None = N
     if isinstance(exc, LlorchError):
         return exc
     if isinstance(exc, GatedRepoError):
-        return LlorchError(
-            ErrorCode.GATED, f"repository {repo} on {endpoint} is gated: it needs an accepted licence and a token",
-            "accept the terms on the model's page, then log in on this pool with `huggingface-cli login` "
-            "(or `hf auth login`) or set HF_TOKEN", repo=repo, endpoint=endpoint)
+        return gated_error(repo, endpoint)
     if isinstance(exc, RevisionNotFoundError):
         return LlorchError(ErrorCode.NOT_FOUND, f"repository {repo} on {endpoint} has no such revision",
                            "check --revision (a branch, tag or commit sha), or leave it out for main",
@@ -152,7 +157,11 @@ def plan_download(repo: str, endpoint: str, revision: str | None) -> RepoPlan:
 
 
 class _CancelWatch:
-    """Closes the open response when the caller cancels, so a stalled read returns at once."""
+    """Shuts the open response's socket when the caller cancels, so even a stalled read returns at once.
+
+    Not `response.close()` from this thread: that takes the connection pool's lock while the reading
+    thread holds it (a deadlock, seen here). A socket shutdown only makes the blocked recv() return.
+    """
 
     def __init__(self, cancelled: threading.Event) -> None:
         self.cancelled, self.done, self.response = cancelled, threading.Event(), None
@@ -165,8 +174,9 @@ class _CancelWatch:
                 resp = self.response
                 if resp is not None:
                     try:
-                        resp.close()
-                    except Exception:  # noqa: BLE001 - best effort, the reader sees the cancel flag anyway
+                        sock = resp.extensions["network_stream"].get_extra_info("socket")
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except Exception:  # noqa: BLE001 - best effort: the reader checks the flag at every chunk too
                         pass
                 return
 
@@ -224,7 +234,8 @@ def fetch_file(plan: RepoPlan, rf: RemoteFile, part: Path, *, on_bytes: Callable
                             out.truncate(0)
                             out.seek(0)
                             hasher, have, resumed = FileHasher(rf.size), 0, 0
-                        for chunk in resp.iter_bytes(CHUNK):
+                        # As received (no chunk size): a stall must not swallow bytes buffered toward a chunk.
+                        for chunk in resp.iter_bytes():
                             if cancelled.is_set():
                                 raise _cancelled_error()
                             if have + len(chunk) > rf.size:

@@ -108,9 +108,21 @@ def read_exit(paths: PoolPaths, worker_id: str) -> dict | None:
         return None
 
 
+def _await_supervisor(pid: int, timeout: float = 3.0) -> None:
+    try:
+        proc = psutil.Process(pid)
+        if "llorch_tui.pool.supervise" in proc.cmdline():
+            proc.wait(timeout)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.TimeoutExpired, psutil.ZombieProcess):
+        pass
+
+
 def fill_exit_info(paths: PoolPaths, rec: WorkerRecord) -> WorkerRecord:
     """exit_code/exit_signal from the supervisor's .exit file, error_code from the log, a one-line reason."""
     doc = read_exit(paths, rec.id)
+    if doc is None and rec.supervisor_pid:
+        _await_supervisor(rec.supervisor_pid)  # the worker just ended: its supervisor is writing the record
+        doc = read_exit(paths, rec.id)
     err = worker_error(Path(rec.log_path))
     if doc is not None:
         rc = doc.get("returncode")

@@ -4,7 +4,10 @@ Why one connection: a fresh `ssh host cmd` costs 150-300 ms before the command e
 a line on a held channel costs well under a millisecond. Everything rides on it: the
 `llorch-pool serve --stdio` session (one channel), doctor's one-shot commands (one channel
 each, briefly) and every TCP connection to a worker (a direct-tcpip channel each). sshd
-caps channels per connection (MaxSessions, default 10), so all of them share a semaphore.
+caps *session* channels per connection (MaxSessions, default 10): sessions share a semaphore of
+that size. Forwarded TCP connections are channels too but MaxSessions does not count them
+(measured: 30 direct-tcpip channels open on one connection next to 9 sessions), so they have a
+bound of their own — sharing one pool would let idle keep-alive HTTP connections starve sessions.
 
 Host keys are checked strictly against known_hosts; an unknown or changed key is refused
 with its fingerprint and the command to accept it (ssh_errors.host_key_error).
@@ -13,12 +16,10 @@ with its fingerprint and the command to accept it (ssh_errors.host_key_error).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import random
-import shlex
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any
 
 import asyncssh
 
@@ -26,125 +27,35 @@ from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport import ssh_errors
 from llorch_tui.transport.base import AgentChannel, RunResult, Transport
+from llorch_tui.transport.ssh_channel import (SSHAgentChannel, _ChannelSlot, _with_session_retry,
+                                              remote_command)
 from llorch_tui.transport.ssh_config import ConnectPlan, Endpoint, plan_connection
 
-STDERR_LINES = 50
 DEFAULT_MAX_CHANNELS = 10  # OpenSSH's default MaxSessions
+DEFAULT_MAX_FORWARDS = 64  # concurrent forwarded TCP connections per pool
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 15.0
-SESSION_RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2)
-T = TypeVar("T")
 
 
-def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
-    """A shell command line for the pool: every value shlex-quoted, env as an `env K=V` prefix.
+class _LossWatcher(asyncssh.SSHClient):
+    def __init__(self, transport: "SSHTransport") -> None:
+        self._transport = transport
 
-    sshd usually refuses client-sent environment (AcceptEnv), so variables travel in the
-    command itself. A leading `~/` stays expandable by the remote shell.
-    """
-    words = [_quote(a) for a in argv]
-    if env:
-        for k in env:
-            if not k.replace("_", "a").isalnum() or k[0].isdigit():
-                raise LlorchError(ErrorCode.CONFIG_INVALID, f"invalid environment variable name {k!r}",
-                                  "names may hold letters, digits and _ and must not start with a digit")
-        words = ["env", *(shlex.quote(f"{k}={v}") for k, v in env.items()), *words]
-    return " ".join(words)
-
-
-def _quote(arg: str) -> str:
-    if arg.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(arg[2:])
-    return shlex.quote(arg)
-
-
-class _ChannelSlot:
-    """Holds one of the connection's channel slots until released (idempotent)."""
-
-    def __init__(self, sem: asyncio.Semaphore) -> None:
-        self._sem, self._held = sem, True
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._sem.release()
-
-
-class SSHAgentChannel:
-    """`llorch-pool serve --stdio` running in an SSH session channel."""
-
-    def __init__(self, proc: asyncssh.SSHClientProcess[bytes], slot: _ChannelSlot, command: str) -> None:
-        self.proc = proc
-        self.command = command
-        self._slot = slot
-        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
-        self._stderr_task = asyncio.create_task(self._collect_stderr())
-
-    async def _collect_stderr(self) -> None:
-        with contextlib.suppress(Exception):
-            while line := await self.proc.stderr.readline():
-                self._stderr.append(line.decode(errors="replace").rstrip())
-
-    async def readline(self) -> bytes:
-        try:
-            line = await self.proc.stdout.readline()
-        except (asyncssh.Error, OSError, asyncio.IncompleteReadError, BrokenPipeError):
-            line = b""
-        if not line:
-            # Let stderr catch up so callers see why the agent ended (e.g. "command not found").
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
-            self._slot.release()
-        return line
-
-    def write(self, data: bytes) -> None:
-        try:
-            self.proc.stdin.write(data)
-        except (asyncssh.Error, OSError, BrokenPipeError) as e:
-            raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot write to the pool agent: {e}",
-                              "the SSH connection dropped; llorch reconnects on its own") from None
-
-    async def drain(self) -> None:
-        try:
-            await self.proc.stdin.drain()
-        except (asyncssh.Error, OSError, BrokenPipeError) as e:
-            raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot write to the pool agent: {e}",
-                              "the SSH connection dropped; llorch reconnects on its own") from None
-
-    def exit_status(self) -> int | None:
-        return self.proc.exit_status
-
-    def agent_missing(self) -> bool:
-        return ssh_errors.looks_like_missing_command(self.proc.exit_status, self.stderr_tail())
-
-    async def close(self) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                self.proc.stdin.write_eof()  # EOF: the service cancels its ops and exits by itself
-            try:
-                await asyncio.wait_for(self.proc.wait_closed(), 5)
-            except (asyncio.TimeoutError, Exception):
-                with contextlib.suppress(Exception):
-                    self.proc.terminate()
-                self.proc.close()
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(self.proc.wait_closed(), 2)
-        finally:
-            self._stderr_task.cancel()
-            self._slot.release()
-
-    def stderr_tail(self) -> str:
-        return "\n".join(self._stderr)
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport._lost(exc)
 
 
 class SSHTransport(Transport):
-    def __init__(self, pool: PoolConfig, *, max_channels: int = DEFAULT_MAX_CHANNELS) -> None:
+    def __init__(self, pool: PoolConfig, *, max_channels: int = DEFAULT_MAX_CHANNELS,
+                 max_forwards: int = DEFAULT_MAX_FORWARDS) -> None:
         super().__init__(pool)
         self.max_channels = max_channels
         self._conn: asyncssh.SSHClientConnection | None = None
         self._jump: asyncssh.SSHClientConnection | None = None
         self._plan: ConnectPlan | None = None
-        self._channels = asyncio.Semaphore(max_channels)
+        self._channels = asyncio.Semaphore(max_channels)  # session channels (MaxSessions)
+        self._forward_slots = asyncio.Semaphore(max_forwards)  # direct-tcpip channels
+        self._ever_online = False
         self._connect_lock = asyncio.Lock()
         self._forwards: dict[int, asyncio.AbstractServer] = {}
         self._pipes: set[asyncio.Task[None]] = set()
@@ -161,16 +72,17 @@ class SSHTransport(Transport):
             if self._conn is not None and not self._conn.is_closed():
                 return
             self._closed = False
-            self.set_state("connecting" if self.state == "offline" else "reconnecting")
+            self.set_state("reconnecting" if self._ever_online else "connecting")
             try:
                 self._plan = plan = plan_connection(self.pool)
                 self._jump = await self._open_jump(plan)
                 # An explicit hop chain is passed as the tunnel, which overrides a ProxyJump in the ssh config.
-                self._conn = await self._open(plan.target, tunnel=self._jump)
+                self._conn = await self._open(plan.target, tunnel=self._jump, watch=True)
             except LlorchError as e:
                 await self._drop_jump()
                 self.set_state("offline", e.message)
                 raise
+            self._ever_online = True
             self.set_state("online")
 
     async def reconnect(self, attempts: int = 6, *, first_delay: float = BACKOFF_START_S) -> None:
@@ -197,11 +109,13 @@ class SSHTransport(Transport):
             jump = await self._open(hop, tunnel=jump)
         return jump
 
-    async def _open(self, ep: Endpoint, tunnel: asyncssh.SSHClientConnection | None) -> asyncssh.SSHClientConnection:
+    async def _open(self, ep: Endpoint, tunnel: asyncssh.SSHClientConnection | None,
+                    watch: bool = False) -> asyncssh.SSHClientConnection:
         port, real_host = ep.real_port, ep.real_host
+        extra: dict[str, Any] = {"client_factory": lambda: _LossWatcher(self)} if watch else {}
         try:
             # Keyword arguments, not options=: connect()'s own defaults would override host, port and tunnel.
-            conn = await asyncssh.connect(ep.host, tunnel=tunnel or (), **ep.kwargs)
+            conn = await asyncssh.connect(ep.host, tunnel=tunnel or (), **ep.kwargs, **extra)
         except asyncssh.HostKeyNotVerifiable:
             raise await self._host_key_error(real_host, port, ep.known_hosts_files, tunnel) from None
         except LlorchError:
@@ -228,6 +142,11 @@ class SSHTransport(Transport):
                 changed = bool(trusted)
         return ssh_errors.host_key_error(self.pool, host, port, fingerprint, changed, files)
 
+    def _lost(self, exc: Exception | None) -> None:
+        """The connection dropped (keepalive timeout, reset, sshd gone): say so at once, not at the next call."""
+        if not self._closed and self.state == "online":
+            self.set_state("offline", f"connection lost: {exc}" if exc else "connection closed by the pool")
+
     async def _drop_jump(self) -> None:
         if self._jump is not None:
             self._jump.close()
@@ -243,9 +162,10 @@ class SSHTransport(Transport):
         assert self._conn is not None
         return self._conn
 
-    async def _slot(self) -> _ChannelSlot:
-        await self._channels.acquire()
-        return _ChannelSlot(self._channels)
+    async def _slot(self, sem: asyncio.Semaphore | None = None) -> _ChannelSlot:
+        sem = sem or self._channels
+        await sem.acquire()
+        return _ChannelSlot(sem)
 
     # -- sessions -------------------------------------------------------------------------
     async def start_agent(self, argv: list[str], env: dict[str, str]) -> AgentChannel:
@@ -313,7 +233,7 @@ class SSHTransport(Transport):
         task.add_done_callback(self._pipes.discard)
 
     async def _pipe_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote_port: int) -> None:
-        slot = await self._slot()
+        slot = await self._slot(self._forward_slots)
         try:
             conn = await self._live()
             r_reader, r_writer = await conn.open_connection("127.0.0.1", remote_port, encoding=None)
@@ -348,17 +268,6 @@ class SSHTransport(Transport):
         """Abort the TCP connection as a network failure would (used by tests and the bench)."""
         if self._conn is not None:
             self._conn.abort()
-
-
-async def _with_session_retry(open_fn: Callable[[], Awaitable[T]]) -> T:
-    """sshd frees a closed session's slot a moment after the close reaches us, so a new session
-    opened right then can be refused although we are under MaxSessions: retry briefly."""
-    for delay in SESSION_RETRY_DELAYS_S:
-        try:
-            return await open_fn()
-        except asyncssh.ChannelOpenError:
-            await asyncio.sleep(delay)
-    return await open_fn()
 
 
 async def _copy(src: Any, dst: Any) -> None:

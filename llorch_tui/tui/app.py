@@ -180,7 +180,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
     def _redraw(self) -> None:
         self._redraw_pending = False
         d = self.dashboard
-        if d is not None:
+        if d is not None and self.screen_stack:  # empty while the app shuts down
             if self.screen is d:
                 d.render_model()
             else:

@@ -136,3 +136,14 @@ def test_supervisor_forwards_sigterm_to_the_worker_group(tmp_path: Path) -> None
             os.killpg(child, signal.SIGKILL)
             sup.kill()
             sup.wait()
+
+
+def test_supervisor_imports_nothing_heavy(tmp_path: Path) -> None:
+    """It sits next to every worker for hours: no torch, no pydantic, no aiohttp in it."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "llorch_tui.pool.supervise", "--exit-file",
+                           str(tmp_path / "x.exit"), "--", sys.executable, "-c", "pass"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
+    assert "argparse" in imported  # the importtime output was really parsed
+    assert not imported & {"torch", "transformers", "pydantic", "aiohttp", "psutil", "llorch_worker"}

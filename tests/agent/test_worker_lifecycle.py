@@ -89,6 +89,23 @@ def test_logs_tail(spawned) -> None:
     assert missing.error["code"] == "not_found"
 
 
+async def test_follow_is_cancelled_by_the_caller(spawned) -> None:
+    state, res = spawned
+    client = PoolClient(PoolConfig(name="test", state_dir=str(state)))
+    got_line = asyncio.Event()
+    try:
+        await client.start()
+        follow = asyncio.create_task(client.call("workers.logs", {"id": res.result["id"], "lines": 2, "follow": True},
+                                                 lambda e, d: got_line.set()))
+        await asyncio.wait_for(got_line.wait(), 60)
+        follow.cancel()  # PoolClient sends $cancel: the agent must stop following, and keep serving
+        with pytest.raises(asyncio.CancelledError):
+            await follow
+        assert (await client.call("agent.ping", timeout=30))["pool_id"] == "test"
+    finally:
+        await client.close()
+
+
 def test_status_health_and_sweep_see_the_worker(spawned) -> None:
     state, res = spawned
     st = agent_cli(state, "status").result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -95,9 +96,12 @@ class MirrorProc:
 
 
 def register(pool: Pool, model_id: str, *args: str) -> dict[str, Any]:
-    code, _, doc = pool.json("models", "register", model_id, *args)
-    assert code == 0, doc
-    return doc
+    """`models register ID --repo R --architecture A`, in-process (the CLI's own tests live with H1's area)."""
+    it = iter(args)
+    params: dict[str, Any] = {"id": model_id}
+    for flag in it:
+        params[flag.lstrip("-").replace("-", "_")] = next(it)
+    return call_op(pool.state, pool.pool_id, "models.register", params)
 
 
 def sha256_of(path: Path) -> str:
@@ -115,4 +119,6 @@ def call_op(state: Path, pool_id: str, op: str, params: dict[str, Any], events: 
         if events is not None:
             events.append((event, data))
 
-    return asyncio.run(InProcessExecutor(settings).call(op, params, sink))
+    # A thread of its own, so async tests (with a running loop) can use it too.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, InProcessExecutor(settings).call(op, params, sink)).result()

@@ -101,3 +101,18 @@ def test_synth_refuses_existing_entry(synthesized: tuple[Path, dict[str, dict]])
     err = r.json()["error"]
     assert err["code"] == "already_exists" and "--force" in err["hint"]
     assert snapshot(state) == before
+
+
+def test_synth_force_replaces(synthesized: tuple[Path, dict[str, dict]], tmp_path: Path) -> None:
+    """--force swaps in a new checkpoint (seed 1: other weights) and keeps the entry's place in the catalog."""
+    state, entries = synthesized
+    order = [m["id"] for m in pool_cli(state, "models", "list", "--json").json()["models"]]
+    old = snapshot(Path(entries["mistral"]["path"]))
+    r = pool_cli(state, "models", "synth", "tiny-mistral", "--architecture", "mistral", "--seed", "1", "--force",
+                 "--json")
+    assert r.rc == 0, r.err
+    new = snapshot(Path(r.json()["path"]))
+    assert new["model.safetensors"] != old["model.safetensors"] and new["tokenizer.json"] == old["tokenizer.json"]
+    assert {f["name"]: f["sha256"] for f in r.json()["files"]} == new
+    assert [m["id"] for m in pool_cli(state, "models", "list", "--json").json()["models"]] == order
+    entries["mistral"] = r.json()

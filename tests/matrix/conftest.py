@@ -40,7 +40,8 @@ def corrupt_copy(src: Path, dst: Path) -> Path:
 class MainRun:
     run: HeadlessRun
     state: Path
-    report_dir: Path
+    report_dir: Path       # a copy of the reports as this run left them (later runs write to live_report_dir)
+    live_report_dir: Path
     config: Path
     killed_pid: int | None
 
@@ -64,7 +65,8 @@ def matrix_pool(make_pool, tmp_path_factory: pytest.TempPathFactory, synth_model
 def main_run(matrix_pool: Path, tmp_path_factory: pytest.TempPathFactory) -> MainRun:
     root = tmp_path_factory.mktemp("matrix-main")
     report_dir = root / "reports"
-    config = write_config(root / "config.toml", matrix_pool, report_dir, max_tokens=8)
+    # Two cells at once on the cpu: exercises the per-device slots and halves the wall time.
+    config = write_config(root / "config.toml", matrix_pool, report_dir, parallel=2, max_tokens=8)
     pids: dict[str, int] = {}
     killed: list[int] = []
 
@@ -82,4 +84,7 @@ def main_run(matrix_pool: Path, tmp_path_factory: pytest.TempPathFactory) -> Mai
 
     run = run_headless(config, "--bench", "2", "--stability", "--stability-requests", str(STABILITY_REQUESTS),
                        on_stderr=on_stderr)
-    return MainRun(run, matrix_pool, report_dir, config, killed[0] if killed else None)
+    snapshot = root / "reports-main"
+    if report_dir.exists():
+        shutil.copytree(report_dir, snapshot)
+    return MainRun(run, matrix_pool, snapshot, report_dir, config, killed[0] if killed else None)

@@ -18,9 +18,9 @@ import psutil
 RUN_TIMEOUT_S = 400
 
 
-def write_config(path: Path, state: Path, report_dir: Path, **matrix: object) -> Path:
-    lines = ["[[pools]]", 'name = "local"', 'transport = "local"', f'state_dir = "{state}"', "", "[matrix]",
-             f'report_dir = "{report_dir}"']
+def write_config(path: Path, state: Path, report_dir: Path, parallel: int = 1, **matrix: object) -> Path:
+    lines = ["[[pools]]", 'name = "local"', 'transport = "local"', f'state_dir = "{state}"',
+             f"max_parallel_per_device = {parallel}", "", "[matrix]", f'report_dir = "{report_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in matrix.items()]
     path.write_text("\n".join(lines) + "\n")
     return path

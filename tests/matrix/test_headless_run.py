@@ -108,7 +108,9 @@ def test_bench_table(main_run: MainRun) -> None:
         assert b.tokens_per_second_mean > 0 and b.tokens_per_second_p50 > 0 and b.ttft_ms_p50 > 0
     md = (main_run.report_dir / "matrix.md").read_text()
     assert "## Performance benchmarks" in md
-    assert sum(1 for l in md.splitlines() if l.startswith("| tiny-") and "| local/cpu | 2 × 8 |" in l) == 3
+    rows = [l for l in md.splitlines() if "| local/cpu | 2 × 8 |" in l]
+    for model in PASSING:  # (the killed cell may have a row too: its bench ran before the kill)
+        assert any(l.startswith(f"| {model} |") for l in rows), rows
 
 
 def test_stability_table(main_run: MainRun) -> None:

@@ -67,7 +67,7 @@ def llorch_config(sshd_env: SshdEnv, tmp_path_factory: pytest.TempPathFactory) -
     from llorch_tui.config_load import config_to_toml
 
     d = tmp_path_factory.mktemp("control")
-    b, a = sshd_env.pools["b"], sshd_env.pools["a"]
+    b = sshd_env.pools["b"]
     pools = [PoolConfig(**sshd_env.pool_kwargs("a")), PoolConfig(**sshd_env.pool_kwargs("b")),  # type: ignore[arg-type]
              PoolConfig(**sshd_env.pool_kwargs("b", name="bjump", host=b.inner_addr, proxy_jump="a"))]  # type: ignore[arg-type]
     path = d / "config.toml"

@@ -100,15 +100,18 @@ async def test_proxy_jump_through_pool_a(sshd_env: SshdEnv, pool_b_via_a: PoolCo
     client = PoolClient(pool_b_via_a)
     try:
         assert (await client.start()).pool_id == "bjump"
-        r = await client.transport.run(["hostname", "-I"])
-        assert b.inner_addr in r.stdout.split()
+        r = await client.transport.run(["sh", "-c", "echo $SSH_CONNECTION"])
+        client_ip, _, server_ip, _ = r.stdout.split()
+        assert server_ip == b.inner_addr
+        if b.netns:  # the connection to b came from pool a, across the a<->b link
+            assert client_ip.rsplit(".", 1)[0] == b.inner_addr.rsplit(".", 1)[0]
     finally:
         await client.close()
     # The same hop written the OpenSSH way: an alias with ProxyJump in an ssh_config.
     alias = SSHTransport(PoolConfig(name="b-jump", transport="ssh", host="b-jump", ssh_config=str(sshd_env.ssh_config)))
     try:
-        r = await alias.run(["hostname", "-I"])
-        assert b.inner_addr in r.stdout.split()
+        r = await alias.run(["sh", "-c", "echo $SSH_CONNECTION"])
+        assert r.stdout.split()[2] == b.inner_addr
     finally:
         await alias.close()
 

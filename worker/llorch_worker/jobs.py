@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sampling import make_generator
-
 Event = dict[str, Any]
 
 
@@ -35,6 +33,8 @@ class Job:
     _read: int = 0
 
     def __post_init__(self) -> None:
+        from .sampling import make_generator  # torch: imported lazily so the CLI fails fast without it
+
         self.generator = make_generator(self.seed)
 
     def cancel(self) -> None:

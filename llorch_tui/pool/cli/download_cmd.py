@@ -52,15 +52,15 @@ class DownloadBar:
         if event != "progress":
             return
         stage, file = data.get("stage"), data.get("file")
+        if stage == "resolving":
+            self.console.print(f"{data['model']}: resolving on {data.get('endpoint') or 'the Hub'}", highlight=False)
+            return
         if not self.console.is_terminal:
             if (stage, file) != self.last_stage:
                 self.last_stage = (stage, file)
                 extra = f" ({data['message']})" if data.get("message") else ""
                 self.console.print(f"{data['model']}: {stage} {file or ''} {fmt_bytes(data.get('bytes_done', 0))}"
                                    f"/{fmt_bytes(data.get('bytes_total', 0))}{extra}", highlight=False)
-            return
-        if stage == "resolving":
-            self.console.print(f"{data['model']}: resolving on {data.get('endpoint') or 'the Hub'}", highlight=False)
             return
         if self.progress is None:
             self._start(data)

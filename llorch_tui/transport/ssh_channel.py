@@ -1,0 +1,133 @@
+"""The pieces of an SSH session: the remote command line, channel slots, the agent channel.
+
+Split from ssh.py (the connection itself) so each file says one thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import shlex
+from typing import Awaitable, Callable, TypeVar
+
+import asyncssh
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.transport import ssh_errors
+
+STDERR_LINES = 50
+SESSION_RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2)
+T = TypeVar("T")
+
+
+def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """A shell command line for the pool: every value shlex-quoted, env as an `env K=V` prefix.
+
+    sshd usually refuses client-sent environment (AcceptEnv), so variables travel in the
+    command itself. A leading `~/` stays expandable by the remote shell.
+    """
+    words = [_quote(a) for a in argv]
+    if env:
+        for k in env:
+            if not k.replace("_", "a").isalnum() or k[0].isdigit():
+                raise LlorchError(ErrorCode.CONFIG_INVALID, f"invalid environment variable name {k!r}",
+                                  "names may hold letters, digits and _ and must not start with a digit")
+        words = ["env", *(shlex.quote(f"{k}={v}") for k, v in env.items()), *words]
+    return " ".join(words)
+
+
+def _quote(arg: str) -> str:
+    if arg.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(arg[2:])
+    return shlex.quote(arg)
+
+
+class _ChannelSlot:
+    """Holds one of the connection's channel slots until released (idempotent)."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self._sem, self._held = sem, True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._sem.release()
+
+
+class SSHAgentChannel:
+    """`llorch-pool serve --stdio` running in an SSH session channel."""
+
+    def __init__(self, proc: asyncssh.SSHClientProcess[bytes], slot: _ChannelSlot, command: str) -> None:
+        self.proc = proc
+        self.command = command
+        self._slot = slot
+        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr_task = asyncio.create_task(self._collect_stderr())
+
+    async def _collect_stderr(self) -> None:
+        with contextlib.suppress(Exception):
+            while line := await self.proc.stderr.readline():
+                self._stderr.append(line.decode(errors="replace").rstrip())
+
+    async def readline(self) -> bytes:
+        try:
+            line = await self.proc.stdout.readline()
+        except (asyncssh.Error, OSError, asyncio.IncompleteReadError, BrokenPipeError):
+            line = b""
+        if not line:
+            # Let stderr catch up so callers see why the agent ended (e.g. "command not found").
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+            self._slot.release()
+        return line
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+        except (asyncssh.Error, OSError, BrokenPipeError) as e:
+            raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot write to the pool agent: {e}",
+                              "the SSH connection dropped; llorch reconnects on its own") from None
+
+    async def drain(self) -> None:
+        try:
+            await self.proc.stdin.drain()
+        except (asyncssh.Error, OSError, BrokenPipeError) as e:
+            raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot write to the pool agent: {e}",
+                              "the SSH connection dropped; llorch reconnects on its own") from None
+
+    def exit_status(self) -> int | None:
+        return self.proc.exit_status
+
+    def agent_missing(self) -> bool:
+        return ssh_errors.looks_like_missing_command(self.proc.exit_status, self.stderr_tail())
+
+    async def close(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                self.proc.stdin.write_eof()  # EOF: the service cancels its ops and exits by itself
+            try:
+                await asyncio.wait_for(self.proc.wait_closed(), 5)
+            except (asyncio.TimeoutError, Exception):
+                with contextlib.suppress(Exception):
+                    self.proc.terminate()
+                self.proc.close()
+                with contextlib.suppress(asyncio.TimeoutError, Exception):
+                    await asyncio.wait_for(self.proc.wait_closed(), 2)
+        finally:
+            self._stderr_task.cancel()
+            self._slot.release()
+
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr)
+
+
+async def _with_session_retry(open_fn: Callable[[], Awaitable[T]]) -> T:
+    """sshd frees a closed session's slot a moment after the close reaches us, so a new session
+    opened right then can be refused although we are under MaxSessions: retry briefly."""
+    for delay in SESSION_RETRY_DELAYS_S:
+        try:
+            return await open_fn()
+        except asyncssh.ChannelOpenError:
+            await asyncio.sleep(delay)
+    return await open_fn()

@@ -1,0 +1,64 @@
+"""Runs that are about the run itself: Ctrl-C mid-cell, and the diff against the previous run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MainRun
+from matrix_helpers import run_headless, worker_processes, write_config
+
+from llorch_tui.matrix.events import CellFinished, CellProgress, RunFinished, parse_event
+from llorch_tui.matrix.reports.diff import MatrixDiff
+
+pytestmark = pytest.mark.slow
+
+
+def test_ctrl_c_mid_cell_stops_the_worker(make_pool, tmp_path: Path) -> None:
+    state = make_pool(models=("qwen2",), pool_id="local")
+    config = write_config(tmp_path / "config.toml", state, tmp_path / "reports")
+    events: list[object] = []
+
+    def on_stdout(line: str, proc: subprocess.Popen[str]) -> str | None:
+        ev = parse_event(line)  # --json: every stdout line is one event
+        events.append(ev)
+        if isinstance(ev, CellProgress) and ev.stage == "stability" and not any(
+                isinstance(e, CellProgress) and e.stage == "stability" for e in events[:-1]):
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+            return "sigint"
+        return None
+
+    run = run_headless(config, "--backends", "cpu", "--stability", "--stability-requests", "100000", "--json",
+                       on_stdout=on_stdout)
+    assert run.actions == ["sigint"], run.stderr_lines[-20:]
+    assert run.rc == 130, run.stderr_lines[-20:]
+    assert run.stderr_lines[-1] == "Test Results: 0 passed, 0 failed, 0 skipped"
+    assert not any(isinstance(e, (CellFinished, RunFinished)) for e in events)
+    assert worker_processes(state) == []
+    records = json.loads((state / "workers.json").read_text())["workers"]
+    assert len(records) == 1 and records[0]["state"] in ("stopped", "dead", "failed"), records
+
+
+def test_diff_shows_a_changed_cell(main_run: MainRun) -> None:
+    # Mark a passing model as not downloaded: the next run skips its cell, which the diff must report.
+    proc = subprocess.run([sys.executable, "-m", "llorch_tui.pool.cli.main", "--state-dir", str(main_run.state),
+                           "--pool-id", "local", "models", "update", "tiny-llama", "--downloaded", "false"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    run = run_headless(main_run.config, "--models", "tiny-llama", "--backends", "cpu")
+    assert run.rc == 0, run.stderr_lines
+    assert run.stdout_lines[0].startswith("SKIP  local/cpu/tiny-llama  not_downloaded:")
+    assert run.stdout_lines[-1] == "Test Results: 0 passed, 0 failed, 1 skipped"
+    live = main_run.live_report_dir
+    diff = MatrixDiff.model_validate_json((live / "matrix-diff.json").read_text())
+    assert [(c.key, c.before, c.after) for c in diff.changed] == [("local/cpu/tiny-llama", "pass", "skipped")]
+    assert len(diff.removed) == 14  # the other cells of the main run are not in this filtered run
+    assert (live / "matrix-previous.json").read_text() == (main_run.report_dir / "matrix.json").read_text()
+    md = (live / "matrix-diff.md").read_text()
+    assert "| `local/cpu/tiny-llama` | ✅ pass | ⏭ skipped |" in md
+    assert "## Changes since the previous run" in (live / "matrix.md").read_text()
