@@ -3,7 +3,8 @@
 For each cell the engine measures its wall time (cell_s) and the worker's own parts: spawn-to-ready as
 the agent recorded it (process start + imports + load: WorkerRecord ready_at - started_at), the
 generation durations the worker reported (/execute duration_ms), and the worker's shutdown (workers.stop).
-overhead = cell_s - those. Both are measured in the same run, so the ratio overhead / worker's own
+overhead = cell_s - those; its main parts are printed after the bar (spawn rpc: the agent's time around the
+worker's start; probe http: probe wall time minus the worker-reported durations; record: models.record_verdict). Both are measured in the same run, so the ratio overhead / worker's own
 time is printed next to the absolute figure. Goal: overhead <= 0.3 s per cell on a local pool,
 <= 0.5 s over SSH (a real OpenSSH sshd in a network namespace, as in tests/ssh: needs root).
 
@@ -73,7 +74,8 @@ async def run_matrix(pool: PoolConfig) -> list[CellResult]:
 
 def report(kind: str, results: list[CellResult]) -> None:
     print(f"\n== {kind} pool: {len(results)} cells ==")
-    print(f"{'cell':<28}{'verdict':>8}{'cell s':>9}{'start s':>9}{'gen s':>8}{'stop s':>8}{'overhead s':>12}{'ratio':>8}")
+    print(f"{'cell':<28}{'verdict':>8}{'cell s':>9}{'start s':>9}{'gen s':>8}{'stop s':>8}{'overhead s':>12}{'ratio':>8}"
+          f"  | {'spawn rpc':>9}{'probe http':>11}{'record':>8}")
     overheads = []
     for r in results:
         m = r.measurements
@@ -82,7 +84,9 @@ def report(kind: str, results: list[CellResult]) -> None:
         if m.overhead_s is not None:
             overheads.append(m.overhead_s)
         print(f"{r.key.id:<28}{r.verdict:>8}{m.cell_s or 0:>9.3f}{m.worker_start_s or 0:>9.3f}{m.generation_s or 0:>8.3f}"
-              f"{m.stop_s or 0:>8.3f}{m.overhead_s if m.overhead_s is not None else float('nan'):>12.3f}{ratio:>8.3f}")
+              f"{m.stop_s or 0:>8.3f}{m.overhead_s if m.overhead_s is not None else float('nan'):>12.3f}{ratio:>8.3f}"
+              f"  | {(m.spawn_s or 0) - (m.worker_start_s or 0):>9.3f}{(m.probe_s or 0) - (m.generation_s or 0):>11.3f}"
+              f"{m.record_s or 0:>8.3f}")
     if overheads:
         med, worst = statistics.median(overheads), max(overheads)
         goal = GOALS[kind]

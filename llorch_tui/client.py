@@ -68,6 +68,21 @@ class PoolClient:
             self._reader = asyncio.create_task(self._read_loop(channel))
             return self.hello
 
+    async def _drop_stale_session(self) -> None:
+        channel, reader = self._channel, self._reader
+        self._channel = None
+        if reader is not None and not reader.done():
+            reader.cancel()  # its finally fails the pending calls with connection_lost
+            try:
+                await reader
+            except (asyncio.CancelledError, Exception):
+                pass
+        if channel is not None:
+            try:
+                await channel.close()
+            except Exception:  # the connection under it is gone already
+                pass
+
     async def _connect_transport(self) -> None:
         """After a lost session, reconnect with backoff (H5: SSHTransport.reconnect) — the pool may be
         restarting; a first connect fails fast so a dead pool is reported at once."""
@@ -160,6 +175,9 @@ class PoolClient:
 
     async def call(self, op: str, params: dict[str, Any] | None = None, on_event: EventSink | None = None,
                    timeout: float | None = None) -> Any:
+        if self.connected and self.transport.state == "offline":
+            # H5: the transport saw its connection drop (keepalive, reset) before our reader noticed EOF.
+            await self._drop_stale_session()
         if not self.connected:
             await self.start()
         rid = str(next(self._ids))

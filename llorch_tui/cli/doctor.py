@@ -116,11 +116,14 @@ async def _check_worker_probe(client: PoolClient, checks: list[Check]) -> None:
     """The worker's Python is the agent's (same environment): read it from the agent's shebang."""
     t = client.transport
     agent = shlex.split(client.pool.agent_command)[0]
-    r = await t.run(["sh", "-c", 'head -n1 "$(command -v "$1")"', "sh", agent], timeout=30)
-    line = r.stdout.strip()
-    python = line[2:].strip().split()[0] if line.startswith("#!") and r.rc == 0 else "python3"
-    if python.endswith("/env"):
-        python = line.split()[-1]
+    if agent.rsplit("/", 1)[-1].startswith("python"):  # agent_command = "python -m llorch_tui.pool.cli.main"
+        python = agent
+    else:
+        r = await t.run(["sh", "-c", 'head -n1 "$(command -v "$1")"', "sh", agent], timeout=30)
+        line = r.stdout.strip()
+        python = line[2:].strip().split()[0] if line.startswith("#!") and r.rc == 0 else "python3"
+        if python.endswith("/env"):
+            python = line.split()[-1]
     try:
         p = await t.run([python, "-m", "llorch_worker.probe", "--json"], t.agent_env(), timeout=PROBE_TIMEOUT_S)
     except LlorchError as e:

@@ -74,7 +74,9 @@ class CellRun:
             # Shielded: a cancelled run (Ctrl-C, stop()) must still stop the worker before it unwinds.
             await asyncio.shield(self._stop_worker())
         if self.options.record_verdicts and result.verdict in ("pass", "fail"):
+            t_rec = time.perf_counter()
             await self._record(result)
+            self.m.record_s = round(time.perf_counter() - t_rec, 4)
         self.m.cell_s = round(time.perf_counter() - t0, 4)
         if self.m.worker_start_s is not None and self.m.generation_s is not None:
             # What the engine adds beyond the worker's own start+load, generations and shutdown.
@@ -88,13 +90,26 @@ class CellRun:
             await self.client.call("models.register", {"id": self.cell.key.model})
         if self.cell.needs_download:
             await self._download()
-        record = await self._spawn()
+        try:
+            record = await self._spawn()
+        except CellFailed as f:
+            if f.code != ReasonCode.PORT_IN_USE:
+                raise
+            # Another process took the port between the agent's pick and the worker's bind (other pools or
+            # tools on the same host): the agent picks the next free one on a second try.
+            self.progress("spawning", None, "port taken meanwhile; spawning again")
+            if self.worker_id is not None:
+                self.live.pop(self.worker_id, None)  # the agent already reaped the failed one
+            self.worker_id = None
+            record = await self._spawn()
         url = await self.client.worker_url(int(record["port"]))
         self.progress("probing", None, f"worker {self.worker_id} pid {record.get('pid')} port {record.get('port')}")
         async with aiohttp.ClientSession() as session:
             http = WorkerHTTP(session, url, self.options.request_timeout_s)
             try:
+                t_probe = time.perf_counter()
                 await run_probes(http, self.options, self.m)
+                self.m.probe_s = round(time.perf_counter() - t_probe, 4)
                 t_modes = time.perf_counter()
                 if self.options.bench:
                     self.progress("benchmark", 0.0, f"{self.options.bench} iterations")

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
@@ -183,7 +182,6 @@ def _download_locked(ctx: OpContext, p: DownloadParams, store: CatalogStore, ent
                      plan: RepoPlan, staging: Staging, reporter: ProgressReporter) -> DownloadResult:
     verified = staging.load(plan)
     on_disk = sum(staging.on_disk(rf, verified) for rf in plan.files)
-    target.mkdir(parents=True, exist_ok=True)
     check_disk(p.id, plan.bytes_total - on_disk, staging.dir, target, plan.bytes_total)
     reporter.plan(len(plan.files), plan.bytes_total, on_disk)
     reporter.state.files_done = len(verified)
@@ -261,4 +259,4 @@ async def download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
 # models.verify and models.rm live beside the download; importing registers them.
 from llorch_tui.pool import model_files_ops as _model_files_ops  # noqa: E402,F401
 
-__all__: list[Any] = ["download", "run_download", "free_bytes"]
+__all__ = ["download", "run_download", "free_bytes"]

@@ -34,8 +34,8 @@ def _text(value: Any) -> str:
 
 def _nvml_not_present(exc: Exception, nvml: ModuleType) -> bool:
     """True when NVML is simply absent (no NVIDIA driver): not a problem worth reporting."""
-    codes = {getattr(nvml, n, None) for n in ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED",
-                                             "NVML_ERROR_NO_PERMISSION")}
+    # NO_PERMISSION is not absence: a driver is there and the operator should hear about it.
+    codes = {getattr(nvml, n, None) for n in ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED")}
     codes.discard(None)
     return getattr(exc, "value", None) in codes
 

@@ -102,6 +102,10 @@ def hub_error(exc: BaseException, repo: str, endpoint: str, file: str | None = N
 
     if isinstance(exc, LlorchError):
         return exc
+    if type(exc).__name__ == "OfflineModeIsEnabled":
+        return LlorchError(ErrorCode.NETWORK, f"cannot download {repo}: HF_HUB_OFFLINE is set on this pool",
+                           "unset HF_HUB_OFFLINE (or download on a pool that is online and copy it over with "
+                           "`llorch-pool mirror serve`)", endpoint=endpoint)
     if isinstance(exc, GatedRepoError):
         return gated_error(repo, endpoint)
     if isinstance(exc, RevisionNotFoundError):

@@ -88,7 +88,26 @@ class StdioService:
             doc = ErrorDoc(code=ErrorCode.BAD_REQUEST, message=f"request id {req.id!r} is already running")
             asyncio.ensure_future(self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json")))
             return
-        self.tasks[req.id] = asyncio.create_task(self._run_one(req))
+        task = asyncio.create_task(self._run_one(req))
+        self.tasks[req.id] = task
+        task.add_done_callback(lambda t, rid=req.id, op=req.op: self._cancelled_before_start(rid, op, t))
+
+    def _cancelled_before_start(self, rid: str, op_name: str, task: "asyncio.Task[None]") -> None:
+        # A $cancel read in the same burst as its request cancels the task before its first step: the
+        # coroutine never runs, so no reply and no cleanup would happen. Do both here. (H4 fix)
+        if not task.cancelled():
+            return
+        if self.tasks.get(rid) is task:
+            self.tasks.pop(rid, None)
+            self.contexts.pop(rid, None)
+        doc = ErrorDoc(code=ErrorCode.CANCELLED, message=f"{op_name} cancelled")
+        asyncio.ensure_future(self._send_quietly(ErrorMsg(id=rid, error=doc).model_dump(mode="json")))
+
+    async def _send_quietly(self, msg: dict[str, Any]) -> None:
+        try:
+            await self.send(msg)
+        except (ConnectionError, RuntimeError):  # the pipe may be gone at shutdown
+            pass
 
     async def _run_one(self, req: Request) -> None:
         def sink(event: str, data: dict[str, Any]) -> None:

@@ -54,6 +54,8 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
             "--size", p.size, "--seed", str(p.seed), "--json"]
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    ctx.emit("progress", {"stage": "synthesize", "model": p.id, "architecture": p.architecture, "size": p.size,
+                          "pid": proc.pid})
     try:
         stdout, stderr = await proc.communicate()
     finally:
@@ -132,7 +134,6 @@ async def models_synth(ctx: OpContext, p: SynthParams) -> ModelEntry:
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{p.id}.synth-", dir=models_dir))
     try:
-        ctx.emit("progress", {"stage": "synthesize", "model": p.id, "architecture": p.architecture, "size": p.size})
         info = await _run_synth(ctx, staging, p)
         ctx.check_cancelled()
         ctx.emit("progress", {"stage": "register", "model": p.id})

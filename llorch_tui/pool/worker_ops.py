@@ -51,15 +51,21 @@ async def spawn(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     return await spawn_worker(ctx, p)
 
 
-async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> None:
-    """Fill live figures from /health; an unreachable worker keeps its state (the process is alive)."""
+async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> bool:
+    """Fill live figures from /health; an unreachable worker keeps its state (the process is alive).
+
+    Returns True when a `starting` record turns out ready: its spawning agent died before it could say so.
+    """
     try:
         async with session.get(f"http://127.0.0.1:{rec.port}/health") as r:
             doc = await r.json(content_type=None)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-        return
-    if not isinstance(doc, dict):
-        return
+        return False
+    if not isinstance(doc, dict) or doc.get("worker_id") not in (None, rec.id):
+        return False
+    promoted = rec.state == "starting" and doc.get("status") == "ok"
+    if promoted:
+        rec.state, rec.ready_at = "ready", now()
     req = doc.get("requests")
     rec.requests = sum(req.values()) if isinstance(req, dict) else req if isinstance(req, int) else None
     rec.tokens_generated = doc.get("tokens_generated") if isinstance(doc.get("tokens_generated"), int) else None
@@ -67,15 +73,27 @@ async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> No
     rec.rss_bytes = mem.get("rss")
     rec.device_allocated_bytes = mem.get("device_allocated")
     rec.device_peak_bytes = mem.get("device_peak")
+    return promoted
+
+
+def _persist_ready(paths: PoolPaths, ready: list[WorkerRecord]) -> None:
+    with Registry(paths).edit() as records:
+        for r in records:
+            match = next((x for x in ready if x.id == r.id), None)
+            if match is not None and r.state == "starting":
+                r.state, r.ready_at = "ready", match.ready_at
 
 
 async def list_workers(paths: PoolPaths, probe: bool) -> list[WorkerRecord]:
     reap_supervisors()
     records = await asyncio.to_thread(Registry(paths).reconcile)
-    live = [r for r in records if r.state == "ready"]
+    live = [r for r in records if r.state == "ready" or (r.state == "starting" and r.pid > 0)]
     if probe and live:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT_S)) as s:
-            await asyncio.gather(*(_probe_health(s, r) for r in live))
+            promoted = await asyncio.gather(*(_probe_health(s, r) for r in live))
+        ready = [r for r, up in zip(live, promoted) if up]
+        if ready:
+            await asyncio.to_thread(_persist_ready, paths, ready)
     return records
 
 

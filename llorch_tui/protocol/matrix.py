@@ -79,6 +79,8 @@ class Measurements(BaseModel):
     spawn_s: float | None = None           # engine wall time of workers.spawn (process start + load)
     worker_start_s: float | None = None    # the agent's spawn-to-ready (WorkerRecord ready_at - started_at)
     stop_s: float | None = None            # engine wall time of workers.stop
+    probe_s: float | None = None           # engine wall time of the correctness probes (HTTP included)
+    record_s: float | None = None          # engine wall time of models.record_verdict
     ttft_ms: float | None = None           # first probe generation
     tokens_per_second: float | None = None  # first probe generation (decode rate)
     tokens_generated: int | None = None

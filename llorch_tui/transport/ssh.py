@@ -28,7 +28,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport import ssh_errors
 from llorch_tui.transport.base import AgentChannel, RunResult, Transport
 from llorch_tui.transport.ssh_channel import (SSHAgentChannel, _ChannelSlot, _with_session_retry,
-                                              remote_command)
+                                              one_shot_command, remote_command)
 from llorch_tui.transport.ssh_config import ConnectPlan, Endpoint, plan_connection
 
 DEFAULT_MAX_CHANNELS = 10  # OpenSSH's default MaxSessions
@@ -73,6 +73,7 @@ class SSHTransport(Transport):
                 return
             self._closed = False
             self.set_state("reconnecting" if self._ever_online else "connecting")
+            await self._drop_jump()  # a hop left from the connection that died
             try:
                 self._plan = plan = plan_connection(self.pool)
                 self._jump = await self._open_jump(plan)
@@ -181,16 +182,23 @@ class SSHTransport(Transport):
 
     async def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> RunResult:
         conn = await self._live()
-        command = remote_command(argv, env)
+        command = one_shot_command(argv, env)
         slot = await self._slot()
+        proc: asyncssh.SSHClientProcess[bytes] | None = None
         try:
-            r = await asyncio.wait_for(_with_session_retry(lambda: conn.run(command, check=False)), timeout)
+            proc = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
+            r = await asyncio.wait_for(proc.wait(check=False), timeout)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {self.pool.name}: `{argv[0]}` did not finish within {timeout:.0f}s",
                               "the pool may be overloaded; try again or raise the timeout") from None
         except (asyncssh.Error, OSError) as e:
             raise self._lost_or(e) from None
         finally:
+            if proc is not None and not proc.is_closing():
+                # A timed-out or cancelled command must not keep running nor hold its session.
+                with contextlib.suppress(Exception):
+                    proc.terminate()  # sshd delivers it (OpenSSH >= 7.9 honours "signal" requests)
+                proc.close()
             slot.release()
         rc = r.exit_status if r.exit_status is not None else (128 + 9 if r.exit_signal else -1)
         return RunResult(rc, _text(r.stdout), _text(r.stderr))

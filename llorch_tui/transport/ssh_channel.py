@@ -37,6 +37,22 @@ def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
     return " ".join(words)
 
 
+# One-shot commands run under this POSIX sh wrapper: when the channel closes (we timed out, were
+# cancelled, or the connection died) the watcher sees EOF on the session's stdin and stops the
+# command. Needed because sshd refuses "signal" requests for root sessions (privilege separation),
+# and a stray probe importing torch must not outlive its caller.
+RUN_WRAPPER = (
+    'exec 3<&0; "$@" & p=$!; '
+    '( cat <&3 >/dev/null 2>&1; kill -TERM "$p" 2>/dev/null ) >/dev/null 2>&1 & w=$!; '
+    'exec 3<&-; wait "$p"; rc=$?; kill "$w" 2>/dev/null; exit $rc'
+)
+
+
+def one_shot_command(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """remote_command for a command that must die with its channel (see RUN_WRAPPER). Its stdin is /dev/null."""
+    return remote_command(["sh", "-c", RUN_WRAPPER, "sh", *argv], env)
+
+
 def _quote(arg: str) -> str:
     if arg.startswith("~/"):
         return '"$HOME"/' + shlex.quote(arg[2:])
@@ -78,7 +94,7 @@ class SSHAgentChannel:
         if not line:
             # Let stderr catch up so callers see why the agent ended (e.g. "command not found").
             with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 1.0)
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
             self._slot.release()
         return line
 

@@ -60,8 +60,8 @@ def connect_error(pool: PoolConfig, exc: BaseException, host: str, port: int) ->
     return LlorchError(
         ErrorCode.UNREACHABLE,
         f"pool {pool.name}: cannot reach {where} — {why}",
-        "check the host is up and the address/port are right (`ssh` to it by hand); "
-        "llorch keeps retrying in the background",
+        f"check the host is up and the address and port are right (try `ssh -p {port} {host}` by hand); "
+        "the dashboard keeps retrying on its own",
         pool=pool.name,
     )
 
@@ -108,7 +108,7 @@ def agent_missing_error(pool: PoolConfig, command: str, rc: int | None, stderr: 
 def looks_like_missing_command(rc: int | None, stderr: str) -> bool:
     """A shell that could not find or run the command exits 126/127 and says so on stderr."""
     low = stderr.lower()
-    return rc in (126, 127) or "command not found" in low or ("no such file or directory" in low and rc not in (0, None))
+    return rc in (126, 127) or "command not found" in low or ": not found" in low or ("no such file or directory" in low and rc not in (0, None))
 
 
 def connection_lost(pool: PoolConfig, exc: BaseException | None = None) -> LlorchError:

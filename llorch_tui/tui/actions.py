@@ -94,6 +94,7 @@ class PoolActions(_Base):
 
     def open_logs(self, pool: str, worker_id: str) -> None:
         self.following = (pool, worker_id)
+        self.log_buffer.clear()
         self.switch_mode("logs")
         if self.logs_screen is not None and self.logs_screen.is_mounted:
             self.logs_screen.start(pool, worker_id)
@@ -102,6 +103,8 @@ class PoolActions(_Base):
 
     async def _follow(self, pool: str, worker_id: str) -> None:
         def write(lines: list[str]) -> None:
+            # Buffered too: the first lines may arrive before the logs screen is mounted.
+            self.log_buffer.extend(lines)
             if self.logs_screen is not None and self.logs_screen.is_mounted:
                 self.logs_screen.write_lines(lines)
 

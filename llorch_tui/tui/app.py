@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from collections import deque
 from typing import Any
 
 from textual import on
@@ -74,6 +75,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.dashboard: DashboardScreen | None = None
         self.logs_screen: LogsScreen | None = None
         self.following: tuple[str, str] | None = None
+        self.log_buffer: deque[str] = deque(maxlen=5000)
         self.matrix_screen: MatrixScreen | None = None
         self.matrix_engine: Any = None
         self.matrix_report: Any = None

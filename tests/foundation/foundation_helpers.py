@@ -23,7 +23,9 @@ class Run:
 
 def run_cli(module: str, *args: str, env: dict[str, str] | None = None) -> Run:
     # COLUMNS: rich tables are as wide as this, so assertions on cell text do not depend on wrapping.
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    # XDG_CONFIG_HOME: never read the real ~/.config/llorch (register consults [[models]] presets).
+    base = {k: v for k, v in os.environ.items() if k != "LLORCH_CONFIG"}
+    full_env = {**base, "COLUMNS": "200", "XDG_CONFIG_HOME": "/nonexistent/llorch-tests", **(env or {})}
     proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=CLI_TIMEOUT_S, env=full_env)
     return Run(proc)

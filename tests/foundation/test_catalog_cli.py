@@ -186,3 +186,17 @@ def test_seed_catalog_format_is_read(state: Path) -> None:
     r = pool_cli(state, "models", "list", "--json")
     assert r.rc == 0, r.out
     assert r.json()["pool_id"] == "mac.home.arpa" and r.json()["models"][0]["backends"] == ["cpu", "metal"]
+
+
+def test_register_uses_config_presets(state: Path, tmp_path: Path) -> None:
+    """An operator's [[models]] preset needs only its id too; a file preset with a seed id wins over the seed."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[[models]]\nid = "smollm"\nname = "SmolLM2"\nrepo = "HuggingFaceTB/SmolLM2-135M-Instruct"\n'
+                   'architecture = "llama"\ncontext_length = 8192\nbackends = ["cpu"]\n'
+                   '[[models]]\nid = "phi3"\nname = "My Phi"\nrepo = "me/phi-3"\narchitecture = "phi3"\n')
+    env = {"LLORCH_CONFIG": str(cfg)}
+    e = pool_cli(state, "models", "register", "smollm", "--json", env=env).json()
+    assert (e["name"], e["metadata"]["repo"], e["architecture"], e["backends"], e["metadata"]["context_length"]) == \
+        ("SmolLM2", "HuggingFaceTB/SmolLM2-135M-Instruct", "llama", ["cpu"], 8192)
+    e = pool_cli(state, "models", "register", "phi3", "--json", env=env).json()
+    assert e["metadata"]["repo"] == "me/phi-3" and e["name"] == "My Phi"

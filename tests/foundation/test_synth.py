@@ -12,6 +12,7 @@ import pytest
 from foundation_helpers import CLI_TIMEOUT_S, pool_cli, snapshot
 
 ARCHS = ("llama", "qwen2", "phi3", "mistral")
+pytestmark = pytest.mark.slow  # each synth pays `import torch` in a subprocess
 
 # Load each checkpoint with the stock transformers API and generate: the same path a worker takes.
 LOAD_AND_GENERATE = """
@@ -116,3 +117,30 @@ def test_synth_force_replaces(synthesized: tuple[Path, dict[str, dict]], tmp_pat
     assert {f["name"]: f["sha256"] for f in r.json()["files"]} == new
     assert [m["id"] for m in pool_cli(state, "models", "list", "--json").json()["models"]] == order
     entries["mistral"] = r.json()
+
+
+async def test_cancelled_synth_leaves_nothing(tmp_path: Path) -> None:
+    """Cancel while the torch subprocess runs: it is killed and reaped, no staging dir, no entry."""
+    import asyncio
+
+    import psutil
+
+    from llorch_tui.pool.ops import AgentSettings, InProcessExecutor
+
+    state = tmp_path / "state"
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def on_event(event: str, data: dict) -> None:
+        if data.get("stage") == "synthesize" and not started.done():
+            started.set_result(data["pid"])
+
+    agent = InProcessExecutor(AgentSettings(state_dir=state, pool_id="t"))
+    task = asyncio.create_task(agent.call("models.synth", {"id": "doomed", "architecture": "llama"}, on_event))
+    pid = await asyncio.wait_for(started, 60)
+    assert psutil.pid_exists(pid)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not psutil.pid_exists(pid)  # killed and reaped before the op returned
+    assert list((state / "models").iterdir()) == []
+    assert not (state / "catalog.json").exists()

@@ -98,3 +98,15 @@ def worker_processes(state: Path) -> list[psutil.Process]:
             if wid in ids:
                 alive.append(p)
     return alive
+
+
+def shared_synth_entry():  # type: ignore[no-untyped-def]
+    """tests/conftest.py's synth_entry (imported by path: every test dir's conftest is named `conftest`)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("llorch_tests_root_conftest", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.synth_entry

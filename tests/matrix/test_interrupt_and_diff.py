@@ -62,3 +62,32 @@ def test_diff_shows_a_changed_cell(main_run: MainRun) -> None:
     md = (live / "matrix-diff.md").read_text()
     assert "| `local/cpu/tiny-llama` | ✅ pass | ⏭ skipped |" in md
     assert "## Changes since the previous run" in (live / "matrix.md").read_text()
+
+
+async def test_engine_stop_interrupts_and_skips_the_rest(make_pool) -> None:
+    """What the TUI's stop key does: MatrixEngine.stop() mid-cell -> that cell and the queued one end as
+    skipped/stopped, the worker is stopped, and run() still ends with RunFinished(stopped=True)."""
+    from llorch_tui.config import Config, PoolConfig
+    from llorch_tui.fleet import Fleet
+    from llorch_tui.matrix.engine import MatrixEngine
+    from llorch_tui.matrix.options import MatrixOptions
+
+    state = make_pool(models=("qwen2", "llama"), pool_id="local")
+    fleet = Fleet(Config(pools=[PoolConfig(name="local", state_dir=str(state))]))
+    engine = MatrixEngine(fleet, MatrixOptions(backends=["cpu"], report_dir=None, stability=True,
+                                               stability_requests=100000))
+    seen: list[object] = []
+    try:
+        async for ev in engine.run():
+            seen.append(ev)
+            if isinstance(ev, CellProgress) and ev.stage == "stability":
+                engine.stop()
+    finally:
+        await fleet.close()
+    finished = {e.result.key.model: e.result for e in seen if isinstance(e, CellFinished)}
+    assert {m: (r.verdict, r.reason_code) for m, r in finished.items()} == {
+        "tiny-qwen2": ("skipped", "stopped"), "tiny-llama": ("skipped", "stopped")}
+    assert finished["tiny-qwen2"].worker_id is not None  # it had a worker...
+    assert worker_processes(state) == []                  # ...which is gone
+    last = seen[-1]
+    assert isinstance(last, RunFinished) and last.stopped and last.summary.skipped == 2

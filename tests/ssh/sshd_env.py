@@ -261,6 +261,13 @@ class SshdEnv:
             return a.addr.rsplit(".", 1)[0] + ".99", 22
         return "127.0.0.9", _free_port("127.0.0.9")
 
+    def set_link(self, pool: str, up: bool) -> None:
+        """Pull (or put back) the pool's network cable: its side of the host veth, nothing sent back."""
+        p = self.pools[pool]
+        assert p.netns, "only with network namespaces"
+        dev = f"ln{p.netns.split('-')[1]}{pool}"
+        _sh("ip", "-n", p.netns, "link", "set", dev, "up" if up else "down")
+
     def exec_in(self, pool: str, argv: list[str]) -> list[str]:
         p = self.pools[pool]
         return ["ip", "netns", "exec", p.netns, *argv] if p.netns else argv

@@ -179,3 +179,32 @@ async def test_port_forward_reaches_pool_loopback_only(sshd_env: SshdEnv, pool_a
         await server.close()
     finally:
         await t.close()
+
+
+async def test_wrong_key_is_an_authentication_error(sshd_env: SshdEnv, tmp_path: Path) -> None:
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    t = SSHTransport(PoolConfig(**sshd_env.pool_kwargs("a", user="nobody", identity_file=str(key))))
+    with pytest.raises(LlorchError) as e:
+        await t.connect()
+    assert e.value.code == ErrorCode.AUTH_FAILED
+    assert str(key) in e.value.message and "authorized_keys" in (e.value.hint or "")
+    with pytest.raises(LlorchError) as e2:  # a key file that does not exist: said before connecting
+        await SSHTransport(PoolConfig(**sshd_env.pool_kwargs("a", identity_file=str(tmp_path / "nope")))).connect()
+    assert e2.value.code == ErrorCode.CONFIG_INVALID
+
+
+async def test_a_timed_out_command_is_stopped_on_the_pool(sshd_env: SshdEnv, pool_a: PoolConfig) -> None:
+    import psutil
+
+    t = SSHTransport(pool_a)
+    try:
+        with pytest.raises(LlorchError) as e:
+            await t.run(["sleep", "77.25"], timeout=1.0)
+        assert e.value.code == ErrorCode.TIMEOUT
+        left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "77.25"]]
+        gone, alive = psutil.wait_procs(left, timeout=10)
+        assert not alive, "the remote command outlived its timeout"
+        assert (await t.run(["echo", "ok"])).stdout == "ok\n"  # its session slot is free again
+    finally:
+        await t.close()

@@ -70,7 +70,24 @@ def _register_params(a: argparse.Namespace) -> dict[str, Any]:
     d = {k: getattr(a, k) for k in ("id", "name", "repo", "architecture", "path", "context_length", "vocab_size",
                                      "revision", "source")}
     d["backends"] = split_backends(a.backends)
-    return {k: v for k, v in d.items() if v is not None}
+    d = {k: v for k, v in d.items() if v is not None}
+    if not d.get("repo") and not d.get("path"):
+        d = {**_config_preset(a, d["id"]), **d}
+    return d
+
+
+def _config_preset(a: argparse.Namespace, model_id: str) -> dict[str, Any]:
+    """A [[models]] preset from the configuration (where this command runs) fills what the flags left out.
+
+    Seed presets are known to the agent itself; this adds the operator's own. For `llorch pool models
+    register --host H` it is the control machine's config, which is where the operator keeps presets."""
+    from llorch_tui.config_load import load_config
+
+    preset = load_config(getattr(a, "config", None)).config.preset(model_id)
+    if preset is None:
+        return {}
+    return preset.model_dump(include={"name", "repo", "architecture", "context_length", "vocab_size", "revision",
+                                      "backends"}, exclude_none=True)
 
 
 def _update_args(p: argparse.ArgumentParser) -> None:
@@ -105,10 +122,10 @@ def render_list(catalog: dict[str, Any], console: Console) -> None:
         return
     t = Table(title=f"Models on {catalog.get('pool_id')}")
     for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
         t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
-                  fmt_size(m.get("size_gb", 0.0)), m.get("architecture", ""), ", ".join(m.get("backends", [])))
+                  fmt_size(m.get("size_gb", 0.0)), m.get("architecture", ""), " ".join(m.get("backends", [])))
     console.print(t)
 
 

@@ -84,17 +84,22 @@ def render_list(records: list[dict[str, Any]], console: Console) -> None:
     if not records:
         console.print("No workers. Start one: llorch-pool worker spawn cpu --model MODEL", highlight=False)
         return
-    t = Table(title="Workers")
-    for col in ("ID", "Model", "Backend", "Port", "PID", "State", "Req", "Tokens", "RSS"):
-        t.add_column(col, no_wrap=True, overflow="ellipsis")
-    t.add_column("Since / reason", overflow="fold", ratio=1, min_width=16)
+    t = Table(title="Workers", show_lines=True)
+    t.add_column("ID", no_wrap=True)
+    t.add_column("Model", overflow="fold")
+    t.add_column("Where", no_wrap=True)
+    t.add_column("State", no_wrap=True)
+    t.add_column("Usage", no_wrap=True)
+    t.add_column("Since / reason", overflow="fold")
     for r in records:
         colour = STATE_COLOUR.get(r["state"], "white")
         backend = r["backend"] + (f":{r['gpu']}" if r.get("gpu") is not None else "")
-        t.add_row(r["id"], r["model"], backend, str(r["port"]), str(r["pid"] or "-"), f"[{colour}]{r['state']}[/]",
-                  str(r.get("requests") if r.get("requests") is not None else "-"),
-                  str(r.get("tokens_generated") if r.get("tokens_generated") is not None else "-"),
-                  fmt_bytes(r.get("rss_bytes")), r.get("exit_reason") or _ago(r.get("ready_at") or r.get("started_at")))
+        usage = "-"
+        if r.get("requests") is not None or r.get("rss_bytes") is not None:
+            usage = f"{r.get('requests') or 0} req, {r.get('tokens_generated') or 0} tok\n{fmt_bytes(r.get('rss_bytes'))}"
+        t.add_row(r["id"], r["model"], f"{backend} :{r['port']}",
+                  f"[{colour}]{r['state']}[/]\npid {r['pid'] or '-'}", usage,
+                  r.get("exit_reason") or _ago(r.get("ready_at") or r.get("started_at")))
     console.print(t)
 
 

@@ -158,7 +158,8 @@ class DashboardModel:
                 for backend, rec in sorted(m.verdicts.items()):
                     mark, style = VERDICT_MARK.get(rec.verdict, ("?", ""))
                     verdicts.append(f"{backend}{mark} ", style=style)
-                row: Row = (pv.name, m.id, m.architecture, f"{m.size_gb:.2f} GB", have, m.source, verdicts)
+                size = f"{m.size_gb:.1f} GB" if m.size_gb >= 1 else f"{m.size_gb * 1000:.0f} MB"
+                row: Row = (pv.name, m.id, m.architecture, size, have, m.source, verdicts)
                 if matches(row, needle):
                     rows[f"{pv.name}/{m.id}"] = row
         return rows

@@ -39,6 +39,7 @@ class LogsScreen(Screen[None]):
         self.lapp.register_logs(self)
         if self.lapp.following:
             self.start(*self.lapp.following)
+            self.write_lines(list(self.lapp.log_buffer))
 
     def start(self, pool: str, worker_id: str) -> None:
         self.query_one("#logs-title", Label).update(f"Log of worker {worker_id} on {pool} (following)")

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
 from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.core.clock import frozen
 from llorch_tui.tui.core.matrix_grid import MatrixGrid
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class MatrixScreen(Screen[None]):
         t.append(" · ")
         t.append(f"{n['fail']} failed", style="red")
         t.append(f" · {n['skipped']} skipped · {n['running']} running · {n['pending']} pending")
-        if g.summary is not None:
+        if g.summary is not None and frozen() is None:  # no clock figures in frozen (snapshot) mode
             t.append(f" · {g.summary.duration_s:.0f} s")
         if g.reports:
             t.append("\nreports: " + "  ".join(g.reports.values()), style="dim")

@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Worker benchmark (a script, not a test). Everything is measured side by side in one run:
+
+(a) single-stream tokens/s of the worker  ÷  raw `model.generate` in this process   (goal >= 0.97)
+(b) a burst of N concurrent requests  ÷  the same N sequential, aggregate tokens/s    (goal >= 4x)
+(c) the same burst against our worker  ÷  `transformers serve --continuous-batching`  (goal >= 1.0x)
+
+Runs are interleaved (raw, worker, raw, worker, ...) and the median is reported, because other
+processes share the CPU. Usage: `.venv/bin/python bench/worker.py [--model DIR] [--reps 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+PROMPTS = [f"Request {i}: tell me about the pool number {i} and its models." for i in range(32)]
+
+
+def start_worker(model: Path, max_batch: int) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "llorch_worker", "--worker-id", "bench", "--model", str(model),
+                             "--backend", "cpu", "--port", "0", "--dtype", "float32", "--max-batch", str(max_batch)],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "LLORCH_WORKER_LOG": "WARNING"})
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("LLORCH_WORKER_READY "):
+            return proc, f"http://127.0.0.1:{json.loads(line.split(' ', 1)[1])['port']}"
+    raise SystemExit(f"worker failed to start (rc={proc.wait()})")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def worker_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
+    async with s.post(f"{url}/execute", json={"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}) as r:
+        body = await r.json()
+        assert r.status == 200, body
+        return int(body["tokens_generated"])
+
+
+async def openai_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
+    body = {"model": "bench", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    async with s.post(f"{url}/v1/completions", json=body) as r:
+        data = await r.json()
+        assert r.status == 200, data
+        return int(data["usage"]["completion_tokens"])
+
+
+async def burst(url: str, n: int, max_tokens: int, concurrent: bool, api: str = "worker") -> float:
+    """Aggregate tokens/s of n requests, all at once or one after another."""
+    call = worker_request if api == "worker" else openai_request
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as s:
+        t0 = time.perf_counter()
+        if concurrent:
+            counts = await asyncio.gather(*(call(s, url, PROMPTS[i], max_tokens) for i in range(n)))
+        else:
+            counts = [await call(s, url, PROMPTS[i], max_tokens) for i in range(n)]
+        return sum(counts) / (time.perf_counter() - t0)
+
+
+def raw_generate_tps(model: Any, tok: Any, max_tokens: int) -> float:
+    import torch
+
+    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    n = out.shape[1] - ids.shape[1]
+    return n / (time.perf_counter() - t0)
+
+
+def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
+    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
+    if not Path(exe).exists():
+        return None
+    port = _free_port()
+    proc = subprocess.Popen([exe, "serve", "--continuous-batching", "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu", "--dtype", "float32", str(model)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    async def wait_up() -> bool:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(1200):  # up to ~10 minutes on a busy 2-core machine
+                if proc.poll() is not None:
+                    return False
+                try:
+                    await openai_request(s, url, "warm up", 4)
+                    return True
+                except (aiohttp.ClientError, AssertionError, KeyError):
+                    await asyncio.sleep(0.5)
+        return False
+
+    if not asyncio.run(wait_up()):
+        stop(proc)
+        return None
+    return proc, url
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, help="checkpoint dir (default: a synthetic small llama)")
+    p.add_argument("--tokens", type=int, default=128, help="tokens per single-stream request")
+    p.add_argument("--burst", type=int, default=10)
+    p.add_argument("--burst-tokens", type=int, default=64)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--skip-serve", action="store_true", help="skip (c), transformers serve")
+    args = p.parse_args()
+
+    tmp = None
+    model = args.model
+    if model is None:
+        from llorch_worker.synth import synthesize
+
+        tmp = tempfile.mkdtemp(prefix="llorch-bench-")
+        model = Path(tmp) / "small-llama"
+        info = synthesize(model, "llama", "small", 0)
+        print(f"synthetic small llama: {info['params'] / 1e6:.1f}M params", flush=True)
+    import torch
+    import transformers
+
+    from llorch_worker.engine import configure_threads
+
+    threads = configure_threads()
+    tok = transformers.AutoTokenizer.from_pretrained(str(model))
+    raw_model = transformers.AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32).eval()
+    raw_generate_tps(raw_model, tok, 8)  # warm-up
+
+    results: dict[str, Any] = {"model": str(model), "threads": threads, "cpu_count": os.cpu_count(),
+                               "torch": torch.__version__, "transformers": transformers.__version__}
+    proc, url = start_worker(model, max_batch=max(16, args.burst))
+    serve = None
+    try:
+        asyncio.run(burst(url, 1, 8, False))  # warm the HTTP path
+        raw, wrk = [], []
+        for _ in range(args.reps):
+            raw.append(raw_generate_tps(raw_model, tok, args.tokens))
+            wrk.append(asyncio.run(burst(url, 1, args.tokens, False)))
+        results["a_raw_generate_tps"] = statistics.median(raw)
+        results["a_worker_tps"] = statistics.median(wrk)
+        results["a_ratio"] = results["a_worker_tps"] / results["a_raw_generate_tps"]
+        print(f"(a) single stream: worker {results['a_worker_tps']:.1f} tok/s vs raw generate "
+              f"{results['a_raw_generate_tps']:.1f} tok/s -> {results['a_ratio']:.3f}x (goal >= 0.97)", flush=True)
+
+        seq, conc = [], []
+        for _ in range(args.reps):
+            seq.append(asyncio.run(burst(url, args.burst, args.burst_tokens, False)))
+            conc.append(asyncio.run(burst(url, args.burst, args.burst_tokens, True)))
+        results["b_sequential_tps"] = statistics.median(seq)
+        results["b_burst_tps"] = statistics.median(conc)
+        results["b_ratio"] = results["b_burst_tps"] / results["b_sequential_tps"]
+        print(f"(b) burst of {args.burst}: {results['b_burst_tps']:.1f} tok/s vs sequential "
+              f"{results['b_sequential_tps']:.1f} tok/s -> {results['b_ratio']:.2f}x (goal >= 4x)", flush=True)
+
+        del raw_model  # free memory before a third model process starts
+        if not args.skip_serve:
+            serve = start_serve(model)
+        if serve is None:
+            results["c_ratio"] = None
+            print("(c) transformers serve --continuous-batching: not available or failed to start; skipped")
+        else:
+            ours, theirs = [], []
+            for _ in range(args.reps):
+                ours.append(asyncio.run(burst(url, args.burst, args.burst_tokens, True)))
+                theirs.append(asyncio.run(burst(serve[1], args.burst, args.burst_tokens, True, api="openai")))
+            results["c_worker_burst_tps"] = statistics.median(ours)
+            results["c_serve_burst_tps"] = statistics.median(theirs)
+            results["c_ratio"] = results["c_worker_burst_tps"] / results["c_serve_burst_tps"]
+            print(f"(c) burst of {args.burst}: worker {results['c_worker_burst_tps']:.1f} tok/s vs transformers "
+                  f"serve --continuous-batching {results['c_serve_burst_tps']:.1f} tok/s -> "
+                  f"{results['c_ratio']:.2f}x (goal >= 1.0x)", flush=True)
+    finally:
+        stop(proc)
+        if serve is not None:
+            stop(serve[0])
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

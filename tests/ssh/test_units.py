@@ -1,0 +1,78 @@
+"""The parts of the SSH layer and the `llorch` CLI that need no sshd (run everywhere)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from llorch_tui.cli.jobs_store import JobRecord, JobStore
+from llorch_tui.cli.pools import resolve, with_jump_pools
+from llorch_tui.config import Config, PoolConfig
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.transport.ssh_channel import remote_command
+from llorch_tui.transport.ssh_config import parse_hops, plan_connection
+
+
+def test_parse_hops() -> None:
+    assert parse_hops("bastion") == [(None, "bastion", None)]
+    assert parse_hops("me@jump:2222,root@10.0.0.5") == [("me", "jump", 2222), ("root", "10.0.0.5", None)]
+    assert parse_hops("[fd00::1]:22") == [(None, "fd00::1", 22)]
+
+
+def test_remote_command_quotes_every_word_and_keeps_home_expandable() -> None:
+    cmd = remote_command(["~/venv/bin/llorch-pool", "--state-dir", "/data/my models", "x;y"], {"HF_HOME": "/a b"})
+    assert shlex.split(cmd)[:2] == ["env", "HF_HOME=/a b"]
+    assert '"$HOME"/venv/bin/llorch-pool' in cmd
+    out = subprocess.run(["sh", "-c", remote_command(["printf", "%s|", "a b", "$(id)", "'"], {"V": "1"})],
+                         capture_output=True, text=True).stdout
+    assert out == "a b|$(id)|'|"
+
+
+def test_known_hosts_none_in_ssh_config_does_not_disable_checks(tmp_path: Path) -> None:
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host lax\n  HostName 10.9.9.9\n  UserKnownHostsFile none\n")
+    plan = plan_connection(PoolConfig(name="lax", transport="ssh", host="lax", ssh_config=str(cfg)))
+    assert plan.target.real_host == "10.9.9.9"
+    assert plan.target.kwargs["known_hosts"] is not None  # an empty trust set or ~/.ssh/known_hosts, never "off"
+    assert plan.target.known_hosts_files == [str(Path("~/.ssh/known_hosts").expanduser())]
+
+
+def test_missing_ssh_config_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(LlorchError) as e:
+        plan_connection(PoolConfig(name="p", transport="ssh", host="h", ssh_config=str(tmp_path / "none")))
+    assert e.value.code == ErrorCode.CONFIG_INVALID
+
+
+def test_proxy_jump_may_name_a_pool() -> None:
+    cfg = with_jump_pools(Config(pools=[
+        PoolConfig(name="gate", transport="ssh", host="gate.lan", user="ops", port=2200),
+        PoolConfig(name="inner", transport="ssh", host="10.0.0.7", proxy_jump="gate"),
+        PoolConfig(name="other", transport="ssh", host="o", proxy_jump="me@bastion")]))
+    assert cfg.pool("inner").proxy_jump == "ops@gate.lan:2200"  # type: ignore[union-attr]
+    assert cfg.pool("other").proxy_jump == "me@bastion"  # type: ignore[union-attr]
+
+
+def test_host_resolution() -> None:
+    cfg = Config(pools=[PoolConfig(name="a", transport="ssh", host="10.0.0.1")])
+    assert resolve(cfg, "a").host == "10.0.0.1"
+    adhoc = resolve(cfg, "me@box.lan:2222")
+    assert (adhoc.transport, adhoc.user, adhoc.host, adhoc.port) == ("ssh", "me", "box.lan", 2222)
+    assert resolve(cfg, "local").transport == "local"
+
+
+def test_job_store(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    for jid in ("abc123", "abd456"):
+        store.add(JobRecord(id=jid, pool="a", model="m", worker_id="w", worker_port=8000, prompt="p" * 2000))
+    assert [j.id for j in store.list()] == ["abc123", "abd456"]
+    assert len(store.get("abc").prompt) == 500
+    with pytest.raises(LlorchError):
+        store.get("ab")  # ambiguous prefix
+    assert store.update("abd456", state="done", tokens=3).tokens == 3
+    (tmp_path / "jobs.json").write_text("{not json")
+    with pytest.raises(LlorchError) as e:
+        store.list()
+    assert e.value.code == ErrorCode.CATALOG_CORRUPT and "mv " in (e.value.hint or "")

@@ -1,0 +1,35 @@
+"""Pilot test of the matrix mode with the real engine: a run whose cells are all decided at plan time
+(absent backends, an offline pool), so no worker starts; then export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llorch_tui.tui.app import LlorchApp
+from llorch_tui.tui.screens.matrix import MatrixScreen
+from tui_helpers import loaded, make_config, wait_for
+
+
+async def test_matrix_run_and_export(tui_pool: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    app = LlorchApp(make_config(tui_pool, dead_pool=True, matrix_backends=["cuda", "metal"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen), 5, "the matrix mode")
+        screen = app.screen
+        await pilot.press("g")
+        await wait_for(pilot, lambda: screen.grid.summary is not None, 60, "the run to finish")
+        cells = screen.grid.cells
+        assert cells["local/cuda/tiny-llama"].status == "skipped"
+        assert cells["local/cuda/tiny-llama"].result.reason_code == "backend_absent"
+        table = screen.query_one("#matrix")
+        assert "skip" in table.get_cell("tiny-llama", "local/cuda").plain
+        assert screen.grid.reports  # the run wrote its reports
+        await pilot.press("e")
+        await wait_for(pilot, lambda: any("exported" in n.message for n in app._notifications), 30, "the export")
+    report = json.loads((tmp_path / "reports" / "matrix.json").read_text())
+    assert report["summary"]["skipped"] >= 2 and report["summary"]["passed"] == 0
