@@ -57,8 +57,13 @@ async def worker_request(s: aiohttp.ClientSession, url: str, prompt: str, max_to
         return int(body["tokens_generated"])
 
 
+SERVE_MODEL = {"name": "bench"}  # transformers serve pinned to a path wants that path as the model
+
+
 async def openai_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
-    body = {"model": "bench", "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+    # no ignore_eos (transformers serve rejects unknown fields); the synthetic model's end-of-sequence
+    # logit is zero, so greedy runs reach max_tokens anyway, and tokens are counted from usage
+    body = {"model": SERVE_MODEL["name"], "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
     async with s.post(f"{url}/v1/completions", json=body) as r:
         data = await r.json()
         assert r.status == 200, data
@@ -98,6 +103,7 @@ def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
                              "--device", "cpu", "--dtype", "float32", str(model)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    SERVE_MODEL["name"] = str(model)
 
     async def wait_up() -> bool:
         async with aiohttp.ClientSession() as s:
@@ -107,8 +113,11 @@ def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
                 try:
                     await openai_request(s, url, "warm up", 4)
                     return True
-                except (aiohttp.ClientError, AssertionError, KeyError):
-                    await asyncio.sleep(0.5)
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.5)  # not listening yet
+                except (AssertionError, KeyError) as e:
+                    print(f"transformers serve rejected the request: {e}", file=sys.stderr)
+                    return False
         return False
 
     if not asyncio.run(wait_up()):

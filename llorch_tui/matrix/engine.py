@@ -43,6 +43,7 @@ class MatrixEngine:
         self._stopping = False
         self._cell_tasks: set[asyncio.Task[Any]] = set()
         self._live: dict[str, PoolClient] = {}  # worker id -> client, until stopped
+        self._order: list[str] = []
 
     # ------------------------------------------------------------------ public
     async def run(self) -> AsyncIterator[MatrixEvent]:
@@ -107,8 +108,11 @@ class MatrixEngine:
         report.pools = [self._info(v) for v in views]
         emit(PlanReady(cells=[c.key for cells in planned.values() for c in cells], pools=report.pools))
 
+        self._order = [c.key.id for n in names for c in planned[n]]
+
         def finish(result: CellResult) -> None:
             self.results[result.key.id] = result
+            self._refresh_report(t0)  # live: the TUI may export mid-run
             emit(CellFinished(result=result))
 
         for cells in planned.values():
@@ -119,20 +123,23 @@ class MatrixEngine:
         view_by_name = {v.name: v for v in views}
         await asyncio.gather(*(self._run_pool(view_by_name[n], [c for c in planned[n] if not c.skipped], emit, finish)
                                for n in names))
-        # Plan order in the report, whatever order the cells finished in.
-        order = [c.key.id for n in names for c in planned[n]]
-        report.cells = [self.results[k] for k in order if k in self.results]
         report.finished_at = _now()
-        counts = Counter(r.verdict for r in report.cells)
-        s = RunSummary(passed=counts["pass"], failed=counts["fail"], skipped=counts["skipped"],
-                       duration_s=round(time.perf_counter() - t0, 3))
-        report.summary = s
+        s = self._refresh_report(t0)
         paths: dict[str, str] = {}
         if self.options.report_dir:
             from llorch_tui.matrix.reports import write_reports
 
             paths = await asyncio.to_thread(write_reports, report, Path(self.options.report_dir))
         emit(RunFinished(summary=s, reports=paths, stopped=self._stopping))
+
+    def _refresh_report(self, t0: float) -> RunSummary:
+        """Cells in plan order (whatever order they finished in) and the counts so far."""
+        assert self.report is not None
+        self.report.cells = [self.results[k] for k in self._order if k in self.results]
+        counts = Counter(r.verdict for r in self.report.cells)
+        self.report.summary = RunSummary(passed=counts["pass"], failed=counts["fail"], skipped=counts["skipped"],
+                                         duration_s=round(time.perf_counter() - t0, 3))
+        return self.report.summary
 
     async def _run_pool(self, view: PoolView, cells: list[PlannedCell], emit: Callable[[MatrixEvent], None],
                         finish: Callable[[CellResult], None]) -> None:

@@ -44,7 +44,6 @@ def check_hashes(entry: ModelEntry, target: Path, ctx: OpContext) -> list[Verify
     for f in entry.files:
         ctx.check_cancelled()
         path = target / f.name
-        ctx.emit("progress", {"stage": "hashing", "file": f.name})
         if not path.is_file():
             problems.append(VerifyProblem(file=f.name, problem=f"missing: {path} does not exist"))
             continue

@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 from collections import deque
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import App
@@ -28,13 +29,27 @@ from llorch_tui.tui.actions import DownloadEvent, PoolActions
 from llorch_tui.tui.matrix_actions import MatrixActions
 from llorch_tui.tui.palette import LlorchCommands
 from llorch_tui.tui.screens.dashboard import DashboardScreen
-from llorch_tui.tui.screens.logs import LogsScreen
-from llorch_tui.tui.screens.matrix import MatrixScreen
 from llorch_tui.tui.widgets.log_pane import LogPane
+
+if TYPE_CHECKING:
+    from llorch_tui.tui.screens.logs import LogsScreen
+    from llorch_tui.tui.screens.matrix import MatrixScreen
 
 log = logging.getLogger("llorch.tui")
 REFRESH_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 30.0
+
+
+def _matrix_screen() -> "MatrixScreen":
+    from llorch_tui.tui.screens.matrix import MatrixScreen
+
+    return MatrixScreen()
+
+
+def _logs_screen() -> "LogsScreen":
+    from llorch_tui.tui.screens.logs import LogsScreen
+
+    return LogsScreen()
 
 
 class PoolConn(Message):
@@ -45,8 +60,9 @@ class PoolConn(Message):
 
 class LlorchApp(PoolActions, MatrixActions, App[int]):
     TITLE = "llorch"
-    CSS_PATH = "llorch.tcss"
-    MODES = {"dashboard": DashboardScreen, "matrix": MatrixScreen, "logs": LogsScreen}
+    CSS_PATH = str(Path(__file__).with_name("llorch.tcss"))  # absolute: subclasses may live elsewhere
+    # Matrix and logs screens are imported when first opened: the first frame only needs the dashboard.
+    MODES = {"dashboard": DashboardScreen, "matrix": _matrix_screen, "logs": _logs_screen}
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {LlorchCommands}
     BINDINGS = [

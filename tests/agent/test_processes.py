@@ -24,6 +24,7 @@ from llorch_tui.protocol.workers import WorkerRecord
 
 def _listen(port: int = 0) -> socket.socket:
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like the worker: a TIME_WAIT port is usable
     s.bind(("127.0.0.1", port))
     s.listen()
     return s

@@ -98,8 +98,17 @@ async def test_status_answers_while_a_spawn_waits_and_cancel_cleans_up(pool: Pat
         assert wait_gone(pid, 1) and processes_under(pool) == []
         (rec,) = agent_cli(pool, "worker", "list").result
         assert rec["state"] == "failed" and rec["exit_reason"] == "spawn cancelled by the caller"
-    finally:
+
+        # EOF (the control plane went away) while a second spawn waits: the agent exits cleanly and
+        # takes the half-started worker with it.
+        await agent.send("s2", "workers.spawn", {"backend": "cpu", "model": "tiny-llama"})
+        second = await agent.read_until(lambda m: m.get("id") == "s2" and m.get("data", {}).get("stage") == "spawned")
         assert await agent.close() == 0
+        assert wait_gone(second["data"]["pid"], 1) and processes_under(pool) == []
+        states = {r["id"]: r["state"] for r in agent_cli(pool, "worker", "list").result}
+        assert states == {rec["id"]: "failed", second["data"]["worker_id"]: "failed"}
+    finally:
+        await agent.close()
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ def spawned(make_pool) -> Iterator[tuple[Path, Any]]:
     """A worker spawned through the CLI while port 8000 is occupied (by us, or by someone else already)."""
     state = make_pool(("llama",), pool_id="test")
     blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a TIME_WAIT left by an earlier worker is not "taken"
     try:
         blocker.bind(("127.0.0.1", 8000))
         blocker.listen()

@@ -2,7 +2,7 @@
 
 Repos on the mirror:
   llorch-test/tiny-llama   tiny llama (metadata.repo set at registration)
-  llorch/tiny-qwen         tiny qwen2 (no repo: served under llorch/<id>)
+  llorch/tiny-qwen2        tiny qwen2 (no repo: served under llorch/<id>)
   llorch-test/big          tiny llama + a 48 MiB weights file (resume tests)
   llorch-test/gated        tiny mistral, served as a gated repo (token: GATE_TOKEN)
   llorch-test/damaged      tiny phi3 whose weights rotted after the catalog recorded their sha256
@@ -50,24 +50,22 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def source_pool(tmp_path_factory: pytest.TempPathFactory, synth_models: dict[str, Path], hf_home: Path) -> Pool:
-    root = tmp_path_factory.mktemp("source-pool")
-    pool = Pool(root / "state", "source", clean_env(hf_home))
-    files = root / "checkpoints"
+def source_pool(tmp_path_factory: pytest.TempPathFactory, synth_models: dict[str, Path], hf_home: Path,
+                make_pool) -> Pool:  # type: ignore[no-untyped-def]
+    # tiny-llama, tiny-qwen2, tiny-mistral: synthetic entries with recorded sha256 (the shared fixture)
+    state = make_pool(("llama", "qwen2", "mistral"), pool_id="source")
+    pool = Pool(state, "source", clean_env(hf_home))
+    files = tmp_path_factory.mktemp("source-files")
+    call_op(state, "source", "models.update", {"id": "tiny-llama", "repo": "llorch-test/tiny-llama"})
+    call_op(state, "source", "models.update", {"id": "tiny-mistral", "repo": "llorch-test/gated"})
     big = _copy(synth_models["llama"], files / "big")
     _pad_file(big / "pad.safetensors", BIG_PAD_BYTES)
     damaged = _copy(synth_models["phi3"], files / "damaged")
-    for model_id, path, repo, arch in (
-        ("tiny-llama", synth_models["llama"], "llorch-test/tiny-llama", "llama"),
-        ("tiny-qwen", synth_models["qwen2"], None, "qwen2"),
-        ("big", big, "llorch-test/big", "llama"),
-        ("gated", synth_models["mistral"], "llorch-test/gated", "mistral"),
-        ("damaged", damaged, "llorch-test/damaged", "phi3"),
-    ):
-        params = {"id": model_id, "path": str(path), "architecture": arch}
-        if repo:
-            params["repo"] = repo
-        call_op(pool.state, pool.pool_id, "models.register", params)  # in-process: saves a process start each
+    for model_id, path, repo, arch in (("big", big, "llorch-test/big", "llama"),
+                                       ("damaged", damaged, "llorch-test/damaged", "phi3")):
+        # in-process: saves a process start each
+        call_op(state, "source", "models.register", {"id": model_id, "path": str(path), "architecture": arch,
+                                                     "repo": repo})
     _record_hashes_then_rot(pool, damaged)
     return pool
 

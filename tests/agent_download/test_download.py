@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dl_helpers import MirrorProc, Pool, register, sha256_of
 from huggingface_hub import HfApi
 
@@ -59,7 +60,7 @@ def test_download_with_progress_then_noop(dest: Pool, mirror: MirrorProc, synth_
 
 
 def test_human_output_and_force(dest: Pool, mirror: MirrorProc) -> None:
-    register(dest, "qw", "--repo", "llorch/tiny-qwen", "--architecture", "qwen2")
+    register(dest, "qw", "--repo", "llorch/tiny-qwen2", "--architecture", "qwen2")
     proc = dest.run("models", "download", "qw", "--endpoint", mirror.url)
     assert proc.returncode == 0, proc.stderr
     assert "downloaded" in proc.stdout and "sha256 verified" in proc.stdout
@@ -88,3 +89,30 @@ async def test_download_through_the_stdio_service(dest: Pool, mirror: MirrorProc
         assert verified["ok"] is True and verified["files_checked"] == len(result["model"]["files"])
     finally:
         await client.close()
+
+
+def test_a_pool_that_downloaded_serves_it_on(dest: Pool, mirror: MirrorProc, tmp_path: Path, hf_home: Path) -> None:
+    """Download once, copy to every pool: B downloads from A, C from B; same repo name, same commit, same bytes.
+    B's mirror follows its catalog: after `models rm` the repo is gone from it."""
+    from dl_helpers import clean_env
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    register(dest, "tl", "--repo", "llorch-test/tiny-llama", "--architecture", "llama")
+    code, _, first = dest.json("models", "download", "tl", "--endpoint", mirror.url)
+    assert code == 0, first
+    b_mirror = MirrorProc(dest)
+    try:
+        assert HfApi(endpoint=b_mirror.url).model_info("llorch-test/tiny-llama").sha == first["model"]["revision"]
+        third = Pool(tmp_path / "third-state", "third", clean_env(hf_home))
+        register(third, "tl", "--repo", "llorch-test/tiny-llama", "--architecture", "llama")
+        code, _, second = third.json("models", "download", "tl", "--endpoint", b_mirror.url)
+        assert code == 0, second
+        assert second["model"]["revision"] == first["model"]["revision"]
+        assert second["model"]["files"] == first["model"]["files"]
+        assert b_mirror.served() == second["bytes_fetched"] == second["bytes_total"]
+        code, _, _ = dest.json("models", "rm", "tl")
+        assert code == 0
+        with pytest.raises(RepositoryNotFoundError):  # a removed model is no longer served
+            HfApi(endpoint=b_mirror.url).model_info("llorch-test/tiny-llama")
+    finally:
+        b_mirror.stop()

@@ -32,7 +32,7 @@ def test_model_info_lists_files_with_sizes_and_hashes(mirror: MirrorProc, synth_
 
 
 def test_repo_without_metadata_repo_is_served_as_llorch_id(mirror: MirrorProc) -> None:
-    info = HfApi(endpoint=mirror.url).model_info("llorch/tiny-qwen")
+    info = HfApi(endpoint=mirror.url).model_info("llorch/tiny-qwen2")
     assert "model.safetensors" in {s.rfilename for s in info.siblings}
 
 

@@ -41,7 +41,8 @@ def test_ctrl_c_mid_cell_stops_the_worker(make_pool, tmp_path: Path) -> None:
     assert not any(isinstance(e, (CellFinished, RunFinished)) for e in events)
     assert worker_processes(state) == []
     records = json.loads((state / "workers.json").read_text())["workers"]
-    assert len(records) == 1 and records[0]["state"] in ("stopped", "dead", "failed"), records
+    # (two records when the first spawn lost its port to another process and was retried)
+    assert records and all(r["state"] in ("stopped", "dead", "failed") for r in records), records
 
 
 def test_diff_shows_a_changed_cell(main_run: MainRun) -> None:

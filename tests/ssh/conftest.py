@@ -95,14 +95,15 @@ def _agent(state_dir: Path, *args: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def mirror_url(sshd_env: SshdEnv) -> Iterator[str]:
-    """Pool b serves a synthetic llama (repo `llorch/tiny-src`) with `llorch-pool mirror serve`, bound to
-    its address on the a<->b link, rate-limited: pool a downloads from it like from the Hub."""
+def mirror_url(sshd_env: SshdEnv, synth_models: dict[str, Path]) -> Iterator[str]:
+    """Pool b serves the session's synthetic llama (registered in place as `tiny-src`, so repo
+    `llorch/tiny-src`) with `llorch-pool mirror serve`, bound to its address on the a<->b link,
+    rate-limited: pool a downloads from it like from the Hub."""
     import subprocess
 
     b = sshd_env.pools["b"]
-    r = subprocess.run(_agent(b.state_dir, "models", "synth", "tiny-src", "--architecture", "llama", "--json"),
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(_agent(b.state_dir, "models", "register", "tiny-src", "--path", str(synth_models["llama"]),
+                              "--json"), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     argv = sshd_env.exec_in("b", _agent(b.state_dir, "mirror", "serve", "--host", str(b.inner_addr), "--port", "0",
                                        "--print-url", "--rate-limit", str(MIRROR_RATE_BPS)))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -70,6 +71,28 @@ def _netns_usable() -> bool:
     if ok:
         subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return ok
+
+
+def _kill_namespace(ns: str) -> None:
+    """Every process in a namespace we created is ours: sessions, agents, detached workers."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        procs = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), sig)
+            with contextlib.suppress(psutil.Error, ValueError):
+                procs.append(psutil.Process(int(pid)))
+        psutil.wait_procs(procs, timeout=5)
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _remove_stale_namespaces() -> None:
+    """Namespaces left by a session that was SIGKILLed (its pid is gone) are removed before starting."""
+    for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
+        m = re.match(r"llorch-(\d+)-\w+$", line.split()[0]) if line.strip() else None
+        if m and not psutil.pid_exists(int(m.group(1))):
+            _kill_namespace(line.split()[0])
 
 
 def _sh(*argv: str) -> None:
@@ -163,10 +186,11 @@ class SshdEnv:
 
         tag = f"{os.getpid() % 100000}"
         with filelock.FileLock(str(LOCK)):
+            _remove_stale_namespaces()
             used = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
             block = next(b for b in range(1, 60) if f"10.231.{b * 4}." not in used and f"10.231.{b * 4 + 1}." not in used)
             for i, n in enumerate(self._names):
-                ns = f"llorch-{tag}-{n}"
+                ns = f"llorch-{os.getpid()}-{n}"  # the full pid: a stale one is recognised by it
                 hv, nv = f"lh{tag}{n}", f"ln{tag}{n}"
                 net = f"10.231.{block * 4 + i}"
                 _sh("ip", "netns", "add", ns)
@@ -265,7 +289,7 @@ class SshdEnv:
         """Pull (or put back) the pool's network cable: its side of the host veth, nothing sent back."""
         p = self.pools[pool]
         assert p.netns, "only with network namespaces"
-        dev = f"ln{p.netns.split('-')[1]}{pool}"
+        dev = f"ln{int(p.netns.split('-')[1]) % 100000}{pool}"
         _sh("ip", "-n", p.netns, "link", "set", dev, "up" if up else "down")
 
     def exec_in(self, pool: str, argv: list[str]) -> list[str]:
@@ -289,18 +313,7 @@ class SshdEnv:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.proc.pid, signal.SIGKILL)
         for ns in self._netns:
-            # Every process in a namespace we created is ours: sessions, agents, detached workers.
-            for _ in range(2):
-                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.kill(int(pid), signal.SIGTERM if _ == 0 else signal.SIGKILL)
-                procs = []
-                for pid in pids:
-                    with contextlib.suppress(psutil.Error, ValueError):
-                        procs.append(psutil.Process(int(pid)))
-                psutil.wait_procs(procs, timeout=5)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            _kill_namespace(ns)
         for hv in self._host_veths:  # normally gone with the namespace
             subprocess.run(["ip", "link", "del", hv], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)

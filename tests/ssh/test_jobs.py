@@ -63,6 +63,15 @@ def test_no_worker_of_that_model(llorch_config: Path, capsys: pytest.CaptureFixt
     assert rc == 1 and err["code"] == "not_found" and "--spawn" in err["hint"]
 
 
+def test_worker_commands_over_host(llorch_config: Path, worker_a: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pool", "worker", "list", "--host", "a", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [(w["id"], w["state"]) for w in listed] == [(worker_a["id"], "ready")]
+    assert main(["pool", "worker", "logs", worker_a["id"], "-n", "5", "--host", "a", "--json"]) == 0
+    lines = json.loads(capsys.readouterr().out.splitlines()[-1])["lines"]
+    assert 0 < len(lines) <= 5
+
+
 async def test_stopping_the_worker_closes_its_forward(pool_a: PoolConfig, worker_a: dict) -> None:
     """Last in this module: it stops the shared worker."""
     client = PoolClient(pool_a)

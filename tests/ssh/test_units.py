@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
-from llorch_tui.cli.pools import resolve, with_jump_pools
+from llorch_tui.cli.pools import resolve
+from llorch_tui.transport.jumps import with_jump_pools
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport.ssh_channel import remote_command

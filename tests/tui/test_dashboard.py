@@ -134,3 +134,24 @@ async def test_spawn_modal_offers_usable_backends(tui_pool: Path) -> None:
         assert app.screen.backends == ["cpu"]  # this machine: cpu only (pool.status)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
+
+
+async def test_command_palette_runs_actions(tui_pool: Path) -> None:
+    app = LlorchApp(make_config(tui_pool))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CommandPalette", 5, "the palette")
+        await pilot.press(*"matrix")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix mode")
+
+
+def test_palette_hides_mutating_commands_when_readonly() -> None:
+    from llorch_tui.tui.palette import COMMANDS
+
+    from llorch_tui.tui.bindings import MUTATING
+
+    hidden = [title for title, _, _, name in COMMANDS if name in MUTATING]
+    assert "Spawn a worker" in hidden and "Stop the matrix run" in hidden and "Refresh all pools" not in hidden

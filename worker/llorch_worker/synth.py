@@ -132,7 +132,11 @@ def _weights(config: Any, seed: int) -> tuple[bytes, int]:
 
     torch.manual_seed(seed)  # same seed => same bytes (architecture shapes keep models distinct)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = {k: v.detach().contiguous() for k, v in sorted(model.state_dict().items())}
+    state = {k: v.detach().clone().contiguous() for k, v in sorted(model.state_dict().items())}
+    # Zero the output rows of the special tokens: their logit is then 0 while the max over ~500
+    # random logits is clearly positive, so greedy decoding never ends at once on end-of-sequence
+    # or emits only invisible tokens (an empty answer would look like a broken worker).
+    state["lm_head.weight"][: len(SPECIAL_TOKENS)] = 0.0
     params = sum(v.numel() for v in state.values())
     return save(state, metadata={"format": "pt"}), params
 

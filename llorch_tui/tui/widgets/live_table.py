@@ -13,6 +13,11 @@ def _width(cell: str | Text) -> int:
     return cell.cell_len if isinstance(cell, Text) else len(cell)
 
 
+def _cell(value: str | Text) -> Text:
+    # Plain strings become Text here: names from a pool are never parsed as markup (and it is cheaper).
+    return value if isinstance(value, Text) else Text(value, no_wrap=True)
+
+
 class LiveTable(DataTable[str | Text]):
     """Rows are keyed by stable ids; `sync` adds, updates (cell by cell) and removes, nothing else."""
 
@@ -39,12 +44,15 @@ class LiveTable(DataTable[str | Text]):
         for key, row in rows.items():
             old = self.shown.get(key)
             if old is None:
-                self.add_row(*row, key=key)
+                self.add_row(*(_cell(c) for c in row), key=key)
                 changed += 1
             elif old != row:
                 for col, a, b in zip(self.column_names, old, row):
                     if a != b:
-                        self.update_cell(key, col, b, update_width=_width(b) > _width(a))
+                        # Only a cell wider than its column asks for a re-measure; anything else would
+                        # make DataTable re-measure the whole column (every row) on each update.
+                        grow = _width(b) > self.columns[col].content_width  # type: ignore[index]
+                        self.update_cell(key, col, _cell(b), update_width=grow)
                         changed += 1
             self.shown[key] = row
         return changed

@@ -1,0 +1,100 @@
+"""Export the README's screenshots (screenshots/*.svg) from the real app on a real local pool.
+
+    .venv/bin/python scripts/screenshots.py [--out screenshots]     (make screenshots)
+
+Everything is real: a fresh pool state dir in a temp directory, two synthetic checkpoints made by
+the agent (`models.synth`), a real worker, and a real matrix run on the cpu backend. Also an SSH
+pool that cannot be reached, to show how an offline pool looks. Takes about a minute on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llorch_tui.config import SEED_PRESETS, Config, MatrixConfig, PoolConfig
+from llorch_tui.tui.app import LlorchApp
+
+SIZE = (130, 38)
+
+
+async def wait(pilot, cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"screenshots: timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+async def shoot(out: Path, work: Path) -> None:
+    state = work / "pool"
+    config = Config(
+        pools=[PoolConfig(name="local", state_dir=str(state)),
+               PoolConfig(name="gpu-box", transport="ssh", host="gpu-box.invalid", connect_timeout_s=3)],
+        models=list(SEED_PRESETS),
+        matrix=MatrixConfig(backends=["cpu", "cuda"], models=["tiny-llama", "tiny-qwen"], pools=["local"],
+                            report_dir="reports"))  # relative: the screenshot shows short paths
+    app = LlorchApp(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.refreshes >= 1, 60, "the local pool")
+        for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
+            await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
+        await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
+        await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
+        app.refresh_all(force=True)
+        await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
+        n = app.refreshes
+        await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
+        await pilot.pause(0.5)
+        app.save_screenshot("dashboard.svg", str(out))
+
+        await pilot.press("s")
+        await wait(pilot, lambda: type(app.screen).__name__ == "SpawnModal", 10, "the spawn modal")
+        await pilot.pause(0.3)
+        app.save_screenshot("spawn-modal.svg", str(out))
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 10, "help")
+        await pilot.pause(0.3)
+        app.save_screenshot("help.svg", str(out))
+        await pilot.press("escape")
+        await app.fleet.call("local", "workers.stop", {"all": True})
+
+        await pilot.press("2")
+        await wait(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix")
+        await pilot.press("g")
+        screen = app.screen
+        await wait(pilot, lambda: any(c.status == "running" and c.stage in ("loading", "probing")
+                                      for c in screen.grid.cells.values()), 120, "a running cell")
+        await pilot.pause(0.3)
+        app.save_screenshot("matrix-running.svg", str(out))
+        await wait(pilot, lambda: screen.grid.summary is not None, 300, "the end of the run")
+        await pilot.press("right")
+        await pilot.pause(0.5)
+        app.save_screenshot("matrix-finished.svg", str(out))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="screenshots", help="where the SVGs go (default: screenshots/)")
+    args = ap.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="llorch-shots-") as work:
+        os.chdir(work)
+        try:
+            asyncio.run(shoot(out, Path(work)))
+        finally:
+            os.chdir(here)
+    print("\n".join(str(p) for p in sorted(out.glob("*.svg"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

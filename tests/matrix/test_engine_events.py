@@ -1,0 +1,58 @@
+"""Engine events and errors that need a real agent but no worker (every cell skipped): cheap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from matrix_helpers import run_headless, write_config
+
+from llorch_tui.config import Config, PoolConfig
+from llorch_tui.errors import LlorchError
+from llorch_tui.fleet import Fleet
+from llorch_tui.matrix.engine import MatrixEngine
+from llorch_tui.matrix.events import CellFinished, PlanReady, RunFinished, parse_event
+from llorch_tui.matrix.options import MatrixOptions
+
+
+async def test_event_order_and_live_report(make_pool, tmp_path: Path) -> None:
+    state = make_pool(models=("llama", "phi3"), pool_id="local")
+    fleet = Fleet(Config(pools=[PoolConfig(name="local", state_dir=str(state))]))
+    engine = MatrixEngine(fleet, MatrixOptions(backends=["cuda", "metal"], report_dir=str(tmp_path / "r")))
+    events = []
+    try:
+        async for ev in engine.run():
+            assert parse_event(ev.model_dump_json()) == ev  # the --json line round-trips
+            events.append(ev)
+            if isinstance(ev, CellFinished):
+                assert engine.report is not None and ev.key in [c.key for c in engine.report.cells]
+    finally:
+        await fleet.close()
+    assert isinstance(events[0], PlanReady) and isinstance(events[-1], RunFinished)
+    assert [c.id for c in events[0].cells] == ["local/cuda/tiny-llama", "local/metal/tiny-llama",
+                                               "local/cuda/tiny-phi3", "local/metal/tiny-phi3"]
+    assert events[0].pools[0].online and events[0].pools[0].backends == ["cpu"]
+    assert all(isinstance(e, CellFinished) and e.result.reason_code == "backend_absent" for e in events[1:-1])
+    assert events[-1].summary.skipped == 4 and not events[-1].stopped
+    assert Path(events[-1].reports["junit"]).exists()
+
+
+async def test_unknown_pool_is_an_error_before_anything_runs(make_pool) -> None:
+    fleet = Fleet(Config(pools=[PoolConfig(name="local", state_dir=str(make_pool(models=("llama",))))]))
+    try:
+        with pytest.raises(LlorchError) as err:
+            async for _ in MatrixEngine(fleet, MatrixOptions(pools=["nope"], report_dir=None)).run():
+                pass
+    finally:
+        await fleet.close()
+    assert err.value.code == "not_found" and "local" in (err.value.hint or "")
+
+
+def test_headless_config_errors_exit_2(make_pool, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.toml", make_pool(models=("llama",)), tmp_path / "r")
+    run = run_headless(config, "--pools", "nope")
+    assert run.rc == 2 and any("no pool named nope" in l for l in run.stderr_lines), run.stderr_lines
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[matrix]\nmax_tokenz = 3\n")
+    run = run_headless(bad)
+    assert run.rc == 2 and any("max_tokenz" in l for l in run.stderr_lines), run.stderr_lines

@@ -1,0 +1,75 @@
+"""The UI-free core and the small pieces: keymap file, live table diffing, rates, the palette."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+
+from llorch_tui.errors import LlorchError
+from llorch_tui.tui.core.fmt import fmt_bytes, sparkline, threshold_style
+from llorch_tui.tui.core.model import DashboardModel
+from llorch_tui.tui.core.snapshot import SyntheticSource
+from llorch_tui.tui.keymap import load_keymap
+from llorch_tui.tui.widgets.live_table import LiveTable
+
+
+def test_keymap_file(tmp_path: Path) -> None:
+    f = tmp_path / "keymap.toml"
+    assert load_keymap(f) == {}
+    f.write_text('[keymap]\ndownload = "D"\n"mode.matrix" = "f2,2"\n')
+    assert load_keymap(f) == {"download": "D", "mode.matrix": "f2,2"}
+    f.write_text('[keymap]\ndownlaod = "D"\n')
+    with pytest.raises(LlorchError) as err:
+        load_keymap(f)
+    assert "downlaod" in err.value.message and "download" in (err.value.hint or "")
+    f.write_text("[keymap\n")
+    with pytest.raises(LlorchError):
+        load_keymap(f)
+
+
+def test_formatting() -> None:
+    assert fmt_bytes(1536) == "1.5 KiB" and fmt_bytes(None) == "—"
+    assert [threshold_style(x) for x in (0.1, 0.7, 0.9)] == ["green", "yellow", "red"]
+    assert sparkline([0, 0.5, 1.0], top=1.0) == "▁▄█"
+
+
+async def test_model_rates_and_rows() -> None:
+    src = SyntheticSource(pools=2, workers=3)
+    model = DashboardModel(src.pools)
+    for _ in range(2):
+        for p in src.pools:
+            snap = await src.fetch(p, 1)
+            snap.at += _  # a second apart
+            model.apply(snap)
+    rows = model.worker_rows("*")
+    assert len(rows) == 6 and all(p.conn == "online" for p in model.pools.values())
+    assert rows["pool00/w000"][9] == "50.0"  # tokens/s from the delta between two refreshes
+    assert list(model.worker_rows("pool01")) == ["pool01/w000", "pool01/w001", "pool01/w002"]
+    assert list(model.worker_rows("*", "pool01/w002")) == [] and len(model.worker_rows("*", "w002")) == 2
+    model.fail("pool00", "unreachable", "check the network")
+    assert model.pools["pool00"].conn == "offline"
+    model.set_conn("pool00", "connecting")
+    assert model.pools["pool00"].conn == "reconnecting"  # it was online before
+    assert len(model.gpu_lines("pool01")) == 3  # two GPUs and RAM
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LiveTable(("a", "b"), id="t")
+
+
+async def test_live_table_updates_in_place() -> None:
+    app = TableApp()
+    async with app.run_test() as pilot:
+        t = app.query_one(LiveTable)
+        assert t.sync({"x": ("1", "[b]not markup[/b]"), "y": ("2", "y")}) == 2
+        row_x = t.rows["x"]
+        assert t.sync({"x": ("1", "changed"), "y": ("2", "y")}) == 1  # one cell, nothing else
+        assert t.rows["x"] is row_x and t.get_cell("x", "b").plain == "changed"
+        assert t.sync({"x": ("1", "changed")}) == 1 and t.row_count == 1
+        assert t.sync({"x": ("1", "changed")}) == 0
+        t.sync({"x": ("1", "[b]x[/b]")})
+        await pilot.pause()
+        assert t.get_cell("x", "b").plain == "[b]x[/b]"  # pool-supplied text is never parsed as markup
