@@ -15,6 +15,7 @@ from llorch_tui.client import EventSink, PoolClient
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport.base import ConnState
+from llorch_tui.transport.jumps import with_jump_pools
 
 log = logging.getLogger("llorch.fleet")
 ChangeFn = Callable[[str, ConnState, "str | None"], None]
@@ -30,6 +31,8 @@ class PoolState:
 
 class Fleet:
     def __init__(self, config: Config, client_factory: Callable[[PoolConfig], PoolClient] = PoolClient) -> None:
+        # A pool's proxy_jump may name another pool; resolve it once, as the CLI does.
+        config = with_jump_pools(config)
         self.config = config
         self.clients: dict[str, PoolClient] = {p.name: client_factory(p) for p in config.pools}
         self.states: dict[str, PoolState] = {name: PoolState() for name in self.clients}
