@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from llorch_tui.config import SEED_PRESETS, Config, MatrixConfig, PoolConfig
+from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.tui.app import LlorchApp
 
 SIZE = (130, 38)
@@ -41,42 +42,59 @@ async def shoot(out: Path, work: Path) -> None:
                             report_dir="reports"))  # relative: the screenshot shows short paths
     app = LlorchApp(config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait(pilot, lambda: app.refreshes >= 1, 60, "the local pool")
-        for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
-            await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
-        await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
-        await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
-        app.refresh_all(force=True)
-        await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
-        n = app.refreshes
-        await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
-        await pilot.pause(0.5)
-        app.save_screenshot("dashboard.svg", str(out))
+        try:
+            await _scenes(app, pilot, out)
+        finally:  # workers are detached processes: never leave one behind, whatever happened
+            await app.fleet.call("local", "workers.stop", {"all": True})
 
-        await pilot.press("s")
-        await wait(pilot, lambda: type(app.screen).__name__ == "SpawnModal", 10, "the spawn modal")
-        await pilot.pause(0.3)
-        app.save_screenshot("spawn-modal.svg", str(out))
-        await pilot.press("escape")
-        await pilot.press("question_mark")
-        await wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 10, "help")
-        await pilot.pause(0.3)
-        app.save_screenshot("help.svg", str(out))
-        await pilot.press("escape")
-        await app.fleet.call("local", "workers.stop", {"all": True})
 
-        await pilot.press("2")
-        await wait(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix")
-        await pilot.press("g")
-        screen = app.screen
-        await wait(pilot, lambda: any(c.status == "running" and c.stage in ("loading", "probing")
-                                      for c in screen.grid.cells.values()), 120, "a running cell")
-        await pilot.pause(0.3)
-        app.save_screenshot("matrix-running.svg", str(out))
-        await wait(pilot, lambda: screen.grid.summary is not None, 300, "the end of the run")
-        await pilot.press("right")
-        await pilot.pause(0.5)
-        app.save_screenshot("matrix-finished.svg", str(out))
+async def _spawn(app: LlorchApp) -> None:
+    for attempt in range(3):
+        try:
+            await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
+            return
+        except LlorchError as exc:  # another process took the port meanwhile: the agent picks the next one
+            if exc.code != ErrorCode.PORT_IN_USE or attempt == 2:
+                raise
+
+
+async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
+    await wait(pilot, lambda: app.refreshes >= 1, 60, "the local pool")
+    for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
+        await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
+    await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
+    await _spawn(app)
+    app.refresh_all(force=True)
+    await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
+    n = app.refreshes
+    await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
+    await pilot.pause(0.5)
+    app.save_screenshot("dashboard.svg", str(out))
+
+    await pilot.press("s")
+    await wait(pilot, lambda: type(app.screen).__name__ == "SpawnModal", 10, "the spawn modal")
+    await pilot.pause(0.3)
+    app.save_screenshot("spawn-modal.svg", str(out))
+    await pilot.press("escape")
+    await pilot.press("question_mark")
+    await wait(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 10, "help")
+    await pilot.pause(0.3)
+    app.save_screenshot("help.svg", str(out))
+    await pilot.press("escape")
+    await app.fleet.call("local", "workers.stop", {"all": True})
+
+    await pilot.press("2")
+    await wait(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix")
+    await pilot.press("g")
+    screen = app.screen
+    await wait(pilot, lambda: any(c.status == "running" and c.stage in ("loading", "probing")
+                                  for c in screen.grid.cells.values()), 120, "a running cell")
+    await pilot.pause(0.3)
+    app.save_screenshot("matrix-running.svg", str(out))
+    await wait(pilot, lambda: screen.grid.summary is not None, 300, "the end of the run")
+    await pilot.press("right")
+    await pilot.pause(0.5)
+    app.save_screenshot("matrix-finished.svg", str(out))
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ always stops the worker it spawned — also when the task running it is cancelle
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -22,6 +23,7 @@ from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
 from llorch_tui.protocol.matrix import CellResult, Measurements, ReasonCode, Stage
 
+log = logging.getLogger("llorch.matrix")
 ProgressFn = Callable[[Stage, "float | None", str], None]
 LOG_TAIL_LINES = 30
 STOP_GRACE_S = 10
@@ -69,6 +71,11 @@ class CellRun:
         except LlorchError as exc:  # an op failed in a way the steps did not classify
             code = ReasonCode.CONNECTION_LOST if exc.code == ErrorCode.CONNECTION_LOST else ReasonCode.INTERNAL
             result.verdict, result.reason_code, result.reason, result.hint = "fail", code, exc.message, exc.hint
+            result.log_tail = await self._log_tail()
+        except Exception as exc:  # a bug here must cost one cell, not the run (and never leak the worker)
+            log.exception("cell %s failed unexpectedly", self.cell.key.id)
+            result.verdict, result.reason_code = "fail", ReasonCode.INTERNAL
+            result.reason = f"internal error in the matrix engine: {type(exc).__name__}: {exc}"
             result.log_tail = await self._log_tail()
         finally:
             # Shielded: a cancelled run (Ctrl-C, stop()) must still stop the worker before it unwinds.

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncGenerator, Callable
 
 from llorch_tui import __version__
 from llorch_tui.client import PoolClient
@@ -46,7 +46,7 @@ class MatrixEngine:
         self._order: list[str] = []
 
     # ------------------------------------------------------------------ public
-    async def run(self) -> AsyncIterator[MatrixEvent]:
+    async def run(self) -> AsyncGenerator[MatrixEvent, None]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         task = asyncio.create_task(self._main(queue.put_nowait))
         task.add_done_callback(lambda _t: queue.put_nowait(_DONE))

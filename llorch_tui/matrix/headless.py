@@ -2,13 +2,16 @@
 
 Prints one line per cell as it finishes (or, with --json, one JSON event per line) and ends with
 `Test Results: N passed, N failed, N skipped`. Exit status: 0 all passed or skipped, 1 a cell
-failed, 2 bad configuration or flags, 130 interrupted (Ctrl-C; every spawned worker is stopped first).
+failed, 2 bad configuration or flags, 130 interrupted (Ctrl-C or SIGTERM; every spawned worker is
+stopped first).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
 from contextlib import aclosing
 from typing import TextIO
@@ -75,12 +78,45 @@ class Printer:
                                           skipped=self.counts["skipped"])
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM ended the run (after every worker it spawned was stopped)."""
+
+
+def _install_interrupt(task: asyncio.Task[RunSummary]) -> list[str]:
+    """SIGINT/SIGTERM cancel the run, whose cleanup stops the workers; a second signal says what is going on,
+    a third abandons the cleanup (exit 130 at once, workers may be left: `llorch-pool worker stop --all`)."""
+    loop = asyncio.get_running_loop()
+    got: list[str] = []
+
+    def on_signal(name: str) -> None:
+        got.append(name)
+        if len(got) == 1:
+            print(f"{name}: stopping the workers this run started...", file=sys.stderr, flush=True)
+            task.cancel()
+        elif len(got) == 2:
+            print("still stopping workers; one more Ctrl-C abandons them", file=sys.stderr, flush=True)
+        else:
+            print("abandoned: check `llorch-pool worker list` on the pools", file=sys.stderr, flush=True)
+            os._exit(EXIT_INTERRUPTED)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    return got
+
+
 async def run_matrix(fleet: Fleet, options: MatrixOptions, printer: Printer) -> RunSummary:
     engine = MatrixEngine(fleet, options)
+    task = asyncio.current_task()
+    assert task is not None
+    got = _install_interrupt(task)  # type: ignore[arg-type]
     try:
         async with aclosing(engine.run()) as events:
             async for ev in events:
                 printer(ev)
+    except asyncio.CancelledError:
+        if got:
+            raise Interrupted(got[0]) from None
+        raise
     finally:
         await fleet.close()
     return printer.partial()
@@ -101,7 +137,7 @@ def run_headless(args: argparse.Namespace) -> int:
     final_out = sys.stderr if printer.as_json else sys.stdout
     try:
         summary = asyncio.run(run_matrix(Fleet(loaded.config), options, printer))
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt):
         print("interrupted: every worker this run spawned was stopped", file=sys.stderr, flush=True)
         print(printer.partial().line, file=final_out, flush=True)
         return EXIT_INTERRUPTED

@@ -162,6 +162,10 @@ def run_download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
     reporter = ProgressReporter(ctx.emit, p.id, endpoint)
     reporter.send("resolving", force=True)
     plan = hub_fetch.plan_download(repo, endpoint, p.revision or entry.revision)
+    if not p.force and plan.commit == entry.revision and already_downloaded(entry, target):
+        # --revision main on a model already at main's commit: nothing to fetch
+        return DownloadResult(model=entry, noop=True, bytes_total=sum(f.size for f in entry.files),
+                              endpoint=endpoint, files=[f.name for f in entry.files])
     if plan.gated and not hub_fetch.have_token():
         raise hub_fetch.gated_error(repo, endpoint)
     paths.downloads_dir.mkdir(parents=True, exist_ok=True)

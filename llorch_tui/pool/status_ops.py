@@ -55,7 +55,10 @@ def disk_info(models_dir: Path) -> DiskInfo:
 def _collect(settings: AgentSettings, refresh_probe: bool) -> PoolStatus:
     gpu = query_gpus()
     errors = list(gpu.errors)
-    probe = probe_backends(settings.state_dir, refresh=True) if refresh_probe else read_cached(settings.state_dir)
+    # Any cached answer, however old, beats guessing from NVML (a GPU with a CPU-only torch is not usable);
+    # spawn re-probes before refusing, so a stale answer never blocks work.
+    probe = probe_backends(settings.state_dir, refresh=True) if refresh_probe else \
+        read_cached(settings.state_dir, ttl_s=float("inf"))
     if probe is None and apple_silicon():
         probe = probe_backends(settings.state_dir)  # Metal has no NVML: only torch can tell
     backends = ["cpu"]

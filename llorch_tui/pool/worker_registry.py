@@ -207,14 +207,15 @@ class Registry:
         return rec
 
     def reconcile(self) -> list[WorkerRecord]:
-        """Mark records whose process is gone: dead (or stopped, if a stop was under way) with the reason."""
+        """Mark records whose process is gone (dead, failed or stopped) with the reason."""
         records = self.load()
         if not any(r.state in LIVE_STATES and not is_live(r) for r in records):
             return records  # the common case writes nothing and takes no lock
         with self.edit() as records:
             for rec in records:
                 if rec.state in LIVE_STATES and not is_live(rec):
-                    rec.state = "stopped" if rec.state == "stopping" else "dead"
+                    # Never ready: failed. Was serving: dead. Being stopped: stopped.
+                    rec.state = {"stopping": "stopped", "starting": "failed"}.get(rec.state, "dead")
                     rec.stopped_at = rec.stopped_at or now()
                     fill_exit_info(self.paths, rec)
             return list(records)

@@ -15,6 +15,8 @@ import psutil
 
 AGENT = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
 POOL_ID = "test"
+# Every state dir these tests drove: the session-end guard looks for processes left in any of them.
+STATE_DIRS: set[Path] = set()
 
 
 def agent_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -33,6 +35,7 @@ class CliResult:
 
 def agent_cli(state: Path, *args: str, timeout: float = 240, env: dict[str, str] | None = None) -> CliResult:
     """`llorch-pool --state-dir STATE --pool-id test ARGS --json`, parsed: events, then a result or an error."""
+    STATE_DIRS.add(Path(state))
     proc = subprocess.run([*AGENT, "--state-dir", str(state), "--pool-id", POOL_ID, *args, "--json"],
                           capture_output=True, text=True, timeout=timeout, env=agent_env(env),
                           stdin=subprocess.DEVNULL)
@@ -91,6 +94,7 @@ class RawAgent:
 
     @classmethod
     async def start(cls, state: Path) -> "RawAgent":
+        STATE_DIRS.add(Path(state))
         proc = await asyncio.create_subprocess_exec(
             *AGENT, "--state-dir", str(state), "--pool-id", POOL_ID, "serve", "--stdio",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -1,7 +1,8 @@
 """Fixtures of the agent tests (workers, status, stdio service). Helpers live in agent_helpers.py.
 
-Every process a test starts carries LLORCH_STATE_DIR=<a temp dir> (the agent puts it in the worker's
-environment), so the session-end guard finds and kills whatever a failing test left behind, and fails.
+Every process a test starts carries LLORCH_STATE_DIR=<its temp state dir> (the agent puts it in the
+worker's environment), so the session-end guard finds and kills whatever a failing test left behind in
+any state dir these tests used, and fails.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ from typing import Iterator
 
 import pytest
 
-from agent_helpers import processes_under, stop_everything
+from agent_helpers import STATE_DIRS, processes_under, stop_everything
 
 
 @pytest.fixture(scope="session", autouse=True)
-def no_worker_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    root = tmp_path_factory.getbasetemp()
+def no_worker_left_behind() -> Iterator[None]:
     yield
-    left = processes_under(root)
+    left = [p for state in sorted(STATE_DIRS) for p in processes_under(state)]
     for proc in left:
         try:
             proc.kill()
@@ -31,5 +31,6 @@ def no_worker_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def pool(make_pool) -> Iterator[Path]:
     """A fresh pool state dir with tiny-llama registered; any worker started in it is stopped afterwards."""
     state = make_pool(("llama",), pool_id="test")
+    STATE_DIRS.add(state)
     yield state
     stop_everything(state)

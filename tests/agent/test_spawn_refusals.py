@@ -6,6 +6,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from agent_helpers import agent_cli, processes_under
 
 
@@ -43,6 +45,7 @@ def test_refusals_leave_no_process_and_no_record(pool: Path) -> None:
     assert workers == []
 
 
+@pytest.mark.slow  # the real probe imports torch
 def test_unusable_backend_is_refused_after_the_probe(pool: Path) -> None:
     """cuda is registered for the model but this machine's torch has no CUDA: the real probe says so."""
     err = _refused(pool, "cuda", "--model", "tiny-llama")

@@ -116,3 +116,14 @@ def test_a_pool_that_downloaded_serves_it_on(dest: Pool, mirror: MirrorProc, tmp
             HfApi(endpoint=b_mirror.url).model_info("llorch-test/tiny-llama")
     finally:
         b_mirror.stop()
+
+
+def test_revision_main_on_a_model_at_mains_commit_is_a_noop(dest: Pool, mirror: MirrorProc) -> None:
+    register(dest, "tl", "--repo", "llorch-test/tiny-llama", "--architecture", "llama")
+    code, _, first = dest.json("models", "download", "tl", "--endpoint", mirror.url)
+    assert code == 0, first
+    served = mirror.served()
+    code, _, again = dest.json("models", "download", "tl", "--endpoint", mirror.url, "--revision", "main")
+    assert code == 0 and again["noop"] is True and mirror.served() == served
+    code, _, doc = dest.json("models", "download", "tl", "--endpoint", mirror.url, "--revision", "v-nope")
+    assert code == 1 and doc["error"]["code"] == "not_found" and "--revision" in doc["error"]["hint"]

@@ -18,9 +18,13 @@ import psutil
 RUN_TIMEOUT_S = 400
 
 
-def write_config(path: Path, state: Path, report_dir: Path, parallel: int = 1, **matrix: object) -> Path:
+def write_config(path: Path, state: Path, report_dir: Path, parallel: int = 1, hf_endpoint: str | None = None,
+                 **matrix: object) -> Path:
     lines = ["[[pools]]", 'name = "local"', 'transport = "local"', f'state_dir = "{state}"',
-             f"max_parallel_per_device = {parallel}", "", "[matrix]", f'report_dir = "{report_dir}"']
+             f"max_parallel_per_device = {parallel}"]
+    if hf_endpoint:
+        lines.append(f'hf_endpoint = "{hf_endpoint}"')
+    lines += ["", "[matrix]", f'report_dir = "{report_dir}"']
     lines += [f"{k} = {json.dumps(v)}" for k, v in matrix.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -39,7 +43,8 @@ class HeadlessRun:
 
 
 def run_headless(config: Path, *flags: str, on_stderr: Callable[[str, subprocess.Popen[str]], str | None] | None = None,
-                 on_stdout: Callable[[str, subprocess.Popen[str]], str | None] | None = None) -> HeadlessRun:
+                 on_stdout: Callable[[str, subprocess.Popen[str]], str | None] | None = None,
+                 env: dict[str, str] | None = None) -> HeadlessRun:
     """`llorch-tui --run-matrix --config CONFIG FLAGS...` in its own process group (like a terminal job).
 
     The callbacks see each line as it arrives (stderr: stage lines; stdout: cell lines or --json events)
@@ -47,7 +52,7 @@ def run_headless(config: Path, *flags: str, on_stderr: Callable[[str, subprocess
     """
     proc = subprocess.Popen([sys.executable, "-m", "llorch_tui.app_main", "--run-matrix", "--config", str(config),
                              *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
 
     def pump(name: str, stream: object) -> None:

@@ -56,3 +56,18 @@ def test_headless_config_errors_exit_2(make_pool, tmp_path: Path) -> None:
     bad.write_text("[matrix]\nmax_tokenz = 3\n")
     run = run_headless(bad)
     assert run.rc == 2 and any("max_tokenz" in l for l in run.stderr_lines), run.stderr_lines
+
+
+async def test_offline_pool_cells_are_skipped_and_others_run(make_pool) -> None:
+    ghost = PoolConfig(name="ghost", agent_command="/nonexistent/llorch-pool")
+    local = PoolConfig(name="local", state_dir=str(make_pool(models=("llama",))))
+    fleet = Fleet(Config(pools=[local, ghost]))
+    try:
+        results = [ev.result async for ev in MatrixEngine(fleet, MatrixOptions(backends=["metal"], report_dir=None)).run()
+                   if isinstance(ev, CellFinished)]
+    finally:
+        await fleet.close()
+    by = {r.key.id: r for r in results}
+    assert set(by) == {"local/metal/tiny-llama", "ghost/metal/*"}
+    assert by["ghost/metal/*"].reason_code == "pool_offline" and "ghost" in (by["ghost/metal/*"].reason or "")
+    assert by["local/metal/tiny-llama"].reason_code == "backend_absent"

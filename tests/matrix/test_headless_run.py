@@ -30,7 +30,7 @@ def test_a_line_per_cell(main_run: MainRun) -> None:
     for model in PASSING:
         assert any(l.startswith(f"PASS  local/cpu/{model}  ") and "tok/s" in l for l in cell_lines), cell_lines
     assert any(l.startswith(f"FAIL  local/cpu/{CORRUPT_MODEL}  checkpoint_corrupt:") for l in cell_lines)
-    assert any(l.startswith(f"SKIP  local/cuda/tiny-llama  backend_absent:") for l in cell_lines)
+    assert any(l.startswith("SKIP  local/cuda/tiny-llama  backend_absent:") for l in cell_lines)
 
 
 def test_corrupted_checkpoint_fails_with_that_reason(main_run: MainRun) -> None:

@@ -41,7 +41,7 @@ async def test_model_rates_and_rows() -> None:
     for _ in range(2):
         for p in src.pools:
             snap = await src.fetch(p, 1)
-            snap.at += _  # a second apart
+            snap.at = 1000.0 + _  # exactly a second apart
             model.apply(snap)
     rows = model.worker_rows("*")
     assert len(rows) == 6 and all(p.conn == "online" for p in model.pools.values())

@@ -33,3 +33,27 @@ async def test_matrix_run_and_export(tui_pool: Path, tmp_path: Path, monkeypatch
         await wait_for(pilot, lambda: any("exported" in n.message for n in app._notifications), 30, "the export")
     report = json.loads((tmp_path / "reports" / "matrix.json").read_text())
     assert report["summary"]["skipped"] >= 2 and report["summary"]["passed"] == 0
+
+
+@pytest.mark.slow
+async def test_matrix_stop_interrupts_and_cleans_up(tui_pool: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from llorch_tui.pool.ops import AgentSettings, InProcessExecutor
+
+    monkeypatch.chdir(tmp_path)
+    app = LlorchApp(make_config(tui_pool, matrix_backends=["cpu"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen), 5, "the matrix mode")
+        screen = app.screen
+        await pilot.press("g")
+        await wait_for(pilot, lambda: any(c.status == "running" for c in screen.grid.cells.values()), 60,
+                       "a running cell")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: screen.grid.summary is not None, 120, "the stopped run to end")
+        assert screen.grid.stopped
+        assert screen.grid.cells["local/cpu/tiny-llama"].status in ("fail", "skipped")
+    ex = InProcessExecutor(AgentSettings(state_dir=tui_pool, pool_id="local"))
+    alive = [w for w in await ex.call("workers.list", {"probe": False}) if w["state"] in ("starting", "ready")]
+    assert alive == []  # the engine stopped the worker it had started

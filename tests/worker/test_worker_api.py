@@ -198,3 +198,18 @@ async def test_v1_models(workers: dict) -> None:
             body = await r.json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == [w.ready["model"]]
+
+
+async def test_stop_strings_cut_the_text(llama: str) -> None:
+    base = {"prompt": "Once upon a time", "max_tokens": 24, "ignore_eos": True}
+    status, full, _ = await post(f"{llama}/execute", base)
+    assert status == 200 and len(full["text"]) >= 8, full
+    stop = full["text"][4:6]
+    expected = full["text"][: full["text"].find(stop)]
+    status, cut, _ = await post(f"{llama}/execute", {**base, "stop": [stop, "never-there"]})
+    assert status == 200, cut
+    assert cut["text"] == expected and cut["finish_reason"] == "stop"
+    events = await sse_events(f"{llama}/execute", {**base, "stop": stop, "stream": True})
+    assert "".join(e["text"] for e in events if e["type"] == "token") == expected
+    status, err, _ = await post(f"{llama}/execute", {**base, "stop": 5})
+    assert status == 400 and err["error"]["code"] == "invalid_field"

@@ -131,8 +131,10 @@ class Engine:
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
 
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Raw prompts get the tokenizer's own special tokens (a BOS where the model expects one);
+        chat prompts are rendered by the template, which already has them (add_special_tokens=False)."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The tokenizer's chat template when it has one, else a plain `role: content` transcript."""

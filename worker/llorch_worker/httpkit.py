@@ -117,7 +117,7 @@ def ready_state(request: web.Request) -> WorkerState:
 
 
 def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_default: int,
-              temperature_default: float, job_id: str | None = None) -> Job:
+              temperature_default: float, job_id: str | None = None, templated: bool = False) -> Job:
     """Validate generation parameters against the loaded model and make a Job (not yet submitted)."""
     eng = st.engine
     if prompt == "":
@@ -135,7 +135,14 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
     top_p = get_float(body, "top_p", 1.0, 0.0, 1.0)
     seed = get_int(body, "seed", None)
     ignore_eos = get_bool(body, "ignore_eos")
-    ids = eng.encode(prompt)
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is None:
+        stop = []
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 16:
+        raise ApiError(400, "invalid_field", "field 'stop' must be a string or a list of at most 16 strings")
+    ids = eng.encode(prompt, add_special_tokens=not templated)
     if not ids:
         raise ApiError(400, "empty_prompt", "the prompt encodes to zero tokens")
     if len(ids) >= eng.context_length:
@@ -150,7 +157,8 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
-              temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos)
+              temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
+              stop=[s for s in stop if s])
     job.queue = queue  # type: ignore[attr-defined]
     return job
 

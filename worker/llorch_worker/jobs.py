@@ -21,6 +21,7 @@ class Job:
     top_p: float = 1.0
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks and tests want exactly max_tokens
+    stop: list[str] = field(default_factory=list)  # stop strings (OpenAI `stop`)
     generated: list[int] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
@@ -31,6 +32,8 @@ class Job:
     # incremental detokenization offsets (into `generated`)
     _prefix: int = 0
     _read: int = 0
+    _held: str = ""
+    stopped_by_string: bool = False  # text that may be the start of a stop string, not yet emitted
 
     def __post_init__(self) -> None:
         from .sampling import make_generator  # torch: imported lazily so the CLI fails fast without it
@@ -54,18 +57,37 @@ class Job:
         if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
             delta = new_text[len(prefix_text):]
             self._prefix, self._read = self._read, len(self.generated)
-            self.text_parts.append(delta)
             return delta
         return ""
+
+    def accept_text(self, delta: str) -> tuple[str, bool]:
+        """Record decoded text; return (text to emit now, whether a stop string was hit).
+        A tail that could begin a stop string is held back until it is decided."""
+        text = self._held + delta
+        self._held = ""
+        hits = [i for i in (text.find(s) for s in self.stop if s) if i >= 0]
+        if hits:
+            out = text[: min(hits)]
+            self.text_parts.append(out)
+            return out, True
+        keep = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if s.startswith(text[-k:]):
+                    keep = max(keep, k)
+                    break
+        out, self._held = text[: len(text) - keep], text[len(text) - keep:]
+        self.text_parts.append(out)
+        return out, False
 
     def flush_text(self, decode: Callable[[list[int]], str]) -> str:
         """At the end, emit whatever was held back (an incomplete byte sequence decodes to U+FFFD)."""
         full = decode(self.generated[self._prefix:])
         prefix_text = decode(self.generated[self._prefix:self._read])
         delta = full[len(prefix_text):] if len(full) > len(prefix_text) else ""
-        if delta:
-            self.text_parts.append(delta)
-        return delta
+        out, self._held = self._held + delta, ""
+        self.text_parts.append(out)
+        return out
 
     def summary(self) -> Event:
         end = self.t_done or time.monotonic()

@@ -204,10 +204,14 @@ class Scheduler:
                 job.finish_reason = "stop"
             else:
                 delta = job.push_token(tok, eng.decode)
-                if delta:
-                    job.emit({"type": "token", "text": delta})
+                out, hit = job.accept_text(delta) if delta else ("", False)
+                if out:
+                    job.emit({"type": "token", "text": out})
                 limit = min(job.max_tokens, eng.context_length - len(job.prompt_ids))
-                if len(job.generated) >= limit:
+                if hit:
+                    job.finish_reason = "stop"
+                    job.stopped_by_string = True
+                elif len(job.generated) >= limit:
                     job.finish_reason = "length"
             if job.done:
                 self._finish(job)
@@ -267,7 +271,7 @@ class Scheduler:
 
     def _finish(self, job: Job, error: dict[str, str] | None = None) -> None:
         job.t_done = time.monotonic()
-        if error is None:
+        if error is None and not job.stopped_by_string:
             delta = job.flush_text(self.engine.decode)
             if delta:
                 job.emit({"type": "token", "text": delta})
