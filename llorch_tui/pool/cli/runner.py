@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -64,12 +65,27 @@ async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
     return EXIT_OK
 
 
+async def _cancel_on_sigterm(coro_factory: Callable[[], Awaitable[int]]) -> int:
+    """SIGTERM cancels the command like Ctrl-C does, so ops run their cleanup (a half-spawned worker is killed)."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await coro_factory()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def run_sync(coro_factory: Callable[[], Awaitable[int]], as_json: bool) -> int:
     try:
-        return asyncio.run(coro_factory())  # type: ignore[arg-type]
+        return asyncio.run(_cancel_on_sigterm(coro_factory))
     except KeyboardInterrupt:
         print_error(LlorchError(ErrorCode.CANCELLED, "interrupted"), as_json)
         return 130
+    except asyncio.CancelledError:
+        print_error(LlorchError(ErrorCode.CANCELLED, "terminated (SIGTERM)"), as_json)
+        return 143
     except LlorchError as err:
         print_error(err, as_json)
         return EXIT_ERROR
