@@ -108,7 +108,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         for w in self._startup_warnings:
             self.warn(w)
         self.set_interval(self.refresh_s, self.refresh_all)
-        self.refresh_all()
+        self.call_after_refresh(self.refresh_all)  # first paint first, then start the agents
 
     async def on_unmount(self) -> None:
         if self.fleet is not None:

@@ -10,45 +10,14 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from matrix_helpers import HeadlessRun, run_headless, write_config  # noqa: E402
-
-from llorch_tui.protocol.matrix import MatrixReport  # noqa: E402
-
-ARCHS = ("llama", "qwen2", "phi3", "mistral")
-KILLED_MODEL = "tiny-mistral"
-CORRUPT_MODEL = "broken-llama"
-STABILITY_REQUESTS = 10
-
-
-def corrupt_copy(src: Path, dst: Path) -> Path:
-    """A checkpoint whose safetensors file lost its second half (an interrupted copy)."""
-    shutil.copytree(src, dst)
-    weights = dst / "model.safetensors"
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) // 2])
-    return dst
-
-
-@dataclass
-class MainRun:
-    run: HeadlessRun
-    state: Path
-    report_dir: Path       # a copy of the reports as this run left them (later runs write to live_report_dir)
-    live_report_dir: Path
-    config: Path
-    killed_pid: int | None
-
-    @property
-    def report(self) -> MatrixReport:
-        return MatrixReport.model_validate_json((self.report_dir / "matrix.json").read_text())
-
+from matrix_helpers import (ARCHS, CORRUPT_MODEL, KILLED_MODEL, STABILITY_REQUESTS, MainRun,  # noqa: E402
+                            corrupt_copy, run_headless, write_config)
 
 @pytest.fixture(scope="session")
 def matrix_pool(make_pool, tmp_path_factory: pytest.TempPathFactory, synth_models: dict[str, Path]) -> Path:

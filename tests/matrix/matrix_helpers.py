@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
+
+from llorch_tui.protocol.matrix import MatrixReport
 
 RUN_TIMEOUT_S = 400
 
@@ -115,3 +118,32 @@ def shared_synth_entry():  # type: ignore[no-untyped-def]
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.synth_entry
+
+
+ARCHS = ("llama", "qwen2", "phi3", "mistral")
+KILLED_MODEL = "tiny-mistral"
+CORRUPT_MODEL = "broken-llama"
+STABILITY_REQUESTS = 10
+
+
+def corrupt_copy(src: Path, dst: Path) -> Path:
+    """A checkpoint whose safetensors file lost its second half (an interrupted copy)."""
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+@dataclass
+class MainRun:
+    run: HeadlessRun
+    state: Path
+    report_dir: Path       # a copy of the reports as this run left them (later runs write to live_report_dir)
+    live_report_dir: Path
+    config: Path
+    killed_pid: int | None
+
+    @property
+    def report(self) -> MatrixReport:
+        return MatrixReport.model_validate_json((self.report_dir / "matrix.json").read_text())

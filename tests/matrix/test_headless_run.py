@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from conftest import CORRUPT_MODEL, KILLED_MODEL, STABILITY_REQUESTS, MainRun
-from matrix_helpers import worker_processes
+from matrix_helpers import CORRUPT_MODEL, KILLED_MODEL, STABILITY_REQUESTS, MainRun, worker_processes
 
 from llorch_tui.matrix.events import parse_event  # noqa: F401  (import check of the public API)
 from llorch_tui.protocol.matrix import MATRIX_REPORT_VERSION

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MainRun
-from matrix_helpers import run_headless, worker_processes, write_config
+from matrix_helpers import MainRun, run_headless, worker_processes, write_config
 
 from llorch_tui.matrix.events import CellFinished, CellProgress, RunFinished, parse_event
 from llorch_tui.matrix.reports.diff import MatrixDiff

@@ -45,5 +45,6 @@ async def test_1000_sequential_then_bursts(workers: dict) -> None:
 
     assert errors == []
     growth = rss_end - rss_start
+    print(f"\nRSS {rss_start / 2**20:.1f} -> {rss_end / 2**20:.1f} MiB over {SEQUENTIAL - WARM} requests")
     assert growth < RSS_GROWTH_LIMIT, f"RSS grew {growth / 2**20:.1f} MiB over {SEQUENTIAL - WARM} requests"
     assert health["in_flight"] == 0 and health["queue_depth"] == 0 and health["status"] == "ok"

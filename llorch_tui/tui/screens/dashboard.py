@@ -38,6 +38,7 @@ class DashboardScreen(Screen[None]):
         self.selection = ALL
         self.needle = ""
         self.stale = True
+        self._last_detail: Text | None = None
 
     @property
     def lapp(self) -> "LlorchApp":
@@ -87,9 +88,10 @@ class DashboardScreen(Screen[None]):
             return
         self.stale = False
         model: DashboardModel = self.lapp.model
-        total = sum(int(str(r[3])) for r in model.pool_rows().values())
+        pool_rows = model.pool_rows()
+        total = sum(int(str(r[3])) for r in pool_rows.values())
         pools = {ALL: ("All", Text(f"{len(model.online())}/{len(model.pools)} on", style="bold"), "", str(total)),
-                 **model.pool_rows()}
+                 **pool_rows}
         downloads = model.download_rows(self.selection)
         with self.app.batch_update():
             self.query_one("#pools", LiveTable).sync(pools)
@@ -97,9 +99,13 @@ class DashboardScreen(Screen[None]):
             self.query_one("#workers", LiveTable).sync(model.worker_rows(self.selection, self.needle))
             dl = self.query_one("#downloads", LiveTable)
             dl.sync(downloads)
-            dl.display = self.query_one("#downloads-title").display = bool(downloads)
+            if dl.display != bool(downloads):
+                dl.display = self.query_one("#downloads-title").display = bool(downloads)
             self.query_one("#gauges", GaugePanel).show(model.gpu_lines(self.selection))
-            self.query_one("#pool-detail", Static).update(self._detail(model))
+            detail = self._detail(model)
+            if detail != self._last_detail:  # Static.update re-lays out the screen: only on a change
+                self._last_detail = detail
+                self.query_one("#pool-detail", Static).update(detail)
 
     def _detail(self, model: DashboardModel) -> Text:
         t = Text()
