@@ -4,7 +4,9 @@
 
 Everything is real: a fresh pool state dir in a temp directory, two synthetic checkpoints made by
 the agent (`models.synth`), a real worker, and a real matrix run on the cpu backend. Also an SSH
-pool that cannot be reached, to show how an offline pool looks. Takes about a minute on a laptop.
+pool that cannot be reached, to show how an offline pool looks, and a second local pool named
+`recorded-gpu` whose agent finds a *recorded* `nvidia-smi` on its PATH (the only stand-in: this
+machine has no GPU), to show the GPU gauges. Takes about a minute on a laptop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,24 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.tui.app import LlorchApp
 
 SIZE = (130, 38)
+# Recorded `nvidia-smi --query-gpu=... --format=csv,noheader,nounits` answers (an RTX 4090 box), one per call.
+SMI_SAMPLES = [("14812", "61"), ("17934", "78"), ("21206", "93"), ("22310", "97"), ("19020", "70")]
+
+
+def recorded_smi(bindir: Path) -> None:
+    bindir.mkdir(parents=True, exist_ok=True)
+    cases = "\n".join(f"  {i}) echo '0, NVIDIA GeForce RTX 4090, {used}, 24564, {util}, GPU-rec0'; "
+                      f"echo '1, NVIDIA GeForce RTX 4090, 3120, 24564, 4, GPU-rec1' ;;"
+                      for i, (used, util) in enumerate(SMI_SAMPLES))
+    script = bindir / "nvidia-smi"
+    script.write_text(f"""#!/bin/sh
+# Recorded output for the screenshots (no GPU on this machine); cycles through {len(SMI_SAMPLES)} samples.
+n=$(cat "{bindir}/n" 2>/dev/null || echo 0); echo $(( (n + 1) % {len(SMI_SAMPLES)} )) > "{bindir}/n"
+case $n in
+{cases}
+esac
+""")
+    script.chmod(0o755)
 
 
 async def wait(pilot, cond, timeout: float, what: str) -> None:
@@ -34,8 +54,11 @@ async def wait(pilot, cond, timeout: float, what: str) -> None:
 
 async def shoot(out: Path, work: Path) -> None:
     state = work / "pool"
+    recorded_smi(work / "smi")
     config = Config(
         pools=[PoolConfig(name="local", state_dir=str(state)),
+               PoolConfig(name="recorded-gpu", state_dir=str(work / "gpu-pool"),
+                          env={"PATH": f"{work / 'smi'}:{os.environ.get('PATH', '')}"}),
                PoolConfig(name="gpu-box", transport="ssh", host="gpu-box.invalid", connect_timeout_s=3)],
         models=list(SEED_PRESETS),
         matrix=MatrixConfig(backends=["cpu", "cuda"], models=["tiny-llama", "tiny-qwen"], pools=["local"],
@@ -59,7 +82,7 @@ async def _spawn(app: LlorchApp) -> None:
 
 
 async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
-    await wait(pilot, lambda: app.refreshes >= 1, 60, "the local pool")
+    await wait(pilot, lambda: app.refreshes >= 2, 60, "the local pools")
     for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
         await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
     await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
@@ -70,6 +93,10 @@ async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
     await pilot.pause(0.5)
     app.save_screenshot("dashboard.svg", str(out))
+    await pilot.click("#pools", offset=(2, 3))  # select recorded-gpu: its GPU gauges and history
+    await pilot.pause(0.5)
+    app.save_screenshot("dashboard-gpu.svg", str(out))
+    await pilot.click("#pools", offset=(2, 1))  # back to All
 
     await pilot.press("s")
     await wait(pilot, lambda: type(app.screen).__name__ == "SpawnModal", 10, "the spawn modal")

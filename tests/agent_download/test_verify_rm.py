@@ -26,7 +26,7 @@ def test_verify_ok_then_detects_a_damaged_file(downloaded: Pool) -> None:
     weights.write_bytes(bytes(data))
     (downloaded.state / "models" / "tl" / "tokenizer.json").unlink()
     code, _, result = downloaded.json("models", "verify", "tl", "--no-load")
-    assert result["ok"] is False
+    assert code == 3 and result["ok"] is False  # a failed verification is a failed command
     problems = {p["file"]: p["problem"] for p in result["problems"]}
     assert "sha256 mismatch" in problems["model.safetensors"]
     assert "missing" in problems["tokenizer.json"]

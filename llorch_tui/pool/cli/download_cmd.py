@@ -153,7 +153,8 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "download"), "download a registered model (resumable, sha256-verified, progress bar)",
                 _download_args, "models.download", _download_params, render_download, DownloadBar),
     CommandSpec(("models", "verify"), "re-hash a downloaded model's files against the catalog and check it loads",
-                _verify_args, "models.verify", lambda a: {"id": a.id, "load": a.load}, render_verify),
+                _verify_args, "models.verify", lambda a: {"id": a.id, "load": a.load}, render_verify,
+                exit_code=lambda r: 0 if r.get("ok") else 3),
     CommandSpec(("models", "rm"), "delete a model's files (keep the entry, or --drop-entry)",
                 _rm_args, "models.rm", lambda a: {"id": a.id, "keep_entry": not a.drop_entry}, render_rm),
 ]

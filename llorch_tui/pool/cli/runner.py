@@ -62,7 +62,7 @@ async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
         spec.render(result, console)
     else:
         console.print_json(json.dumps(result, default=str))
-    return EXIT_OK
+    return spec.exit_code(result) if spec.exit_code is not None else EXIT_OK
 
 
 async def _cancel_on_sigterm(coro_factory: Callable[[], Awaitable[int]]) -> int:

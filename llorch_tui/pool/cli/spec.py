@@ -29,6 +29,8 @@ class CommandSpec:
     events: Callable[[Console], EventRenderer] | None = None
     run_local: Callable[[argparse.Namespace], int] | None = None
     remote: bool = True  # offered by `llorch pool ... --host H`
+    # A result can still mean failure (verify found problems): map it to the exit status.
+    exit_code: Callable[[Any], int] | None = None
 
 
 def no_args(_: argparse.ArgumentParser) -> None:
