@@ -7,10 +7,12 @@ notification + log line). The refresh timer only starts per-pool workers; it nev
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -163,15 +165,21 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
             if pv.conn == "offline" and t < pv.retry_at and not force:
                 continue
             self._inflight.add(pool)
-            self.run_worker(self._refresh(pool), name=f"refresh {pool}", group=f"refresh:{pool}",
+            # A callable, not a coroutine object: a worker cancelled before it starts leaves nothing un-awaited.
+            self.run_worker(partial(self._refresh, pool), name=f"refresh {pool}", group=f"refresh:{pool}",
                             exclusive=True, exit_on_error=False)
 
     async def _refresh(self, pool: str) -> None:
-        pv = self.model.pools[pool]
+        try:
+            await self._refresh_once(pool)
+        finally:
+            self._inflight.discard(pool)
+        # Not in `finally`: a refresh cancelled at shutdown must not schedule a redraw on a closing app.
+        self.schedule_redraw()
+
+    async def _refresh_once(self, pool: str) -> None:
         try:
             if self.fleet is not None and not self.fleet.client(pool).connected:
-                import asyncio
-
                 if not await asyncio.wait_for(self.fleet.connect(pool), CONNECT_TIMEOUT_S):
                     st = self.fleet.state(pool)
                     self.model.fail(pool, st.error or "unreachable", st.hint)
@@ -185,9 +193,6 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         else:
             self.model.apply(snap)
             self.refreshes += 1
-        finally:
-            self._inflight.discard(pool)
-            self.schedule_redraw()
 
     def schedule_redraw(self) -> None:
         """Coalesce redraws: many pools answering within 50 ms cost one table diff."""

@@ -18,7 +18,10 @@ from llorch_tui.matrix.reports.diff import MatrixDiff
 pytestmark = pytest.mark.slow
 
 
-def test_ctrl_c_mid_cell_stops_the_worker(make_pool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_mid_cell_stops_the_worker(how: str, make_pool, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal (SIGINT to the whole foreground group, the local agent included) and a cancelled
+    CI job (SIGTERM to the runner only) both stop the worker before the runner exits 130."""
     state = make_pool(models=("qwen2",), pool_id="local")
     config = write_config(tmp_path / "config.toml", state, tmp_path / "reports")
     events: list[object] = []
@@ -28,13 +31,17 @@ def test_ctrl_c_mid_cell_stops_the_worker(make_pool, tmp_path: Path) -> None:
         events.append(ev)
         if isinstance(ev, CellProgress) and ev.stage == "stability" and not any(
                 isinstance(e, CellProgress) and e.stage == "stability" for e in events[:-1]):
-            os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
-            return "sigint"
+            if how == "ctrl-c":
+                os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+            else:
+                proc.send_signal(signal.SIGTERM)
+            return how
         return None
 
     run = run_headless(config, "--backends", "cpu", "--stability", "--stability-requests", "100000", "--json",
                        on_stdout=on_stdout)
-    assert run.actions == ["sigint"], run.stderr_lines[-20:]
+    assert run.actions == [how], run.stderr_lines[-20:]
+    assert any(l.endswith("stopping the workers this run started...") for l in run.stderr_lines)
     assert run.rc == 130, run.stderr_lines[-20:]
     assert run.stderr_lines[-1] == "Test Results: 0 passed, 0 failed, 0 skipped"
     assert not any(isinstance(e, (CellFinished, RunFinished)) for e in events)

@@ -227,21 +227,22 @@ class DashboardModel:
         return pv.snapshot.catalog.get(mid)
 
 
-def gauge_text(line: GpuLine, bar_width: int = 16, mask: bool = False) -> Text:
-    """Two lines per gauge: label and figures, then the threshold-coloured bar and the history sparkline."""
+def gauge_text(line: GpuLine, bar_width: int = 14, mask: bool = False) -> Text:
+    """Two lines per gauge: the label, then the threshold-coloured bar, used/total GiB, utilisation and
+    the history sparkline (fits the 44-column pools pane)."""
     from llorch_tui.tui.core.fmt import sparkline
 
     frac = None if mask else line.fraction
     style = threshold_style(frac)
-    t = Text(line.label[:28], style="bold")
-    if mask:
-        t.append("  (masked)\n", style="dim")
-        t.append(text_bar(None, bar_width), style=style)
-        return t
-    t.append(f"  {fmt_bytes(line.used)} / {fmt_bytes(line.total)}")
-    if line.util is not None:
-        t.append(f"  {line.util}%")
-    t.append("\n")
+    t = Text(line.label[:42] + "\n", style="bold")
     t.append(text_bar(frac, bar_width), style=style)
-    t.append(" " + sparkline(line.history, 12, top=1.0), style=style)
+    if mask:
+        t.append(" (masked)", style="dim")
+        return t
+    gib = 1024 ** 3
+    if line.used is not None and line.total:
+        t.append(f" {line.used / gib:.1f}/{line.total / gib:.1f}G")
+    if line.util is not None:
+        t.append(f" {line.util}%")
+    t.append(" " + sparkline(line.history, 10, top=1.0), style=style)
     return t

@@ -28,7 +28,7 @@ class GaugePanel(Static):
         mask = mask_host_figures()
         texts = [gauge_text(line, mask=mask) for line in lines] or [Text(empty, style="dim")]
         if lines and not any("GPU" in line.label for line in lines):
-            texts.insert(0, Text("no GPU on this pool (cpu only)", style="dim"))
+            texts.insert(0, Text("no GPU (cpu only)", style="dim"))
         key = [t.markup for t in texts]
         if key != self._last:  # only repaint when the figures changed
             self._last = key
