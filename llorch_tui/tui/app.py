@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from llorch_tui.config import Config
-from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.errors import LlorchError
 from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.model import DashboardModel
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llorch.tui")
 REFRESH_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 30.0
+SHUTDOWN_WAIT_S = 15.0
 
 
 def _matrix_screen() -> "MatrixScreen":
@@ -113,6 +114,14 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.call_after_refresh(self.refresh_all)  # first paint first, then start the agents
 
     async def on_unmount(self) -> None:
+        # Textual has cancelled every worker; let their cleanup finish (a half-connected agent process is
+        # closed by the cancelled connect, a matrix run stops its workers) before the loop goes away.
+        pending = [w.wait() for w in self.workers if not w.is_finished]
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), SHUTDOWN_WAIT_S)
+            except asyncio.TimeoutError:
+                log.warning("some work did not finish within %.0fs of quitting", SHUTDOWN_WAIT_S)
         if self.fleet is not None:
             await self.fleet.close()
 
@@ -205,14 +214,20 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         d = self.dashboard
         if d is not None and self.screen_stack:  # empty while the app shuts down
             if self.screen is d:
-                d.render_model()
+                try:
+                    d.render_model()
+                except Exception as exc:  # a bad document from a pool must not take the dashboard down
+                    self.report(exc, "redraw")
             else:
                 d.stale = True
 
     @on(PoolConn)
     def _pool_conn(self, msg: PoolConn) -> None:
         st = self.fleet.state(msg.pool) if self.fleet is not None else None
-        self.model.set_conn(msg.pool, msg.state, msg.error, st.hint if st else None)
+        state = msg.state
+        if state == "online" and self.fleet is not None and not self.fleet.client(msg.pool).connected:
+            state = "connecting"  # the transport is up, but the agent has not said hello yet
+        self.model.set_conn(msg.pool, state, msg.error, st.hint if st else None)
         if msg.state == "offline" and msg.error:
             self._log_pool_failure(msg.pool, msg.error, st.hint if st else None)
         self.schedule_redraw()

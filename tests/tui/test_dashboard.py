@@ -155,3 +155,31 @@ def test_palette_hides_mutating_commands_when_readonly() -> None:
 
     hidden = [title for title, _, _, name in COMMANDS if name in MUTATING]
     assert "Spawn a worker" in hidden and "Stop the matrix run" in hidden and "Refresh all pools" not in hidden
+
+
+async def test_hung_pool_never_freezes_the_screen(tui_pool: Path) -> None:
+    """An agent that never says hello: its pool stays `connecting`, the rest of the dashboard works,
+    and quitting leaves no process of it behind."""
+    import shlex
+    import sys
+    import uuid
+
+    import psutil
+
+    from llorch_tui.config import PoolConfig
+
+    marker = f"hung-agent-{uuid.uuid4().hex[:8]}"
+    hung = f"{shlex.quote(sys.executable)} -c 'import time; time.sleep(600)  # {marker}'"
+    config = make_config(tui_pool)
+    config.pools.append(PoolConfig(name="hung", agent_command=hung))
+    app = LlorchApp(config)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        assert app.model.pools["hung"].conn == "connecting" and app.model.pools["local"].conn == "online"
+        await pilot.press("question_mark")  # the UI answers while the pool hangs
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 5, "help")
+        await pilot.press("escape")
+        n = app.refreshes
+        await wait_for(pilot, lambda: app.refreshes >= n + 2, 10, "the local pool to keep refreshing")
+    left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info.get("cmdline") or [])]
+    assert left == []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
-from typing import Callable, Iterator
-
-import pytest
+from typing import Callable
 
 from llorch_tui.config import SEED_PRESETS, Config, MatrixConfig, PoolConfig
 from llorch_tui.tui.app import LlorchApp
@@ -35,6 +32,7 @@ async def wait_for(pilot, cond: Callable[[], object], timeout: float = 30.0, wha
 
 async def loaded(pilot, app: LlorchApp, pools: int = 1) -> None:
     await wait_for(pilot, lambda: app.refreshes >= pools, 60, "the first refresh")
-    await pilot.pause(0.1)  # the coalesced redraw
+    await wait_for(pilot, lambda: not app._redraw_pending, 5, "the coalesced redraw")
+    await pilot.pause()  # let the redraw's table changes be processed
 
 

@@ -117,7 +117,8 @@ def ready_state(request: web.Request) -> WorkerState:
 
 
 def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_default: int,
-              temperature_default: float, job_id: str | None = None, templated: bool = False) -> Job:
+              temperature_default: float, job_id: str | None = None, templated: bool = False,
+              stream: bool = True) -> Job:
     """Validate generation parameters against the loaded model and make a Job (not yet submitted)."""
     eng = st.engine
     if prompt == "":
@@ -158,7 +159,7 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
 
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
               temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
-              stop=[s for s in stop if s])
+              stop=[s for s in stop if s], incremental=stream or bool(stop))
     job.queue = queue  # type: ignore[attr-defined]
     return job
 

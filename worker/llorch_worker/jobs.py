@@ -22,6 +22,9 @@ class Job:
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks and tests want exactly max_tokens
     stop: list[str] = field(default_factory=list)  # stop strings (OpenAI `stop`)
+    # False for non-streaming requests: no per-token detokenizing or events (each event wakes the
+    # event loop, which competes with the decode thread for the GIL); the text is decoded once
+    incremental: bool = True
     generated: list[int] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
@@ -52,6 +55,8 @@ class Job:
         if self.t_first is None:
             self.t_first = time.monotonic()
         self.generated.append(token)
+        if not self.incremental:
+            return ""
         prefix_text = decode(self.generated[self._prefix:self._read])
         new_text = decode(self.generated[self._prefix:])
         if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
@@ -82,6 +87,9 @@ class Job:
 
     def flush_text(self, decode: Callable[[list[int]], str]) -> str:
         """At the end, emit whatever was held back (an incomplete byte sequence decodes to U+FFFD)."""
+        if not self.incremental:
+            self.text_parts = [decode(self.generated)]
+            return ""
         full = decode(self.generated[self._prefix:])
         prefix_text = decode(self.generated[self._prefix:self._read])
         delta = full[len(prefix_text):] if len(full) > len(prefix_text) else ""

@@ -83,7 +83,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     _check_n(body)
     prompt = _prompt_of(body)
     stream = get_bool(body, "stream")
-    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0)
+    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream)
     cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -109,7 +109,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         prompt = st.engine.chat_prompt(messages)
     except Exception as e:  # a template can reject role orders etc.; that is the client's input
         raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
-    job = build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True)
+    job = build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
+                    stream=stream)
     cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:

@@ -189,7 +189,12 @@ class DashboardScreen(Screen[None]):
         snap = self.lapp.model.pools[pool].snapshot
         usable = snap.status.backends if snap and snap.status else ["cpu"]
         gpus = [(g.index, g.name) for g in snap.status.gpus] if snap and snap.status else []
-        backends = [b for b in entry.backends if b in usable] or list(usable)
+        backends = [b for b in entry.backends if b in usable]
+        if not backends:
+            self.lapp.warn(f"{entry.id} cannot run on {pool}: it supports {', '.join(entry.backends) or 'no backend'}, "
+                           f"the pool has {', '.join(usable) or 'no usable backend'}",
+                           "pick another pool, or update the model's backends (llorch-pool models update)")
+            return
 
         def done(result: dict[str, Any] | None) -> None:
             if result:
