@@ -40,6 +40,7 @@ class PoolClient:
         self._pending: dict[str, _Pending] = {}
         self._ids = itertools.count(1)
         self._start_lock = asyncio.Lock()
+        self._starting: AgentChannel | None = None
         self._write_lock = asyncio.Lock()
 
     @property
@@ -59,13 +60,20 @@ class PoolClient:
             await self._connect_transport()
             channel = await self.transport.start_agent(self.transport.agent_argv("serve", "--stdio"),
                                                        self.transport.agent_env())
+            # Kept while we wait for the hello, so close() can stop an agent that hangs before answering.
+            self._starting = channel
             try:
                 self.hello = await self._read_hello(channel)
             except BaseException:
                 await channel.close()
                 raise
+            finally:
+                self._starting = None
             self._channel = channel
             self._reader = asyncio.create_task(self._read_loop(channel))
+            # Online means the agent answered, not merely that a process or a TCP session exists.
+            if self.transport.state != "online":
+                self.transport.set_state("online")
             return self.hello
 
     async def _drop_stale_session(self) -> None:
@@ -144,7 +152,11 @@ class PoolClient:
                 if not pending.future.done():
                     pending.future.set_exception(err)
             self._pending.clear()
-            self._channel = None
+            if self._channel is channel:  # the session died under us (not a close()): say so
+                self._channel = None
+                if self.transport.state == "online":
+                    self.transport.set_state("offline", "the agent session ended"
+                                             + (f": {tail.splitlines()[-1]}" if tail else ""))
 
     def _route(self, msg: dict[str, Any]) -> None:
         pending = self._pending.get(str(msg.get("id")))
@@ -221,8 +233,10 @@ class PoolClient:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None:
-            await channel.close()
+        starting, self._starting = self._starting, None
+        for ch in (channel, starting):
+            if ch is not None:
+                await ch.close()
         if self._reader is not None:
             self._reader.cancel()
             try:

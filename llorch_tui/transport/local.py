@@ -59,7 +59,8 @@ class LocalAgentChannel:
 
 class LocalTransport(Transport):
     async def connect(self) -> None:
-        self.set_state("online")
+        # Nothing to connect: the pool is "online" once its agent says hello (PoolClient sets it).
+        return None
 
     def _resolve(self, argv: list[str]) -> list[str]:
         exe = argv[0]

@@ -85,9 +85,11 @@ async def test_agent_death_fails_pending_calls_then_reconnects(tmp_path: Path) -
         with pytest.raises(LlorchError) as lost:
             await task
         assert lost.value.code == ErrorCode.CONNECTION_LOST
+        assert client.transport.state == "offline" and "session ended" in (client.transport.last_error or "")
         # The next call starts a fresh agent session by itself.
         assert (await client.call("agent.ping"))["pool_id"] == "local"
         assert client._channel.proc.pid != agent_pid  # type: ignore[union-attr]
+        assert client.transport.state == "online"
     finally:
         await client.close()
 
@@ -130,3 +132,19 @@ async def test_fleet_dead_pool_does_not_block_the_others(tmp_path: Path) -> None
             await fleet.call("nowhere", "agent.ping")
     finally:
         await fleet.close()
+
+
+async def test_close_stops_an_agent_that_hangs_before_its_hello(tmp_path: Path) -> None:
+    script = "import sys, time; print('started', file=sys.stderr, flush=True); time.sleep(600)"
+    client = PoolClient(_pool(tmp_path, agent_command=f"{shlex.quote(sys.executable)} -c {shlex.quote(script)}"))
+    start = asyncio.create_task(client.start())
+    while client._starting is None:  # the agent process exists and we are waiting for its hello
+        assert not start.done(), start.exception()
+        await asyncio.sleep(0.01)
+    pid = client._starting.proc.pid  # type: ignore[attr-defined]
+    assert client.transport.state == "connecting"
+    await client.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    start.cancel()
+    with pytest.raises((asyncio.CancelledError, LlorchError)):
+        await start
