@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Worker benchmark (a script, not a test). Everything is measured side by side in one run:
 
-(a) single-stream tokens/s of the worker  ÷  raw `model.generate` in this process   (goal >= 0.97)
+(a) single-stream tokens/s of the worker  ÷  raw `model.generate` in one process   (goal >= 0.97)
+    (and ÷ a bare hand-written greedy loop, the floor of any overhead)
 (b) a burst of N concurrent requests  ÷  the same N sequential, aggregate tokens/s    (goal >= 4x)
 (c) the same burst against our worker  ÷  `transformers serve --continuous-batching`  (goal >= 1.0x)
 
@@ -113,6 +114,48 @@ def raw_loop_tps(model: Any, tok: Any, max_tokens: int) -> float:
     return max_tokens / (time.perf_counter() - t0)
 
 
+class RawChild:
+    """The in-process baselines run in a clean child process (only torch + the model, no event
+    loop, no synthesis, no HTTP client): measured here, the bench's own process ran them 2-5x
+    slower than a fresh process, which would flatter the worker."""
+
+    def __init__(self, model: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--raw-child", str(model)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("raw baseline process failed to start")
+
+    def measure(self, tokens: int) -> dict[str, float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{tokens}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        stop(self.proc)
+
+
+def raw_child_main(model: str) -> int:
+    import torch
+    import transformers
+
+    from llorch_worker.engine import configure_threads
+
+    configure_threads()
+    transformers.utils.logging.disable_progress_bar()
+    tok = transformers.AutoTokenizer.from_pretrained(model)
+    m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    raw_generate_tps(m, tok, 8)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        print(json.dumps({"generate": raw_generate_tps(m, tok, n), "loop": raw_loop_tps(m, tok, n)}), flush=True)
+    return 0
+
+
 def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
     exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
     if not Path(exe).exists():
@@ -161,38 +204,38 @@ def main() -> int:
     p.add_argument("--burst-tokens", type=int, default=64)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--skip-serve", action="store_true", help="skip (c), transformers serve")
+    p.add_argument("--raw-child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.raw_child:
+        return raw_child_main(args.raw_child)
 
     tmp = None
     model = args.model
     if model is None:
-        from llorch_worker.synth import synthesize
-
         tmp = tempfile.mkdtemp(prefix="llorch-bench-")
         model = Path(tmp) / "small-llama"
-        info = synthesize(model, "llama", "small", 0)
+        # a subprocess, as the pool agent does: torch work in this process left it (and the
+        # measurements next to it) measurably slower in earlier runs
+        out = subprocess.run([sys.executable, "-m", "llorch_worker.synth", "--out", str(model), "--architecture",
+                              "llama", "--size", "small", "--json"], check=True, capture_output=True, text=True)
+        info = json.loads(out.stdout)
         print(f"synthetic small llama: {info['params'] / 1e6:.1f}M params", flush=True)
-    import torch
-    import transformers
+    from importlib.metadata import version
 
-    from llorch_worker.engine import configure_threads
-
-    threads = configure_threads()
-    tok = transformers.AutoTokenizer.from_pretrained(str(model))
-    raw_model = transformers.AutoModelForCausalLM.from_pretrained(str(model), dtype=torch.float32).eval()
-    raw_generate_tps(raw_model, tok, 8)  # warm-up
-
-    results: dict[str, Any] = {"model": str(model), "threads": threads, "cpu_count": os.cpu_count(),
-                               "torch": torch.__version__, "transformers": transformers.__version__}
+    results: dict[str, Any] = {"model": str(model), "cpu_count": os.cpu_count(),
+                               "threads": len(os.sched_getaffinity(0)),
+                               "torch": version("torch"), "transformers": version("transformers")}
+    raw_child = RawChild(model)
     proc, url = start_worker(model, max_batch=max(16, args.burst))
     serve = None
     try:
         asyncio.run(burst(url, 1, 8, False))  # warm the HTTP path
         raw, loop, wrk = [], [], []
         for _ in range(args.reps):
-            raw.append(raw_generate_tps(raw_model, tok, args.tokens))
+            r = raw_child.measure(args.tokens)
             wrk.append(asyncio.run(burst(url, 1, args.tokens, False)))
-            loop.append(raw_loop_tps(raw_model, tok, args.tokens))
+            raw.append(r["generate"])
+            loop.append(r["loop"])
         results["a_raw_generate_tps"] = statistics.median(raw)
         results["a_raw_loop_tps"] = statistics.median(loop)
         results["a_worker_tps"] = statistics.median(wrk)
@@ -213,7 +256,7 @@ def main() -> int:
         print(f"(b) burst of {args.burst}: {results['b_burst_tps']:.1f} tok/s vs sequential "
               f"{results['b_sequential_tps']:.1f} tok/s -> {results['b_ratio']:.2f}x (goal >= 4x)", flush=True)
 
-        del raw_model  # free memory before a third model process starts
+        raw_child.close()  # free its memory before a third model process starts
         if not args.skip_serve:
             serve = start_serve(model)
         if serve is None:
@@ -231,6 +274,7 @@ def main() -> int:
                   f"serve --continuous-batching {results['c_serve_burst_tps']:.1f} tok/s -> "
                   f"{results['c_ratio']:.2f}x (goal >= 1.0x)", flush=True)
     finally:
+        raw_child.close()
         stop(proc)
         if serve is not None:
             stop(serve[0])

@@ -204,6 +204,9 @@ class WorkerProcess:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("LLORCH_WORKER_LOG", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The decode thread runs Python between torch ops; with the default 5 ms GIL switch interval
+    # the event loop waits that long for every turn, and a burst of requests trickles in.
+    sys.setswitchinterval(float(os.environ.get("LLORCH_WORKER_SWITCH_INTERVAL", "0.001")))
     try:
         args = parse_args(argv)
     except SystemExit as e:

@@ -14,6 +14,7 @@ its neighbours, so a seeded request gives the same text alone or in a batch.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -29,6 +30,9 @@ from .metrics import Metrics
 from .sampling import choose_batch
 
 log = logging.getLogger("llorch_worker.scheduler")
+JOIN_EVERY = int(os.environ.get("LLORCH_WORKER_JOIN_EVERY", "1"))  # steps between admissions
+GATHER_GAP_S = float(os.environ.get("LLORCH_WORKER_GATHER_GAP_MS", "2")) / 1000
+GATHER_MAX_S = 0.02
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Scheduler:
         self._batch: Batch | None = None
         self._active: list[Job] = []
         self._thread: threading.Thread | None = None
+        self._since_join = 0
         self.jobs: dict[str, Job] = {}  # queued or running, by job_id
 
     # ---- called from the event loop -------------------------------------------------
@@ -126,15 +131,37 @@ class Scheduler:
                         self._cond.wait()
                     if self._stop and not self._pending and self._batch is None:
                         return
+                    if self._batch is None:
+                        self._gather_burst()
                     room = self.max_batch - (len(self._batch.jobs) if self._batch else 0)
-                    joinable = self._batch is None or self._mergeable(self._batch)
+                    # Joining costs a prefill forward pass; requests of a burst arrive over a few
+                    # steps, so a running batch admits every JOIN_EVERY steps (or when full) and
+                    # one prefill takes several arrivals. An idle worker starts at once.
+                    joinable = self._batch is None or (
+                        self._mergeable(self._batch)
+                        and (self._since_join >= JOIN_EVERY or len(self._pending) >= room))
                     new = [self._pending.popleft() for _ in range(min(room, len(self._pending)))] if joinable else []
+                    self._since_join = 0 if new else self._since_join + 1
                     self.metrics.queue_depth = len(self._pending)
                 try:
                     self._step(new)
                 except Exception as e:  # a failed forward pass fails its jobs, not the worker
                     log.exception("generation failed")
                     self._fail_all(new, e)
+
+    def _gather_burst(self) -> None:
+        """An idle worker that just got a request waits while more keep arriving (gaps under
+        GATHER_GAP_S, at most GATHER_MAX_S): once prefill starts, torch takes every core and the
+        rest of a burst trickles in slowly, each arrival then costing a prefill of its own."""
+        deadline = time.monotonic() + GATHER_MAX_S
+        while len(self._pending) < self.max_batch and not self._stop:
+            seen = len(self._pending)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(min(GATHER_GAP_S, left))
+            if len(self._pending) == seen:
+                return
 
     def _step(self, new: list[Job]) -> None:
         new = [j for j in new if not self._finish_if_cancelled(j)]
