@@ -17,10 +17,8 @@ from typing import Iterator
 
 import psutil
 import pytest
-from dl_helpers import MirrorProc, Pool, call_op, clean_env, sha256_of
+from dl_helpers import BIG_PAD_BYTES, GATE_TOKEN, MirrorProc, Pool, call_op, clean_env, sha256_of
 
-GATE_TOKEN = "hf_test_gate_token"
-BIG_PAD_BYTES = 48 * 1024 * 1024
 # Slow enough that a test can kill a download midway on its progress events; tiny models still take ~0.1 s.
 MIRROR_RATE_BPS = 12_000_000
 

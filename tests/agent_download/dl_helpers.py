@@ -16,6 +16,10 @@ from typing import Any
 
 import httpx2 as httpx
 
+# Test modules import these from here, not from conftest (which conftest a bare import finds depends on order).
+GATE_TOKEN = "hf_test_gate_token"
+BIG_PAD_BYTES = 48 * 1024 * 1024
+
 CLI = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
 
 

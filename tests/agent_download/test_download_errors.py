@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import GATE_TOKEN
+from dl_helpers import GATE_TOKEN
 from dl_helpers import MirrorProc, Pool, call_op, register
 
 from llorch_tui.errors import LlorchError

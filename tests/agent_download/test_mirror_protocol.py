@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import GATE_TOKEN
+from dl_helpers import GATE_TOKEN
 from dl_helpers import MirrorProc, Pool, sha256_of
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (GatedRepoError, RemoteEntryNotFoundError, RepositoryNotFoundError,

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import BIG_PAD_BYTES
+from dl_helpers import BIG_PAD_BYTES
 from dl_helpers import MirrorProc, Pool, register, sha256_of
 from stall_proxy import StallProxy
 

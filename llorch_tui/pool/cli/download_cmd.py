@@ -10,21 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColum
 from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def fmt_eta(eta: float | None) -> str:
-    if eta is None:
-        return "--:--"
-    eta = int(eta)
-    return f"{eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d}" if eta >= 3600 else f"{eta // 60:02d}:{eta % 60:02d}"
+from llorch_tui.units import fmt_bytes, fmt_eta
 
 
 class DownloadBar:

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec
-from llorch_tui.pool.cli.worker_cmd import fmt_bytes, render_list
+from llorch_tui.pool.cli.worker_cmd import render_list
+from llorch_tui.units import fmt_bytes
 
 
 def _probe_arg(p: argparse.ArgumentParser) -> None:

@@ -11,19 +11,10 @@ from rich.status import Status
 from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.units import fmt_bytes
 
 STATE_COLOUR = {"ready": "green", "starting": "yellow", "stopping": "yellow", "stopped": "dim",
                 "dead": "red", "failed": "red"}
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return "-"
 
 
 def _spawn_args(p: argparse.ArgumentParser) -> None:

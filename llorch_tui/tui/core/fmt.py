@@ -4,35 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from llorch_tui.units import fmt_bytes, fmt_duration, fmt_rate
+
+__all__ = ["fmt_bytes", "fmt_duration", "fmt_rate"]
+
 SPARKS = "▁▂▃▄▅▆▇█"
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "—"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
-
-
-def fmt_rate(bps: float | None) -> str:
-    return "—" if not bps else f"{fmt_bytes(bps)}/s"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "—"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
 def threshold_style(fraction: float | None) -> str:
