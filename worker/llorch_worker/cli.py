@@ -211,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as e:
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
-    return asyncio.run(WorkerProcess(args).run())
+    code = asyncio.run(WorkerProcess(args).run())
+    # Everything is closed and flushed by now; skipping interpreter teardown (torch's is ~1 s, more
+    # under load) matters because the matrix waits for each worker's exit before the next cell.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
