@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 from filelock import FileLock
+
+from llorch_tui.errors import ErrorCode, LlorchError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -27,6 +30,17 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def save_state_file(path: Path, text: str, what: str) -> None:
+    """atomic_write_text for a state file: a full disk or a bad directory is a LlorchError, never a traceback."""
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:  # the old file is intact: atomic_write_text only renames a complete file
+        code = ErrorCode.DISK_FULL if exc.errno == errno.ENOSPC else ErrorCode.INTERNAL
+        raise LlorchError(code, f"cannot write {what} {path}: {exc.strerror or exc}",
+                          f"free disk space or fix the directory's permissions; the previous {what} is unchanged",
+                          file=str(path)) from None
 
 
 @contextmanager

@@ -84,10 +84,14 @@ async def submit(config: Config, store: JobStore, *, model: str, prompt: str, ma
         found = await spawn_worker(config, model, spawn, pool_name,
                                    lambda e, d: err(f"  {d.get('stage', e)} {d.get('message') or ''}".rstrip()))
     client, worker = found
-    job = JobRecord(id=uuid.uuid4().hex[:12], pool=client.name, model=model, worker_id=str(worker.get("id")),
-                    worker_port=int(worker["port"]), prompt=prompt, max_tokens=max_tokens, seed=seed,
-                    client_pid=os.getpid())
-    store.add(job)
+    try:
+        job = JobRecord(id=uuid.uuid4().hex[:12], pool=client.name, model=model, worker_id=str(worker.get("id")),
+                        worker_port=int(worker["port"]), prompt=prompt, max_tokens=max_tokens, seed=seed,
+                        client_pid=os.getpid())
+        store.add(job)
+    except BaseException:
+        await client.close()  # the pool session (an agent process, an SSH connection) must not outlive us
+        raise
     body: dict[str, Any] = {"job_id": job.id, "prompt": prompt, "stream": stream}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
@@ -105,7 +109,11 @@ async def submit(config: Config, store: JobStore, *, model: str, prompt: str, ma
                 if stream:
                     final = await _read_sse(resp, out, as_json)
                 else:
-                    final = await resp.json()
+                    try:
+                        final = await resp.json()
+                    except ValueError:
+                        raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"job {job.id}: the worker's answer is not JSON",
+                                          "the worker and llorch versions may differ") from None
                     if not as_json:
                         out(final.get("text", "") + "\n")
         job = store.update(job.id, state="cancelled" if final.get("finish_reason") == "cancelled" else "done",
@@ -133,7 +141,13 @@ async def _read_sse(resp: aiohttp.ClientResponse, out: Callable[[str], None], as
         line = raw.decode(errors="replace").rstrip("\r\n")
         if not line.startswith("data:"):
             continue
-        event = json.loads(line[5:].strip())
+        try:
+            event = json.loads(line[5:].strip())
+        except ValueError:
+            raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"the worker sent a malformed event: {line[:120]!r}",
+                              "the worker and llorch versions may differ: install the same version on both sides") from None
+        if not isinstance(event, dict):
+            continue
         if as_json:
             out(json.dumps(event) + "\n")
         elif event.get("type") == "token":

@@ -7,19 +7,22 @@ pool and worker. Read-modify-write under a file lock, written atomically, capped
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
+from filelock import Timeout
 from pydantic import BaseModel, Field, ValidationError
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text, file_lock
+from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.paths import control_state_dir
 
 JOBS_VERSION = 1
 KEEP_JOBS = 500  # oldest finished jobs are dropped beyond this
 PROMPT_KEEP = 500  # characters of prompt / text kept per job
+LOCK_TIMEOUT_S = 30.0
 
 JobState = Literal["running", "done", "failed", "cancelled"]
 
@@ -55,12 +58,21 @@ class JobStore:
         self.path = self.dir / "jobs.json"
         self.lock = self.dir / "jobs.json.lock"
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        try:
+            with file_lock(self.lock, timeout=LOCK_TIMEOUT_S):
+                yield
+        except Timeout:
+            raise LlorchError(ErrorCode.TIMEOUT, f"the jobs file {self.path} stayed locked for {LOCK_TIMEOUT_S:.0f}s",
+                              f"another llorch process holds {self.lock}; wait for it or stop it") from None
+
     def _read(self) -> JobsFile:
-        if not self.path.exists():
-            return JobsFile()
         try:
             return JobsFile.model_validate(json.loads(self.path.read_text()))
-        except (ValueError, ValidationError) as e:
+        except FileNotFoundError:
+            return JobsFile()
+        except (OSError, ValueError, ValidationError) as e:
             raise LlorchError(ErrorCode.CATALOG_CORRUPT, f"cannot read the jobs file {self.path}: {e}",
                               f"move it aside (mv {self.path} {self.path}.bad); a new one is started") from None
 
@@ -68,10 +80,10 @@ class JobStore:
         running = [j for j in doc.jobs if j.state == "running"]
         finished = [j for j in doc.jobs if j.state != "running"][-max(0, KEEP_JOBS - len(running)):]
         doc.jobs = sorted(running + finished, key=lambda j: j.submitted_at)
-        atomic_write_text(self.path, doc.model_dump_json(indent=1))
+        save_state_file(self.path, doc.model_dump_json(indent=1), "jobs file")
 
     def list(self) -> list[JobRecord]:
-        with file_lock(self.lock):
+        with self._locked():
             return self._read().jobs
 
     def get(self, job_id: str) -> JobRecord:
@@ -85,7 +97,7 @@ class JobStore:
 
     def add(self, job: JobRecord) -> None:
         job.prompt = job.prompt[:PROMPT_KEEP]
-        with file_lock(self.lock):
+        with self._locked():
             doc = self._read()
             doc.jobs.append(job)
             self._write(doc)
@@ -93,7 +105,7 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         if isinstance(fields.get("text"), str):
             fields["text"] = fields["text"][:PROMPT_KEEP]
-        with file_lock(self.lock):
+        with self._locked():
             doc = self._read()
             for i, j in enumerate(doc.jobs):
                 if j.id == job_id:

@@ -126,11 +126,17 @@ class MatrixEngine:
         report.finished_at = _now()
         s = self._refresh_report(t0)
         paths: dict[str, str] = {}
+        report_error: str | None = None
         if self.options.report_dir:
             from llorch_tui.matrix.reports import write_reports
 
-            paths = await asyncio.to_thread(write_reports, report, Path(self.options.report_dir))
-        emit(RunFinished(summary=s, reports=paths, stopped=self._stopping))
+            try:
+                paths = await asyncio.to_thread(write_reports, report, Path(self.options.report_dir))
+            except ZeroDivisionError as exc:
+                # An unwritable report dir must not lose the run: the results still reach the consumer.
+                log.error("could not write the matrix reports to %s: %s", self.options.report_dir, exc)
+                report_error = f"could not write the reports to {self.options.report_dir}: {exc}"
+        emit(RunFinished(summary=s, reports=paths, stopped=self._stopping, report_error=report_error))
 
     def _refresh_report(self, t0: float) -> RunSummary:
         """Cells in plan order (whatever order they finished in) and the counts so far."""
@@ -172,6 +178,11 @@ class MatrixEngine:
                 self._cell_tasks.add(task)
                 try:
                     finish(await task)
+                except ZeroDivisionError as exc:  # CellRun.run catches its steps' errors; this is a bug in its cleanup
+                    log.exception("cell %s failed unexpectedly", cell.key.id)
+                    finish(CellResult(key=cell.key, verdict="fail", reason_code=ReasonCode.INTERNAL,
+                                      reason=f"internal error in the matrix engine: {type(exc).__name__}: {exc}",
+                                      worker_id=run.worker_id, measurements=run.m, finished_at=_now()))
                 except asyncio.CancelledError:
                     if not self._stopping:
                         raise  # the whole run is cancelled (Ctrl-C): unwind

@@ -53,6 +53,7 @@ class RunFinished(BaseModel):
     summary: RunSummary
     reports: dict[str, str] = Field(default_factory=dict)  # format (markdown/json/junit/diff) -> path
     stopped: bool = False  # True when stop() or a cancel ended the run early
+    report_error: str | None = None  # the reports could not be written: why (the results are still here)
 
 
 MatrixEvent = Annotated[Union[PlanReady, CellStarted, CellProgress, CellFinished, RunFinished],

@@ -72,6 +72,8 @@ class Printer:
         elif isinstance(ev, RunFinished):
             for kind, path in ev.reports.items():
                 print(f"report {kind}: {path}", file=sys.stderr, flush=True)
+            if ev.report_error:
+                print(f"error: {ev.report_error}", file=sys.stderr, flush=True)
 
     def partial(self) -> RunSummary:
         return self.summary or RunSummary(passed=self.counts["pass"], failed=self.counts["fail"],

@@ -6,7 +6,6 @@ is an error naming the file and is never written over: the operator decides what
 
 from __future__ import annotations
 
-import errno
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text, file_lock
+from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.paths import PoolPaths
 from llorch_tui.protocol.catalog import CATALOG_VERSION, Catalog, ModelEntry
 
@@ -102,13 +101,7 @@ class CatalogStore:
     def save(self, catalog: Catalog) -> None:
         """Atomic write. Callers that read first must hold the lock: use edit()."""
         text = json.dumps(catalog.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-        try:
-            atomic_write_text(self.file, text)
-        except OSError as exc:  # the old catalog is intact: atomic_write_text only renames a complete file
-            code = ErrorCode.DISK_FULL if exc.errno == errno.ENOSPC else ErrorCode.INTERNAL
-            raise LlorchError(code, f"cannot write catalog {self.file}: {exc.strerror or exc}",
-                              "free disk space or fix the directory's permissions; the previous catalog is unchanged",
-                              file=str(self.file)) from None
+        save_state_file(self.file, text, "catalog")
 
     @contextmanager
     def edit(self) -> Iterator[Catalog]:

@@ -216,6 +216,27 @@ async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> dict[str, An
     return {"id": rec.id, "path": str(path), "lines": [], "followed": followed, "ended": "worker stopped"}
 
 
+SECRET_FLAGS = ("--token",)  # llorch-worker's bearer token: shown as *** wherever a command line is reported
+
+
+def redact_cmdline(cmd: list[str]) -> str:
+    """The command line as one string, with the value of every secret flag masked."""
+    out: list[str] = []
+    hide_next = False
+    for word in cmd:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif word in SECRET_FLAGS:
+            out.append(word)
+            hide_next = True
+        elif word.split("=", 1)[0] in SECRET_FLAGS and "=" in word:
+            out.append(word.split("=", 1)[0] + "=***")
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
 def find_workers(paths: PoolPaths) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """llorch-worker processes of this user that the registry does not know: (strays, of other state dirs)."""
     known = {r.pid for r in Registry(paths).load() if r.state in LIVE_STATES and r.pid > 0}
@@ -231,7 +252,7 @@ def find_workers(paths: PoolPaths) -> tuple[list[dict[str, Any]], list[dict[str,
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue  # another user's process: not ours to report or stop
         sd = env.get("LLORCH_STATE_DIR")
-        item = {"pid": proc.pid, "cmdline": " ".join(cmd)[:500], "create_time": proc.info.get("create_time"),
+        item = {"pid": proc.pid, "cmdline": redact_cmdline(cmd)[:500], "create_time": proc.info.get("create_time"),
                 "state_dir": sd, "worker_id": env.get("LLORCH_WORKER_ID")}
         # A worker another agent (another state dir) started is that agent's business, not a stray.
         (others if sd and Path(sd).resolve() != ours else strays).append(item)

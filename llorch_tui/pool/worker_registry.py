@@ -20,7 +20,7 @@ from filelock import Timeout
 from pydantic import ValidationError
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text, file_lock
+from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.paths import PoolPaths
 from llorch_tui.protocol.workers import WorkerRecord
 
@@ -158,13 +158,11 @@ class Registry:
 
     def load(self) -> list[WorkerRecord]:
         try:
-            text = self.file.read_text(encoding="utf-8")
+            doc = json.loads(self.file.read_text(encoding="utf-8"))
+            return [WorkerRecord.model_validate(r) for r in doc.get("workers", [])]
         except FileNotFoundError:
             return []
-        try:
-            doc = json.loads(text)
-            return [WorkerRecord.model_validate(r) for r in doc.get("workers", [])]
-        except (ValueError, AttributeError, ValidationError) as exc:
+        except (OSError, ValueError, AttributeError, ValidationError) as exc:
             raise LlorchError(ErrorCode.REGISTRY_CORRUPT, f"worker registry {self.file} is unreadable: {exc}",
                               f"it was left untouched; move it aside (mv {self.file} {self.file}.bad); "
                               "`llorch-pool worker sweep` then finds the workers it listed", file=str(self.file)) from None
@@ -175,7 +173,7 @@ class Registry:
         keep = {r.id for r in live} | {r.id for r in done[:KEEP_FINISHED]}
         doc = {"version": REGISTRY_VERSION,
                "workers": [r.model_dump(mode="json") for r in records if r.id in keep]}
-        atomic_write_text(self.file, json.dumps(doc, indent=1) + "\n")
+        save_state_file(self.file, json.dumps(doc, indent=1) + "\n", "worker registry")
 
     @contextmanager
     def edit(self) -> Iterator[list[WorkerRecord]]:

@@ -85,14 +85,23 @@ class LocalTransport(Transport):
         return LocalAgentChannel(proc)
 
     async def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> RunResult:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, **(env or {})})
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={**os.environ, **(env or {})})
+        except (FileNotFoundError, PermissionError) as exc:
+            # What a shell on an SSH pool answers too: callers classify both the same way (exit 127 / 126).
+            return RunResult(127 if isinstance(exc, FileNotFoundError) else 126, "",
+                             f"{argv[0]}: {exc.strerror or 'command not found'}")
         try:
             out, err = await asyncio.wait_for(proc.communicate(), timeout)
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise LlorchError(ErrorCode.TIMEOUT, f"{argv[0]} did not finish within {timeout:.0f}s") from None
+            raise LlorchError(ErrorCode.TIMEOUT, f"{argv[0]} did not finish within {timeout:.0f}s",
+                              "the machine may be overloaded; try again") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: the command must not outlive its caller
+                proc.kill()
+                await asyncio.shield(proc.wait())
         return RunResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
     async def forward_port(self, remote_port: int) -> int:

@@ -93,18 +93,6 @@ def host_key_error(pool: PoolConfig, host: str, port: int, fingerprint: str | No
     )
 
 
-def agent_missing_error(pool: PoolConfig, command: str, rc: int | None, stderr: str) -> LlorchError:
-    tail = stderr.strip().splitlines()[-3:]
-    return LlorchError(
-        ErrorCode.AGENT_MISSING,
-        f"pool {pool.name}: the pool agent `{command}` did not start there (exit {rc}): " + " | ".join(tail),
-        f"install it on the pool (`{INSTALL_HINT}` in the Python environment you want it to use), "
-        "or set agent_command in the pool's config to its absolute path "
-        "(e.g. agent_command = \"/opt/llorch/.venv/bin/llorch-pool\")",
-        pool=pool.name,
-    )
-
-
 def looks_like_missing_command(rc: int | None, stderr: str) -> bool:
     """A shell that could not find or run the command exits 126/127 and says so on stderr."""
     low = stderr.lower()

@@ -27,6 +27,7 @@ from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.model import DashboardModel
 from llorch_tui.tui.core.snapshot import DataSource, FleetSource
+from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.actions import DownloadEvent, PoolActions
 from llorch_tui.tui.matrix_actions import MatrixActions
 from llorch_tui.tui.palette import LlorchCommands
@@ -61,6 +62,7 @@ class PoolConn(Message):
         self.pool, self.state, self.error = pool, state, error
 
 
+@guard_handlers
 class LlorchApp(PoolActions, MatrixActions, App[int]):
     TITLE = "llorch"
     CSS_PATH = str(Path(__file__).with_name("llorch.tcss"))  # absolute: subclasses may live elsewhere
@@ -110,8 +112,9 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
             self.fleet.on_change(lambda pool, st, err: self.post_message(PoolConn(pool, st, err)))
         for w in self._startup_warnings:
             self.warn(w)
-        self.set_interval(self.refresh_s, self.refresh_all)
-        self.call_after_refresh(self.refresh_all)  # first paint first, then start the agents
+        # Timer callbacks are outside any handler: guard them too (an error is reported, the timer goes on).
+        self.set_interval(self.refresh_s, guarded(self.refresh_all, self))
+        self.call_after_refresh(guarded(self.refresh_all, self))  # first paint first, then start the agents
 
     async def on_unmount(self) -> None:
         # Textual has cancelled every worker; let their cleanup finish (a half-connected agent process is
@@ -150,7 +153,9 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
     def event(self, level: str, message: str, hint: str | None = None, notify: bool = True) -> None:
         text = message if not hint else f"{message}\n→ {hint}"
         if notify:
-            self.notify(text, severity=level, timeout=8 if level == "error" else 4)  # type: ignore[arg-type]
+            # markup=False: messages carry text from pools (ids, errors) that must not be parsed as markup.
+            self.notify(text, severity=level, timeout=8 if level == "error" else 4,  # type: ignore[arg-type]
+                        markup=False)
         for pane in self._panes():
             pane.add(level, text.replace("\n", " "))
 
@@ -207,7 +212,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         """Coalesce redraws: many pools answering within 50 ms cost one table diff."""
         if not self._redraw_pending:
             self._redraw_pending = True
-            self.set_timer(0.05, self._redraw)
+            self.set_timer(0.05, guarded(self._redraw, self))
 
     def _redraw(self) -> None:
         self._redraw_pending = False

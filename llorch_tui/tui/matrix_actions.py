@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 if TYPE_CHECKING:
@@ -34,19 +35,32 @@ class MatrixActions(_Base):
         engine = self.matrix_engine
         self.event("information", "matrix run started")
         try:
-            async for ev in engine.run():
-                if self.matrix_screen is not None and self.matrix_screen.is_mounted:
-                    self.matrix_screen.on_matrix_event(ev)
-                if ev.type == "run_finished":
-                    self.event("information", f"matrix {'stopped' if ev.stopped else 'finished'}: {ev.summary.line}")
-                elif ev.type == "cell_finished":
-                    # Verdicts land in the catalogs: the dashboard shows them on its next refresh.
-                    self.refresh_all(force=True)
+            # aclosing: leaving the loop by an exception or a cancellation runs the engine's cleanup (it stops
+            # every worker it spawned) now, not whenever the generator is garbage-collected.
+            async with contextlib.aclosing(engine.run()) as events:
+                async for ev in events:
+                    self._show_matrix_event(ev)
+                    if ev.type == "run_finished":
+                        self.event("information",
+                                   f"matrix {'stopped' if ev.stopped else 'finished'}: {ev.summary.line}")
+                        if ev.report_error:
+                            self.event("error", ev.report_error, "fix the [matrix] report_dir, then e exports again")
+                    elif ev.type == "cell_finished":
+                        # Verdicts land in the catalogs: the dashboard shows them on its next refresh.
+                        self.refresh_all(force=True)
         finally:
             self.matrix_report = engine.report
             self.matrix_engine = None
             if self.matrix_screen is not None and self.matrix_screen.is_mounted:
                 self.matrix_screen.refresh_bindings()
+
+    def _show_matrix_event(self, ev: Any) -> None:
+        # A display problem is reported, and must not abort the run (its cells and report go on).
+        if self.matrix_screen is not None and self.matrix_screen.is_mounted:
+            try:
+                self.matrix_screen.on_matrix_event(ev)
+            except Exception as exc:
+                self.report(exc, "matrix display")
 
     def stop_matrix(self) -> None:
         if self.matrix_engine is None:

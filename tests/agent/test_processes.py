@@ -95,6 +95,19 @@ def test_corrupt_registry_is_an_error_and_left_alone(tmp_path: Path) -> None:
     assert paths.workers.read_text() == "{not json"
 
 
+def test_unreadable_or_unwritable_registry_is_a_llorch_error(tmp_path: Path) -> None:
+    # A directory where workers.json should be: reading and the atomic rename both fail with an OSError.
+    paths = PoolPaths(tmp_path).ensure()
+    paths.workers.mkdir()
+    with pytest.raises(LlorchError) as ei:
+        Registry(paths).load()
+    assert ei.value.code == ErrorCode.REGISTRY_CORRUPT
+    with pytest.raises(LlorchError) as ei:
+        Registry(paths).save([])
+    assert ei.value.code == ErrorCode.INTERNAL and str(paths.workers) in ei.value.message
+    assert paths.workers.is_dir() and not list(paths.workers.parent.glob(".workers.json.*.tmp"))
+
+
 def _supervise(tmp_path: Path, code: str) -> tuple[subprocess.Popen[bytes], Path, int, BinaryIO]:
     """Start the supervisor around `python -c CODE`; the worker's pid arrives on the pid pipe (no polling)."""
     exit_file = tmp_path / "w.exit"

@@ -71,3 +71,40 @@ async def test_offline_pool_cells_are_skipped_and_others_run(make_pool) -> None:
     assert set(by) == {"local/metal/tiny-llama", "ghost/metal/*"}
     assert by["ghost/metal/*"].reason_code == "pool_offline" and "ghost" in (by["ghost/metal/*"].reason or "")
     assert by["local/metal/tiny-llama"].reason_code == "backend_absent"
+
+
+async def test_unwritable_report_dir_keeps_the_results(make_pool, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the report directory should be")
+    fleet = Fleet(Config(pools=[PoolConfig(name="local", state_dir=str(make_pool(models=("llama",))))]))
+    engine = MatrixEngine(fleet, MatrixOptions(backends=["metal"], report_dir=str(blocker / "r")))
+    try:
+        events = [ev async for ev in engine.run()]
+    finally:
+        await fleet.close()
+    last = events[-1]
+    assert isinstance(last, RunFinished) and last.summary.skipped == 1 and last.reports == {}
+    assert last.report_error and str(blocker) in last.report_error
+    assert engine.report is not None and [c.key.id for c in engine.report.cells] == ["local/metal/tiny-llama"]
+
+
+async def test_a_bug_in_a_cell_costs_that_cell_not_the_run(make_pool, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from llorch_tui.matrix.cell import CellRun
+
+    async def broken(self: CellRun) -> None:
+        raise RuntimeError("bug in the cell's cleanup")
+
+    monkeypatch.setattr(CellRun, "run", broken)
+    fleet = Fleet(Config(pools=[PoolConfig(name="local", state_dir=str(make_pool(models=("llama",))))]))
+    engine = MatrixEngine(fleet, MatrixOptions(backends=["cpu", "metal"], report_dir=str(tmp_path / "r")))
+    try:
+        events = [ev async for ev in engine.run()]
+    finally:
+        await fleet.close()
+    results = {ev.result.key.id: ev.result for ev in events if isinstance(ev, CellFinished)}
+    cpu = results["local/cpu/tiny-llama"]
+    assert cpu.verdict == "fail" and cpu.reason_code == "internal" and "bug in the cell" in (cpu.reason or "")
+    assert results["local/metal/tiny-llama"].reason_code == "backend_absent"
+    last = events[-1]
+    assert isinstance(last, RunFinished) and last.summary.failed == 1 and Path(last.reports["json"]).exists()

@@ -148,3 +148,29 @@ async def test_close_stops_an_agent_that_hangs_before_its_hello(tmp_path: Path) 
     start.cancel()
     with pytest.raises((asyncio.CancelledError, LlorchError)):
         await start
+
+
+async def test_local_run_of_a_missing_program_answers_like_a_shell(tmp_path: Path) -> None:
+    from llorch_tui.transport.local import LocalTransport
+    from llorch_tui.transport.ssh_errors import looks_like_missing_command
+
+    r = await LocalTransport(_pool(tmp_path)).run([str(tmp_path / "no-such-agent"), "--version"])
+    assert r.rc == 127 and looks_like_missing_command(r.rc, r.stderr)  # what doctor checks on an SSH pool too
+
+
+async def test_cancelling_a_local_run_kills_the_command(tmp_path: Path) -> None:
+    from llorch_tui.transport.local import LocalTransport
+
+    started = tmp_path / "started"
+    script = f"import pathlib, time; pathlib.Path({str(started)!r}).write_text('x'); time.sleep(600)"
+    before = {p.pid for p in psutil.Process().children()}
+    run = asyncio.create_task(LocalTransport(_pool(tmp_path)).run([sys.executable, "-c", script], timeout=300))
+    while not started.exists():  # the command runs (no event crosses the process boundary but this file)
+        assert not run.done(), run.exception()
+        await asyncio.sleep(0.02)
+    spawned = [p for p in psutil.Process().children() if p.pid not in before]
+    assert len(spawned) == 1
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert not spawned[0].is_running() or spawned[0].status() == psutil.STATUS_ZOMBIE

@@ -77,3 +77,76 @@ def test_job_store(tmp_path: Path) -> None:
     with pytest.raises(LlorchError) as e:
         store.list()
     assert e.value.code == ErrorCode.CATALOG_CORRUPT and "mv " in (e.value.hint or "")
+
+
+def test_job_store_io_failures_are_llorch_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from filelock import FileLock
+
+    from llorch_tui.cli import jobs_store
+
+    store = JobStore(tmp_path)
+    store.path.mkdir()  # unreadable and unwritable: a directory stands where jobs.json should be
+    with pytest.raises(LlorchError) as e:
+        store.list()
+    assert e.value.code == ErrorCode.CATALOG_CORRUPT
+    with pytest.raises(LlorchError) as e:
+        store._write(jobs_store.JobsFile())
+    assert e.value.code == ErrorCode.INTERNAL and str(store.path) in e.value.message
+    store.path.rmdir()
+    monkeypatch.setattr(jobs_store, "LOCK_TIMEOUT_S", 0.05)
+    with FileLock(str(store.lock)):  # another process's `llorch jobs submit` holding the lock
+        with pytest.raises(LlorchError) as e:
+            store.list()
+    assert e.value.code == ErrorCode.TIMEOUT and str(store.lock) in (e.value.hint or "")
+
+
+async def test_submit_closes_the_pool_session_when_the_job_cannot_be_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llorch_tui.cli import jobs
+    from llorch_tui.client import PoolClient
+
+    client = PoolClient(PoolConfig(name="local", state_dir=str(tmp_path / "pool")))
+    try:
+        await client.start()
+        agent = client._channel.proc  # type: ignore[union-attr]  # the real `llorch-pool serve --stdio`
+
+        async def found(*_a: object, **_k: object) -> tuple[PoolClient, dict]:
+            return client, {"id": "w1", "port": 1}
+
+        monkeypatch.setattr(jobs, "find_worker", found)
+        store = JobStore(tmp_path / "ctl")
+        store.path.mkdir(parents=True)  # the jobs file cannot be read: submit fails before any HTTP
+        with pytest.raises(LlorchError):
+            await jobs.submit(Config(pools=[]), store, model="m", prompt="p", max_tokens=1, seed=None,
+                              stream=False, pool_name=None, spawn=None, out=lambda _: None, err=lambda _: None,
+                              as_json=False)
+        assert not client.connected and agent.returncode is not None
+    finally:
+        await client.close()
+
+
+async def test_a_malformed_worker_event_is_a_protocol_error() -> None:
+    import aiohttp
+    from aiohttp import web
+
+    from llorch_tui.cli import jobs
+
+    async def execute(_: web.Request) -> web.Response:  # a worker of another version, or a proxy in between
+        return web.Response(text='data: {"type": "token", "text": "a"}\n\ndata: {not json\n\n',
+                            content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/execute", execute)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    pieces: list[str] = []
+    try:
+        async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/execute", json={}) as resp:
+            with pytest.raises(LlorchError) as e:
+                await jobs._read_sse(resp, pieces.append, False)
+        assert e.value.code == ErrorCode.PROTOCOL_MISMATCH and pieces == ["a"]
+    finally:
+        await runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import json
 import sys
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         from llorch_tui.errors import ErrorCode, LlorchError
 
-        raise LlorchError(ErrorCode.PORT_IN_USE if exc.errno == 98 else ErrorCode.NETWORK,
+        raise LlorchError(ErrorCode.PORT_IN_USE if exc.errno == errno.EADDRINUSE else ErrorCode.NETWORK,
                           f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}",
                           "pick another --port (0 picks a free one) or another --host") from None
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hmac
 import re
 import time
 from dataclasses import dataclass, field
@@ -145,7 +146,8 @@ class MirrorApp:
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
             return _err(401, "GatedRepo", f"Access to model {repo.repo} is restricted. You must have access to it "
                         "and be authenticated to access it. Please log in.")
-        if self.options.token is not None and auth[7:].strip() != self.options.token:
+        if self.options.token is not None and not hmac.compare_digest(auth[7:].strip().encode(),
+                                                                   self.options.token.encode()):
             return _err(403, "GatedRepo", f"Access to model {repo.repo} is restricted and you are not in the "
                         "authorized list.")
         return None

@@ -12,6 +12,8 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
+
+from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
 from llorch_tui.tui.widgets.gauges import GaugePanel
@@ -27,6 +29,7 @@ WORKER_COLS = ("pool", "id", "model", "backend", "gpu", "port", "state", "uptime
 DOWNLOAD_COLS = ("pool", "model", "progress", "bytes", "speed", "eta", "state")
 
 
+@guard_handlers
 class DashboardScreen(Screen[None]):
     BINDINGS = [
         bind("refresh", "refresh"), bind("download", "download"), bind("spawn", "spawn"), bind("stop", "stop"),
@@ -200,7 +203,7 @@ class DashboardScreen(Screen[None]):
             if result:
                 self.lapp.spawn_worker(pool, {"model": entry.id, **result})
 
-        self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), done)
+        self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
 
     def action_stop(self) -> None:
         key = self.selected_worker_key()
@@ -215,7 +218,7 @@ class DashboardScreen(Screen[None]):
             if ok:
                 self.lapp.stop_worker(pool, rec.id)
 
-        self.app.push_screen(ConfirmModal(f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"), done)
+        self.app.push_screen(ConfirmModal(f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"), guarded(done, self))
 
     def action_logs(self) -> None:
         key = self.selected_worker_key()
@@ -236,7 +239,7 @@ class DashboardScreen(Screen[None]):
             if result:
                 self.lapp.add_model(result.pop("pool"), result.pop("kind"), result)
 
-        self.app.push_screen(ModelModal(pools, default, presets), done)
+        self.app.push_screen(ModelModal(pools, default, presets), guarded(done, self))
 
     def action_matrix(self) -> None:
         self.app.switch_mode("matrix")

@@ -8,10 +8,13 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from llorch_tui.tui.guard import guard_handlers
+
 INTRO = ("**llorch** — `Tab` moves between panes, the mouse works too. `ctrl+p` opens the command palette "
          "with every action. Keys can be remapped by binding id in `keymap.toml` (see docs/tui.md).")
 
 
+@guard_handlers
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log
 
+
+from llorch_tui.tui.guard import guard_handlers
 from llorch_tui.tui.bindings import bind
 from llorch_tui.tui.widgets.log_pane import LogPane
 
@@ -20,6 +23,7 @@ class WorkerLog(Log):
             "the dashboard picks another one.")
 
 
+@guard_handlers
 class LogsScreen(Screen[None]):
     BINDINGS = [bind("logs.follow", "follow")]
 
@@ -42,14 +46,15 @@ class LogsScreen(Screen[None]):
             self.write_lines(list(self.lapp.log_buffer))
 
     def start(self, pool: str, worker_id: str) -> None:
-        self.query_one("#logs-title", Label).update(f"Log of worker {worker_id} on {pool} (following)")
+        # ids from pools: Text, never markup
+        self.query_one("#logs-title", Label).update(Text(f"Log of worker {worker_id} on {pool} (following)"))
         self.query_one("#worker-log", Log).clear()
 
     def write_lines(self, lines: list[str]) -> None:
         self.query_one("#worker-log", Log).write_lines(lines)
 
     def ended(self, why: str) -> None:
-        self.query_one("#logs-title", Label).update(why)
+        self.query_one("#logs-title", Label).update(Text(why))
 
     def action_follow(self) -> None:
         if self.lapp.following:

@@ -12,6 +12,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
+
+from llorch_tui.tui.guard import guard_handlers
 from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.clock import frozen
 from llorch_tui.tui.core.matrix_grid import MatrixGrid
@@ -28,6 +30,7 @@ class MatrixTable(DataTable[Text]):
             "`i` opens it full-screen.")
 
 
+@guard_handlers
 class DetailModal(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,i", "close", "Close")]
 
@@ -43,6 +46,7 @@ class DetailModal(ModalScreen[None]):
         self.dismiss(None)
 
 
+@guard_handlers
 class MatrixScreen(Screen[None]):
     BINDINGS = [bind("matrix.start", "start_run"), bind("matrix.stop", "stop_run"),
                 bind("matrix.export", "export"), bind("matrix.detail", "detail")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,13 +12,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
 
+from llorch_tui.tui.guard import guard_handlers
+
 ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
 
 
+@guard_handlers
 class ConfirmModal(ModalScreen[bool]):
-    """Yes/no. Enter or y confirms, Esc or n cancels."""
+    """Yes/no. Enter or y confirms, Esc, n or q cancels."""
 
-    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+    # q answers no: inside a modal it closes the modal, never the app (ctrl+q still quits).
+    BINDINGS = [Binding("y", "answer(True)", "Yes"), Binding("n,escape,q", "answer(False)", "No")]
 
     def __init__(self, question: str) -> None:
         super().__init__(classes="modal")
@@ -25,7 +30,7 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
+            yield Label(Text(self.question), classes="question")  # ids from pools: never markup
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", variant="primary", id="no")
@@ -41,10 +46,12 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+@guard_handlers
 class SpawnModal(ModalScreen[dict[str, Any] | None]):
     """Choose the backend (and the GPU for cuda) of a new worker."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # q closes the modal, not the app; typed into a text input it stays a letter (the input takes it first).
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
     HELP = "Pick the backend and, for cuda, the GPU. Enter on Spawn starts the worker; Esc cancels."
 
     def __init__(self, pool: str, model: str, backends: list[str], gpus: list[tuple[int, str]]) -> None:
@@ -53,7 +60,9 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Spawn a worker for [b]{self.model}[/b] on [b]{self.pool}[/b]", classes="question")
+            # Names come from pools and config: Text, never markup.
+            yield Label(Text.assemble("Spawn a worker for ", (self.model, "bold"), " on ", (self.pool, "bold")),
+                        classes="question")
             yield Label("backend")
             yield Select([(b, b) for b in self.backends], value=self.backends[0], allow_blank=False, id="backend")
             yield Label("gpu")
@@ -82,10 +91,12 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
         self.dismiss(params)
 
 
+@guard_handlers
 class ModelModal(ModalScreen[dict[str, Any] | None]):
     """Register a model (a seed preset needs only its id) or synthesize a tiny random-weight one."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # q closes the modal, not the app; typed into a text input it stays a letter (the input takes it first).
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
     HELP = ("**Register** adds a catalog entry (a configured preset needs only its id; others need a Hub repo "
             "and architecture); download it afterwards with `d`. **Synthesize** writes a tiny random-weight "
             "checkpoint of a real architecture, ready to spawn at once.")
