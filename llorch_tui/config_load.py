@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from llorch_tui.config import (SEED_PRESETS, Config, MatrixConfig, ModelPreset, PoolConfig,
                                default_config)
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text
+from llorch_tui.fsutil import save_state_file
 from llorch_tui.paths import config_file
 
 EMBEDDED = "embedded default"
@@ -199,5 +199,5 @@ def write_config(path: str | os.PathLike[str], config: Config | str, force: bool
             Config.model_validate(tomllib.loads(text))
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
             raise LlorchError(ErrorCode.CONFIG_INVALID, f"refusing to write an invalid configuration: {exc}") from None
-    atomic_write_text(target, text)
+    save_state_file(target, text, "configuration")
     return target

@@ -8,6 +8,7 @@ else: the SSH connection, a one-shot `llorch-pool --version`, the agent session,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import platform
 import shlex
@@ -27,6 +28,7 @@ from llorch_tui.transport.ssh_errors import INSTALL_HINT, looks_like_missing_com
 
 LOW_DISK_BYTES = 20 * 1024**3  # a 7B model in fp16 alone is ~15 GB
 PROBE_TIMEOUT_S = 180.0  # importing torch on a cold pool is slow
+STATUS_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -97,9 +99,13 @@ async def _check_session(client: PoolClient, checks: list[Check]) -> dict[str, A
         return None
     checks.append(Check("agent session", "ok", f"protocol v{hello.v}, pool id {hello.pool_id}, round trip {rtt_ms:.1f} ms"))
     try:
-        status = await client.call("pool.status", {}, timeout=120)
+        status = await client.call("pool.status", {}, timeout=STATUS_TIMEOUT_S)
     except LlorchError as e:
         checks.append(Check("pool status", "fail" if e.code != ErrorCode.UNKNOWN_OP else "warn", e.message, e.hint))
+        return None
+    except asyncio.TimeoutError:  # PoolClient.call raises the bare timeout (the matrix tells it apart)
+        checks.append(Check("pool status", "fail", f"no answer within {STATUS_TIMEOUT_S:.0f}s",
+                            "the pool is overloaded or its backend probe hangs: run `llorch-pool status` on the pool"))
         return None
     py = status.get("python") or "?"
     backends = ", ".join(status.get("backends") or []) or "none"

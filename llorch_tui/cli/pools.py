@@ -22,14 +22,14 @@ def resolve(config: Config, host: str) -> PoolConfig:
         return pool
     if host == "local":
         return PoolConfig(name="local", transport="local")
+    unknown = LlorchError(ErrorCode.NOT_FOUND, f"{host!r} is neither a configured pool nor [user@]host[:port]",
+                          f"configured pools: {', '.join(p.name for p in config.pools) or '(none)'}")
     try:
         (user, hostname, port), = parse_hops(host)
     except ValueError:
-        raise LlorchError(ErrorCode.NOT_FOUND, f"{host!r} is neither a configured pool nor [user@]host[:port]",
-                          f"configured pools: {', '.join(p.name for p in config.pools) or '(none)'}") from None
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", hostname).strip("-.") or "pool"
+        raise unknown from None
+    if not hostname or (port is not None and not 0 < port < 65536):
+        raise unknown  # "me@" or "box:99999": an empty host or an impossible port
+    # The pool's name must pass the id rules (it lands in paths): no "..", 1-128 characters.
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]", "-", hostname)).strip("-._")[:128] or "pool"
     return PoolConfig(name=name, transport="ssh", host=hostname, user=user, port=port)
-
-
-def all_pools(config: Config) -> list[PoolConfig]:
-    return list(config.pools)

@@ -132,7 +132,7 @@ class MatrixEngine:
 
             try:
                 paths = await asyncio.to_thread(write_reports, report, Path(self.options.report_dir))
-            except ZeroDivisionError as exc:
+            except (OSError, LlorchError) as exc:
                 # An unwritable report dir must not lose the run: the results still reach the consumer.
                 log.error("could not write the matrix reports to %s: %s", self.options.report_dir, exc)
                 report_error = f"could not write the reports to {self.options.report_dir}: {exc}"
@@ -178,7 +178,7 @@ class MatrixEngine:
                 self._cell_tasks.add(task)
                 try:
                     finish(await task)
-                except ZeroDivisionError as exc:  # CellRun.run catches its steps' errors; this is a bug in its cleanup
+                except Exception as exc:  # CellRun.run catches its steps' errors; this is a bug in its cleanup
                     log.exception("cell %s failed unexpectedly", cell.key.id)
                     finish(CellResult(key=cell.key, verdict="fail", reason_code=ReasonCode.INTERNAL,
                                       reason=f"internal error in the matrix engine: {type(exc).__name__}: {exc}",

@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text
+from llorch_tui.fsutil import save_state_file
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool import hub_fetch
 from llorch_tui.pool.catalog_store import CatalogStore
@@ -97,8 +97,9 @@ class Staging:
                 if n in sizes and (self.dir / n).is_file() and (self.dir / n).stat().st_size == sizes[n]}
 
     def save(self, plan: RepoPlan, verified: dict[str, str]) -> None:
-        atomic_write_text(self.manifest_file, json.dumps(
-            {"repo": plan.repo, "commit": plan.commit, "endpoint": plan.endpoint, "verified": verified}, indent=1))
+        save_state_file(self.manifest_file, json.dumps(
+            {"repo": plan.repo, "commit": plan.commit, "endpoint": plan.endpoint, "verified": verified}, indent=1),
+            "download manifest")
 
     def part(self, name: str) -> Path:
         return self.dir / f"{name}.part"

@@ -66,7 +66,8 @@ async def load_check(target: Path, load: bool, size_gb: float) -> tuple[list[Ver
     argv = [sys.executable, "-m", "llorch_worker.check", "--model", str(target), "--json"]
     if load:
         argv.insert(-1, "--load")
-    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+    # Never the agent's stdin: under `serve --stdio` that is the protocol channel.
+    proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.PIPE)
     try:
         out, err = await asyncio.wait_for(proc.communicate(), LOAD_TIMEOUT_BASE_S + LOAD_TIMEOUT_PER_GB_S * size_gb)

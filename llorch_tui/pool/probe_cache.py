@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from llorch_tui.fsutil import atomic_write_text, file_lock
+from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.protocol.status import ProbeInfo
 
 PROBE_TTL_S = float(os.environ.get("LLORCH_PROBE_TTL_S", "300"))
@@ -73,7 +73,7 @@ def probe_backends(state_dir: Path, refresh: bool = False, ttl_s: float = PROBE_
         info.backends["cpu"] = True
         doc = info.model_dump(mode="json")
         doc["python_executable"] = sys.executable
-        atomic_write_text(_cache_path(state_dir), json.dumps(doc, indent=1))
+        save_state_file(_cache_path(state_dir), json.dumps(doc, indent=1), "probe cache")
         return info
 
 

@@ -39,6 +39,7 @@ BASE_TIMEOUT_S = 60.0
 TIMEOUT_PER_GB_S = 30.0
 HEALTH_POLL_S = 2.0
 KILL_GRACE_S = 3.0
+PID_WAIT_S = 30.0  # the supervisor reports the worker's pid at once; only an overloaded machine is slower
 # Supervisors this agent started: polled so a long-lived agent leaves no zombies.
 _SUPERVISORS: list[subprocess.Popen[bytes]] = []
 
@@ -266,7 +267,11 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
         await callback.start()
         sup, fd = _launch(ctx, rec, mdir, callback.url)
         reader, pipe = await _open_pipe(fd)
-        line = (await asyncio.wait_for(reader.readline(), 30)).strip()
+        try:
+            line = (await asyncio.wait_for(reader.readline(), PID_WAIT_S)).strip()
+        except asyncio.TimeoutError:  # an overloaded pool: a LlorchError, and _abandon kills what did start
+            raise failure_error(rec, f"did not start within {PID_WAIT_S:.0f}s", code=ErrorCode.WORKER_TIMEOUT,
+                                hint="the pool is overloaded (see `llorch-pool status`); try again") from None
         if not line.isdigit():
             raise failure_error(fill_exit_info(ctx.settings.paths, rec), "the worker process did not start")
         import psutil

@@ -15,7 +15,7 @@ import asyncssh
 
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.fsutil import atomic_write_text, file_lock
+from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.transport import ssh_errors
 from llorch_tui.transport.ssh import SSHTransport
 from llorch_tui.transport.ssh_config import plan_connection
@@ -79,7 +79,7 @@ def add_to_known_hosts(info: HostKeyInfo, replace: bool = False) -> None:
         if replace:
             lines = [ln for ln in lines if not _names_host(ln, info.entry_name)]
         lines.append(info.key_line)
-        atomic_write_text(path, "\n".join(lines) + "\n")
+        save_state_file(path, "\n".join(lines) + "\n", "known_hosts file")
         with contextlib.suppress(OSError):
             path.chmod(0o600)
 

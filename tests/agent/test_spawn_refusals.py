@@ -55,3 +55,19 @@ def test_unusable_backend_is_refused_after_the_probe(pool: Path) -> None:
     assert probe["backends"]["cpu"] is True and probe["backends"]["cuda"] is False and probe["torch"]
     st = agent_cli(pool, "status").result
     assert st["backends"] == ["cpu"] and st["torch"] == probe["torch"]
+
+
+async def test_supervisor_too_slow_to_report_its_pid_is_a_timeout_and_leaves_nothing(
+        pool: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llorch_tui.errors import ErrorCode, LlorchError
+    from llorch_tui.pool import worker_spawn
+    from llorch_tui.pool.ops import AgentSettings, InProcessExecutor
+    from llorch_tui.pool.worker_registry import Registry
+
+    monkeypatch.setattr(worker_spawn, "PID_WAIT_S", 0.0)  # an overloaded pool, where the pid comes late
+    settings = AgentSettings(state_dir=pool, pool_id="test")
+    with pytest.raises(LlorchError) as e:
+        await InProcessExecutor(settings).call("workers.spawn", {"backend": "cpu", "model": "tiny-llama"})
+    assert e.value.code == ErrorCode.WORKER_TIMEOUT and e.value.hint
+    assert processes_under(pool) == []
+    assert [r.state for r in Registry(settings.paths).load()] == ["failed"]

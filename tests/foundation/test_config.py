@@ -131,6 +131,13 @@ def test_write_config_is_atomic_and_refuses_overwrite(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["c.toml"]
 
 
+def test_write_config_where_it_cannot_be_written_is_a_llorch_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")  # a file where the config's directory should be
+    with pytest.raises(LlorchError) as exc:
+        write_config(tmp_path / "file" / "config.toml", load_config().config)
+    assert exc.value.code == "internal" and "file" in exc.value.message and exc.value.hint
+
+
 def test_cli_init_and_show(tmp_path: Path) -> None:
     target = tmp_path / "new" / "config.toml"
     r = llorch_cli("config", "init", "--path", str(target))

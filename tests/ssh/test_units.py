@@ -62,6 +62,11 @@ def test_host_resolution() -> None:
     adhoc = resolve(cfg, "me@box.lan:2222")
     assert (adhoc.transport, adhoc.user, adhoc.host, adhoc.port) == ("ssh", "me", "box.lan", 2222)
     assert resolve(cfg, "local").transport == "local"
+    assert resolve(cfg, "a..b.lan").name == "a.b.lan" and resolve(cfg, "x" * 300).host == "x" * 300
+    for bad in ("me@", "box:99999", "box:0"):  # a LlorchError with a hint, never a pydantic traceback
+        with pytest.raises(LlorchError) as e:
+            resolve(cfg, bad)
+        assert e.value.code == ErrorCode.NOT_FOUND and "configured pools: a" in (e.value.hint or "")
 
 
 def test_job_store(tmp_path: Path) -> None:
@@ -150,3 +155,38 @@ async def test_a_malformed_worker_event_is_a_protocol_error() -> None:
         assert e.value.code == ErrorCode.PROTOCOL_MISMATCH and pieces == ["a"]
     finally:
         await runner.cleanup()
+
+
+FAKE_AGENT = '''
+import json, sys
+from llorch_tui import __version__
+from llorch_tui.protocol import Hello
+if "--version" in sys.argv:
+    print("llorch-pool", __version__)
+    sys.exit(0)
+print(json.dumps(Hello(agent_version=__version__, pool_id="slow").model_dump(mode="json")), flush=True)
+for line in sys.stdin:  # answers ping; pool.status never comes back (a probe hanging on the pool)
+    req = json.loads(line)
+    if req["op"] == "agent.ping":
+        print(json.dumps({"v": req["v"], "type": "result", "id": req["id"], "result": {}}), flush=True)
+'''
+
+
+async def test_doctor_reports_a_pool_status_timeout_as_a_failed_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from llorch_tui.cli import doctor
+
+    script = tmp_path / "slow_agent.py"
+    script.write_text(FAKE_AGENT)
+    monkeypatch.setattr(doctor, "STATUS_TIMEOUT_S", 0.5)
+
+    async def no_probe(*_a: object) -> None:  # the torch probe is not what this test is about
+        return None
+
+    monkeypatch.setattr(doctor, "_check_worker_probe", no_probe)
+    pool = PoolConfig(name="slow", agent_command=f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}")
+    checks = {c.name: c for c in await doctor.run_doctor(pool)}
+    assert checks["agent session"].status == "ok"
+    assert checks["pool status"].status == "fail" and "no answer within" in checks["pool status"].detail

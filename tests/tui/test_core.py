@@ -73,3 +73,17 @@ async def test_live_table_updates_in_place() -> None:
         t.sync({"x": ("1", "[b]x[/b]")})
         await pilot.pause()
         assert t.get_cell("x", "b").plain == "[b]x[/b]"  # pool-supplied text is never parsed as markup
+
+
+def test_matrix_detail_keeps_a_log_tail_fenced() -> None:
+    from llorch_tui.matrix.events import CellFinished
+    from llorch_tui.protocol.matrix import CellKey, CellResult
+    from llorch_tui.tui.core.matrix_grid import MatrixGrid
+
+    key = CellKey(pool="local", backend="cpu", model="tiny-llama")
+    tail = ["loading", "```", "# not a heading: worker output", "done"]
+    grid = MatrixGrid()
+    grid.apply(CellFinished(result=CellResult(key=key, verdict="fail", reason="crash", log_tail=tail)))
+    detail = grid.detail(key.id)
+    # The log's own ``` must not close the block: the fence is longer, and the whole tail sits inside it.
+    assert "````\nloading\n```\n# not a heading: worker output\ndone\n````" in detail

@@ -57,3 +57,29 @@ async def test_matrix_stop_interrupts_and_cleans_up(tui_pool: Path, tmp_path: Pa
     ex = InProcessExecutor(AgentSettings(state_dir=tui_pool, pool_id="local"))
     alive = [w for w in await ex.call("workers.list", {"probe": False}) if w["state"] in ("starting", "ready")]
     assert alive == []  # the engine stopped the worker it had started
+
+
+@pytest.mark.slow
+async def test_quit_during_a_run_stops_its_worker(tui_pool: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from llorch_tui.pool.ops import AgentSettings, InProcessExecutor
+
+    monkeypatch.chdir(tmp_path)
+    app = LlorchApp(make_config(tui_pool, matrix_backends=["cpu"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, MatrixScreen), 5, "the matrix mode")
+        await pilot.press("g")
+        # The engine knows the worker (its id came with the spawn's first progress event): quit now.
+        await wait_for(pilot, lambda: app.matrix_engine is not None and app.matrix_engine._live, 60,
+                       "the cell's worker to be spawned")
+        await pilot.press("q")
+    ex = InProcessExecutor(AgentSettings(state_dir=tui_pool, pool_id="local"))
+    records = await ex.call("workers.list", {"probe": False})
+    assert records, "the run spawned a worker"
+    assert [w["id"] for w in records if w["state"] in ("starting", "ready")] == []
+    assert not [w for w in records if w.get("pid") and psutil.pid_exists(w["pid"])
+                and psutil.Process(w["pid"]).status() != psutil.STATUS_ZOMBIE]

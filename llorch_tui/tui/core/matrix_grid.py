@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,5 +107,8 @@ class MatrixGrid:
             if m.sample_text:
                 lines.append(f"**sample**: {m.sample_text!r}")
             if r.log_tail:
-                lines.append("```\n" + "\n".join(r.log_tail[-15:]) + "\n```")
+                tail = "\n".join(r.log_tail[-15:])
+                # A fence longer than any backtick run in the log: a worker's output cannot close it early.
+                fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", tail)), default=0))
+                lines.append(f"{fence}\n{tail}\n{fence}")
         return "\n\n".join(lines)

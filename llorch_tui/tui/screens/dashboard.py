@@ -218,7 +218,8 @@ class DashboardScreen(Screen[None]):
             if ok:
                 self.lapp.stop_worker(pool, rec.id)
 
-        self.app.push_screen(ConfirmModal(f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"), guarded(done, self))
+        question = f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"
+        self.app.push_screen(ConfirmModal(question), guarded(done, self))
 
     def action_logs(self) -> None:
         key = self.selected_worker_key()

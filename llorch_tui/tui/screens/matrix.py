@@ -88,7 +88,7 @@ class MatrixScreen(Screen[None]):
             table.clear(columns=True)  # once per run: the grid's shape is new
             table.add_column("model", key="model")
             for col in self.grid.columns:
-                table.add_column(col, key=col)
+                table.add_column(Text(col), key=col)  # a label string would be parsed as markup
             for model in self.grid.models:
                 table.add_row(Text(model, style="bold"), *[self.grid.cell_text(f"{c}/{model}") for c in self.grid.columns],
                               key=model)
