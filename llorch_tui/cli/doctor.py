@@ -25,6 +25,7 @@ from llorch_tui.client import PoolClient
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport.ssh_errors import INSTALL_HINT, looks_like_missing_command
+from llorch_tui.units import fmt_bytes
 
 LOW_DISK_BYTES = 20 * 1024**3  # a 7B model in fp16 alone is ~15 GB
 PROBE_TIMEOUT_S = 180.0  # importing torch on a cold pool is slow
@@ -110,7 +111,7 @@ async def _check_session(client: PoolClient, checks: list[Check]) -> dict[str, A
     py = status.get("python") or "?"
     backends = ", ".join(status.get("backends") or []) or "none"
     gpus = status.get("gpus") or []
-    gpu_txt = "; ".join(f"{g.get('name')} {_gib(g.get('memory_used'))}/{_gib(g.get('memory_total'))}" for g in gpus) or "no GPU"
+    gpu_txt = "; ".join(f"{g.get('name')} {fmt_bytes(g.get('memory_used'))}/{fmt_bytes(g.get('memory_total'))}" for g in gpus) or "no GPU"
     checks.append(Check("pool", "ok", f"{status.get('hostname', '?')} ({status.get('os', '?')}), Python {py}, "
                         f"backends: {backends}; {gpu_txt}"))
     for err in status.get("probe_errors") or []:
@@ -165,15 +166,11 @@ def _check_disk(status: dict[str, Any] | None, checks: list[Check]) -> None:
         checks.append(Check("disk", "skip", "unknown (no pool status)"))
         return
     free = disk.get("free") or 0
-    detail = f"{_gib(free)} free of {_gib(disk.get('total'))} at {disk.get('path')}"
+    detail = f"{fmt_bytes(free)} free of {fmt_bytes(disk.get('total'))} at {disk.get('path')}"
     if free < LOW_DISK_BYTES:
         checks.append(Check("disk", "warn", detail, "free space or set models_dir to a larger disk before downloading big models"))
     else:
         checks.append(Check("disk", "ok", detail))
-
-
-def _gib(n: Any) -> str:
-    return f"{n / 1024**3:.1f} GiB" if isinstance(n, (int, float)) else "?"
 
 
 def render(pool: PoolConfig, checks: list[Check], as_json: bool) -> int:
