@@ -15,6 +15,13 @@ from llorch_tui.transport.base import AgentChannel, RunResult, Transport
 STDERR_LINES = 50
 
 
+def _on_this_interpreter(argv: list[str]) -> list[str]:
+    """The local pool's default agent runs on this interpreter: works from a venv that is not on PATH."""
+    if argv and argv[0] == "llorch-pool" and shutil.which("llorch-pool") is None:
+        return [sys.executable, "-m", "llorch_tui.pool.cli.main", *argv[1:]]
+    return argv
+
+
 class LocalAgentChannel:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -63,10 +70,8 @@ class LocalTransport(Transport):
         return None
 
     def _resolve(self, argv: list[str]) -> list[str]:
+        argv = _on_this_interpreter(argv)
         exe = argv[0]
-        if exe == "llorch-pool" and shutil.which(exe) is None:
-            # The local pool runs on this interpreter: works from a venv that is not on PATH.
-            return [sys.executable, "-m", "llorch_tui.pool.cli.main", *argv[1:]]
         if os.sep not in exe and shutil.which(exe) is None:
             raise LlorchError(ErrorCode.AGENT_MISSING, f"the pool agent {exe!r} is not on PATH",
                               "install it: pip install -e . (from the llorch checkout), or set agent_command in the config")
@@ -85,6 +90,7 @@ class LocalTransport(Transport):
         return LocalAgentChannel(proc)
 
     async def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> RunResult:
+        argv = _on_this_interpreter(argv)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -174,3 +174,13 @@ async def test_cancelling_a_local_run_kills_the_command(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await run
     assert not spawned[0].is_running() or spawned[0].status() == psutil.STATUS_ZOMBIE
+
+
+async def test_local_run_finds_the_agent_without_the_venv_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`llorch pool doctor` on the local pool runs `llorch-pool ...` one-shot: like the session, it must not need PATH."""
+    from llorch_tui.transport.local import LocalTransport
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    transport = LocalTransport(_pool(tmp_path))
+    result = await transport.run(transport.agent_argv("--version"))
+    assert result.rc == 0 and "llorch-pool" in result.stdout
