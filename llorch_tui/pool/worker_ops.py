@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic import BaseModel, Field
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.worker_registry import (LIVE_STATES, Registry, fill_exit_info, is_live, is_worker_cmdline,
                                              log_tail, now)
 from llorch_tui.pool.worker_spawn import SpawnParams, reap_supervisors, spawn_worker
@@ -102,30 +102,6 @@ async def list_op(ctx: OpContext, p: ListParams) -> list[WorkerRecord]:
     return await list_workers(ctx.settings.paths, p.probe)
 
 
-def _signal_group(pgid: int, pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        os.kill(pid, sig)
-
-
-def _terminate(pid: int, pgid: int, grace_s: float) -> None:
-    """SIGTERM to the group, SIGKILL after the grace period."""
-    _signal_group(pgid, pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(grace_s)
-    except psutil.NoSuchProcess:
-        return
-    except psutil.TimeoutExpired:
-        _signal_group(pgid, pid, signal.SIGKILL)
-        try:
-            psutil.Process(pid).wait(5)
-        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
-            pass
-
-
 def stop_record(paths: PoolPaths, worker_id: str, grace_s: float) -> WorkerRecord:
     registry = Registry(paths)
     with registry.edit() as records:
@@ -143,7 +119,7 @@ def stop_record(paths: PoolPaths, worker_id: str, grace_s: float) -> WorkerRecor
             fill_exit_info(paths, rec)
             return rec
         rec.state = "stopping"
-    _terminate(rec.pid, rec.pgid or rec.pid, grace_s)
+    terminate(rec.pid, rec.pgid or rec.pid, grace_s)
     if rec.supervisor_pid:
         try:  # it writes the .exit record right after the worker ends
             psutil.Process(rec.supervisor_pid).wait(5)
@@ -269,22 +245,8 @@ def _stop_stray(item: dict[str, Any], grace_s: float) -> dict[str, Any]:
     except (psutil.NoSuchProcess, ProcessLookupError):
         return {**item, "stopped": True, "why": "already gone"}
     # Only signal its group when it leads one; otherwise the group may hold unrelated processes.
-    if pgid == pid:
-        _terminate(pid, pgid, grace_s)
-    else:
-        _terminate_pid(pid, grace_s)
+    terminate(pid, pgid if pgid == pid else None, grace_s)
     return {**item, "stopped": True}
-
-
-def _terminate_pid(pid: int, grace_s: float) -> None:
-    try:
-        proc = psutil.Process(pid)
-        proc.terminate()
-        proc.wait(grace_s)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        proc.kill()
 
 
 @op("workers.sweep", SweepParams, summary="find llorch-worker processes the registry does not know; --stop stops them")

@@ -28,6 +28,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.ops import OpContext
 from llorch_tui.pool.ports import pick_port
+from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.probe_cache import probe_backends, usable_backends
 from llorch_tui.pool.worker_failure import failure_error
 from llorch_tui.pool.worker_registry import LIVE_STATES, Registry, exit_file, fill_exit_info, is_live, now
@@ -225,22 +226,8 @@ async def _health(port: int) -> dict[str, Any] | None:
 
 def kill_worker(rec: WorkerRecord, sup: subprocess.Popen[bytes] | None, grace_s: float = KILL_GRACE_S) -> None:
     """SIGTERM the worker's group, SIGKILL after the grace; the supervisor then records the exit and leaves."""
-    import psutil
-
     if rec.pgid:
-        try:
-            os.killpg(rec.pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            psutil.Process(rec.pid).wait(grace_s)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            try:
-                os.killpg(rec.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        terminate(rec.pid, rec.pgid, grace_s)
     if sup is not None:
         if rec.pgid is None and sup.poll() is None:
             sup.terminate()  # no worker pid yet: the supervisor forwards, or dies before starting it

@@ -72,51 +72,48 @@ def matrix_table(report: MatrixReport) -> tuple[list[str], list[str]]:
     return lines, foot
 
 
+def _section(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A titled Markdown table: every report section below has this shape."""
+    return [f"## {title}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
 def _measurements(report: MatrixReport) -> list[str]:
     ran = [c for c in report.cells if c.verdict != "skipped" or c.measurements.spawn_s is not None]
     if not ran:
         return []
-    out = ["## Measurements", "",
-           "| Cell | Verdict | Load s | TTFT ms | tok/s | Tokens | Peak RSS | Device peak | Cell s | Overhead s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in ran:
-        m = c.measurements
-        out.append(f"| `{c.key.id}` | {ICONS[c.verdict]} | {_num(m.load_s, '{:.2f}')} | {_num(m.ttft_ms)} | "
-                   f"{_num(m.tokens_per_second)} | {_num(m.tokens_generated, '{}')} | {fmt_bytes(m.peak_rss_bytes)} | "
-                   f"{fmt_bytes(m.device_peak_bytes)} | {_num(m.cell_s, '{:.2f}')} | {_num(m.overhead_s, '{:.3f}')} |")
-    return out + [""]
+    rows = [[f"`{c.key.id}`", ICONS[c.verdict], _num(m.load_s, "{:.2f}"), _num(m.ttft_ms), _num(m.tokens_per_second),
+             _num(m.tokens_generated, "{}"), fmt_bytes(m.peak_rss_bytes), fmt_bytes(m.device_peak_bytes),
+             _num(m.cell_s, "{:.2f}"), _num(m.overhead_s, "{:.3f}")]
+            for c in ran for m in (c.measurements,)]
+    return _section("Measurements", ["Cell", "Verdict", "Load s", "TTFT ms", "tok/s", "Tokens", "Peak RSS",
+                                     "Device peak", "Cell s", "Overhead s"], rows) + [""]
 
 
 def _bench(report: MatrixReport) -> list[str]:
-    cells = [c for c in report.cells if c.bench]
+    cells = sorted((c for c in report.cells if c.bench), key=lambda c: (c.key.model, c.key.column))
     if not cells:
         return []
-    out = ["## Performance benchmarks", "",
-           "| Model | Pool/backend | Iterations × tokens | tok/s mean | tok/s p50 | TTFT ms mean | TTFT ms p50 | Peak RSS | Device peak |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for c in sorted(cells, key=lambda c: (c.key.model, c.key.column)):
-        b = c.bench
-        assert b is not None
-        out.append(f"| {c.key.model} | {c.key.column} | {b.iterations} × {b.max_tokens} | {b.tokens_per_second_mean:.1f} | "
-                   f"{b.tokens_per_second_p50:.1f} | {b.ttft_ms_mean:.1f} | {b.ttft_ms_p50:.1f} | "
-                   f"{fmt_bytes(b.peak_rss_bytes)} | {fmt_bytes(b.device_peak_bytes)} |")
-    return out + [""]
+    rows = [[c.key.model, c.key.column, f"{b.iterations} × {b.max_tokens}", f"{b.tokens_per_second_mean:.1f}",
+             f"{b.tokens_per_second_p50:.1f}", f"{b.ttft_ms_mean:.1f}", f"{b.ttft_ms_p50:.1f}",
+             fmt_bytes(b.peak_rss_bytes), fmt_bytes(b.device_peak_bytes)]
+            for c in cells for b in (c.bench,) if b is not None]
+    return _section("Performance benchmarks", ["Model", "Pool/backend", "Iterations × tokens", "tok/s mean",
+                                               "tok/s p50", "TTFT ms mean", "TTFT ms p50", "Peak RSS",
+                                               "Device peak"], rows) + [""]
 
 
 def _stability(report: MatrixReport) -> list[str]:
     cells = [c for c in report.cells if c.stability]
     if not cells:
         return []
-    out = ["## Stability", "",
-           "| Cell | Requests | Bursts | Errors | Latency p50 ms | Latency p99 ms | RSS start | RSS end | RSS growth | Edge cases |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in cells:
-        s = c.stability
-        assert s is not None
-        edges = ", ".join(f"{k} {'✅' if v == 'ok' else '❌'}" for k, v in s.edge_cases.items())
-        out.append(f"| `{c.key.id}` | {s.requests} | {s.bursts} × {s.burst_size} | {s.errors} | {_num(s.latency_ms_p50)} | "
-                   f"{_num(s.latency_ms_p99)} | {fmt_bytes(s.rss_start_bytes)} | {fmt_bytes(s.rss_end_bytes)} | "
-                   f"{fmt_bytes(s.rss_growth_bytes)} | {edges} |")
+    rows = [[f"`{c.key.id}`", str(s.requests), f"{s.bursts} × {s.burst_size}", str(s.errors), _num(s.latency_ms_p50),
+             _num(s.latency_ms_p99), fmt_bytes(s.rss_start_bytes), fmt_bytes(s.rss_end_bytes),
+             fmt_bytes(s.rss_growth_bytes),
+             ", ".join(f"{k} {'✅' if v == 'ok' else '❌'}" for k, v in s.edge_cases.items())]
+            for c in cells for s in (c.stability,) if s is not None]
+    out = _section("Stability", ["Cell", "Requests", "Bursts", "Errors", "Latency p50 ms", "Latency p99 ms",
+                                 "RSS start", "RSS end", "RSS growth", "Edge cases"], rows)
     errs = [(c.key.id, e) for c in cells for e in (c.stability.error_samples if c.stability else [])]
     if errs:
         out += ["", "Errors seen:", *[f"* `{k}`: {_esc(e)}" for k, e in errs]]
