@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
+
 MATRIX_REPORT_VERSION = 1
 
 Verdict = Literal["pass", "fail", "skipped"]
@@ -48,6 +50,9 @@ class ReasonCode:
     CONNECTION_LOST = "connection_lost"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    # failed, but the worker runs: its answers differ from the model's reference fingerprint
+    PARITY_DRIFT = "parity_drift"                # tokens / log-probs / perplexity beyond the dtype's tolerance
+    WRONG_ANSWER = "wrong_answer"                # a golden prompt's expected answer is missing
 
 
 class CellKey(BaseModel):
@@ -134,6 +139,8 @@ class CellResult(BaseModel):
     worker_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    parity: ParityResult | None = None          # the correctness certificate against the fingerprint
+    environment: EnvFingerprint | None = None   # what the cell ran on (versions, hardware, dtype, hash)
 
 
 class RunSummary(BaseModel):
