@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--port {args.port} is out of range 0..65535")
     if args.max_batch < 1 or args.queue_limit < 1:
         p.error("--max-batch and --queue-limit must be at least 1")
+    from .faults import logit_noise_from_env
+
+    try:
+        args.logit_noise = logit_noise_from_env()
+    except ValueError as e:
+        p.error(str(e))
     if not _is_loopback(args.host) and not args.token:
         p.error(f"--host {args.host} is not a loopback address: it needs --token (or LLORCH_WORKER_TOKEN), "
                 "so that the worker is not open to the network")
@@ -166,7 +172,10 @@ class WorkerProcess:
         from .scheduler import Scheduler
 
         t0 = time.monotonic()
-        engine = Engine.load(self._model_path(), self.args.backend, self.args.gpu, self.args.dtype)
+        engine = Engine.load(self._model_path(), self.args.backend, self.args.gpu, self.args.dtype,
+                             logit_noise=self.args.logit_noise)
+        if engine.noise is not None:
+            engine.noise.warn()
         scheduler = Scheduler(engine, Metrics(), max_batch=self.args.max_batch, queue_limit=self.args.queue_limit)
         # warmup: its own cache, dropped with its batch; nothing survives into real requests.
         # It is counted in a throwaway Metrics so /metrics shows only real traffic.

@@ -80,9 +80,10 @@ class Engine:
     load_s: float = 0.0
     cache_kw: str = "past_key_values"
     extra: dict[str, Any] = field(default_factory=dict)
+    noise: Any = None  # faults.LogitNoise when fault injection is on (tests and demos only)
 
     @classmethod
-    def load(cls, path: Path, backend: str, gpu: int, dtype: str) -> Engine:
+    def load(cls, path: Path, backend: str, gpu: int, dtype: str, logit_noise: float = 0.0) -> Engine:
         t0 = time.monotonic()
         path = Path(path).expanduser().resolve()
         raise_for(check_files(path))
@@ -123,13 +124,33 @@ class Engine:
         if tokenizer.eos_token_id is not None:
             eos_ids.add(int(tokenizer.eos_token_id))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos_ids) if eos_ids else 0)
-        return cls(model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, path=path,
+        # what the weights really are once loaded (a checkpoint can override the requested dtype)
+        loaded_dtype = next(model.parameters()).dtype
+        noise = None
+        if logit_noise > 0:
+            from .faults import LogitNoise
+
+            noise = LogitNoise(logit_noise)
+        return cls(model=model, tokenizer=tokenizer, device=device, dtype=loaded_dtype, path=path,
                    name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
-                   load_s=time.monotonic() - t0, cache_kw=cache_kw)
+                   load_s=time.monotonic() - t0, cache_kw=cache_kw, noise=noise)
 
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the embedding: every valid token id is below this."""
+        return int(self.model.get_input_embeddings().num_embeddings)
+
+    def adjust_logits(self, logits: Any) -> Any:
+        """The logits tokens are chosen from: as computed, unless fault injection is on."""
+        return self.noise.apply(logits) if self.noise is not None else logits
+
+    def token_text(self, token_id: int) -> str:
+        """One token as text, special tokens included (for log-prob listings)."""
+        return str(self.tokenizer.decode([token_id], skip_special_tokens=False))
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Raw prompts get the tokenizer's own special tokens (a BOS where the model expects one);

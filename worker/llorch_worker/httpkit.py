@@ -116,19 +116,22 @@ def ready_state(request: web.Request) -> WorkerState:
     return st
 
 
-def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_default: int,
+def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *, max_tokens_default: int,
               temperature_default: float, job_id: str | None = None, templated: bool = False,
-              stream: bool = True) -> Job:
-    """Validate generation parameters against the loaded model and make a Job (not yet submitted)."""
+              stream: bool = True, top_logprobs: int | None = None, echo: bool = False) -> Job:
+    """Validate generation parameters against the loaded model and make a Job (not yet submitted).
+    `prompt` is text, or token ids used as they are. With `echo`, max_tokens may be 0: only the
+    prompt's log-probs are computed (teacher forcing)."""
     eng = st.engine
-    if prompt == "":
+    if prompt == "" or prompt == []:
         raise ApiError(400, "empty_prompt", "the prompt is empty", hint="send at least one character of text")
     max_tokens = get_int(body, "max_tokens", max_tokens_default)
     if body.get("max_completion_tokens") is not None:
         max_tokens = get_int(body, "max_completion_tokens", max_tokens_default)
     assert max_tokens is not None
-    if max_tokens <= 0:
-        raise ApiError(400, "invalid_max_tokens", f"max_tokens must be at least 1, got {max_tokens}")
+    if max_tokens < 0 or (max_tokens == 0 and not echo):
+        raise ApiError(400, "invalid_max_tokens", f"max_tokens must be at least {0 if echo else 1}, got {max_tokens}",
+                       hint="max_tokens 0 is allowed only with echo (prompt log-probs)" if max_tokens == 0 else None)
     if max_tokens > eng.context_length:
         raise ApiError(400, "invalid_max_tokens",
                        f"max_tokens {max_tokens} exceeds the model's context length of {eng.context_length} tokens")
@@ -143,7 +146,7 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
         stop = []
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 16:
         raise ApiError(400, "invalid_field", "field 'stop' must be a string or a list of at most 16 strings")
-    ids = eng.encode(prompt, add_special_tokens=not templated)
+    ids = list(prompt) if isinstance(prompt, list) else eng.encode(prompt, add_special_tokens=not templated)
     if not ids:
         raise ApiError(400, "empty_prompt", "the prompt encodes to zero tokens")
     if len(ids) >= eng.context_length:
@@ -159,7 +162,8 @@ def build_job(st: WorkerState, prompt: str, body: dict[str, Any], *, max_tokens_
 
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
               temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
-              stop=[s for s in stop if s], incremental=stream or bool(stop))
+              stop=[s for s in stop if s], incremental=stream or bool(stop), top_logprobs=top_logprobs,
+              echo_logprobs=echo and top_logprobs is not None)
     job.queue = queue  # type: ignore[attr-defined]
     return job
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Event = dict[str, Any]
+TokenLogprob = tuple[float, list[tuple[int, float]]]
 
 
 @dataclass(eq=False)
@@ -25,7 +26,15 @@ class Job:
     # False for non-streaming requests: no per-token detokenizing or events (each event wakes the
     # event loop, which competes with the decode thread for the GIL); the text is decoded once
     incremental: bool = True
+    # log-probabilities (OpenAI `logprobs`/`echo`): None = not wanted; k = the top-k alternatives
+    # recorded for every generated token (0: the chosen token's log-prob only)
+    top_logprobs: int | None = None
+    echo_logprobs: bool = False  # also the log-prob of every prompt token (teacher forcing)
     generated: list[int] = field(default_factory=list)
+    # one (log-prob of the token, [(token id, log-prob) top-k best first]) per generated token
+    token_logprobs: list[TokenLogprob] = field(default_factory=list)
+    # the same per prompt token from the second on (the first has no context to be predicted from)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
     text_parts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -113,4 +122,12 @@ class Job:
             # decode rate after the first token; with a single token, the whole request
             "tokens_per_second": round((n - 1) / gen_time, 3) if n > 1 and gen_time > 0
             else (round(n / duration, 3) if duration > 0 else 0.0),
+            **self._logprob_fields(),
         }
+
+    def _logprob_fields(self) -> Event:
+        """Token ids and log-probs for the OpenAI layer; only when the request asked for them."""
+        if self.top_logprobs is None and not self.echo_logprobs:
+            return {}
+        return {"prompt_ids": list(self.prompt_ids), "token_ids": list(self.generated),
+                "token_logprobs": list(self.token_logprobs), "prompt_logprobs": list(self.prompt_logprobs)}

@@ -14,8 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError
-from .httpkit import (WorkerState, build_job, collect, get_bool, open_sse, read_json, ready_state, run_events,
-                      send_sse, state_of)
+from .httpkit import (WorkerState, build_job, collect, get_bool, get_int, open_sse, read_json, ready_state,
+                      run_events, send_sse, state_of)
+from .logprobs import MAX_TOP_LOGPROBS
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
@@ -43,15 +44,65 @@ def _check_n(body: dict[str, Any]) -> None:
         raise ApiError(400, "unsupported", f"n={n!r} is not supported; this worker returns one choice (n=1)")
 
 
-def _prompt_of(body: dict[str, Any]) -> str:
+def _prompt_of(body: dict[str, Any], vocab_size: int) -> str | list[int]:
+    """Text (a string or a list of one string) or token ids (a list of ints or a list of one such list)."""
     if "prompt" not in body or body["prompt"] is None:
         raise ApiError(400, "missing_field", "field 'prompt' is required")
     p = body["prompt"]
-    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], str):
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
         p = p[0]
-    if not isinstance(p, str):
-        raise ApiError(400, "invalid_field", "field 'prompt' must be a string (or a list of exactly one string)")
-    return p
+    if isinstance(p, str):
+        return p
+    if isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
+        bad = next((i for i, t in enumerate(p) if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            raise ApiError(400, "invalid_field",
+                           f"prompt token {bad} is {p[bad]}, outside this model's vocabulary (0..{vocab_size - 1})",
+                           hint="send token ids of this model's tokenizer (see POST /tokenize)")
+        return list(p)
+    raise ApiError(400, "invalid_field", "field 'prompt' must be a string or a list of token ids "
+                                         "(or a list of exactly one of these)")
+
+
+def _logprobs_of(body: dict[str, Any], stream: bool) -> tuple[int | None, bool]:
+    """(top-k or None, echo), validated: k in 0..MAX_TOP_LOGPROBS, no log-probs while streaming."""
+    k = get_int(body, "logprobs", None)
+    if k is not None and not 0 <= k <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, "invalid_field", f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}",
+                       hint=f"ask for at most the top {MAX_TOP_LOGPROBS} alternatives per token")
+    echo = get_bool(body, "echo")
+    if stream and (k is not None or echo):
+        raise ApiError(400, "unsupported", "logprobs and echo are not supported with stream: true",
+                       hint="send the request without stream to get log-probabilities")
+    return k, echo
+
+
+def _logprobs_doc(st: WorkerState, s: dict[str, Any], k: int, echo: bool) -> dict[str, Any]:
+    """The legacy OpenAI completions `logprobs` object, plus token ids (llorch's extension: a token's
+    text is ambiguous, its id is not)."""
+    eng = st.engine
+    ids: list[int] = (s["prompt_ids"] if echo else []) + s["token_ids"]
+    entries: list[Any] = ([None] + s["prompt_logprobs"] if echo else []) + s["token_logprobs"]
+    tokens = [eng.token_text(t) for t in ids]
+    offsets, pos = [], 0
+    for t in tokens:
+        offsets.append(pos)
+        pos += len(t)
+    top_docs: list[dict[str, float] | None] = []
+    top_ids: list[list[dict[str, Any]] | None] = []
+    for e in entries:
+        if e is None:
+            top_docs.append(None)
+            top_ids.append(None)
+            continue
+        doc: dict[str, float] = {}
+        for tid, lp in e[1]:
+            doc.setdefault(eng.token_text(tid), lp)  # two ids with the same text: the likelier one
+        top_docs.append(doc)
+        top_ids.append([{"token_id": tid, "logprob": lp} for tid, lp in e[1]])
+    return {"tokens": tokens, "token_logprobs": [None if e is None else e[0] for e in entries],
+            "top_logprobs": top_docs if k > 0 else [None if e is None else {} for e in entries],
+            "text_offset": offsets, "token_ids": ids, "top_token_logprobs": top_ids if k > 0 else None}
 
 
 def _messages_of(body: dict[str, Any]) -> list[dict[str, str]]:
@@ -81,9 +132,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
     body = await read_json(request)
     _check_n(body)
-    prompt = _prompt_of(body)
+    prompt = _prompt_of(body, st.engine.vocab_size)
     stream = get_bool(body, "stream")
-    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream)
+    k, echo = _logprobs_of(body, stream)
+    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream,
+                    top_logprobs=k, echo=echo)
     cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -92,7 +145,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
     if not stream:
         s = await collect(st, job)
-        out = chunk(s["text"], _FINISH.get(s["finish_reason"], "stop"))
+        text = s["text"]
+        if echo:
+            text = (prompt if isinstance(prompt, str) else st.engine.decode(prompt)) + text
+        out = chunk(text, _FINISH.get(s["finish_reason"], "stop"))
+        if k is not None:
+            out["choices"][0]["logprobs"] = _logprobs_doc(st, s, k, echo)
         out["usage"] = _usage(s)
         return web.json_response(out)
     return await _stream(request, st, job, lambda t: chunk(t, None),

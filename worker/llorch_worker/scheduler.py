@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .errors import ApiError
 from .jobs import Job
+from .logprobs import prompt_logprobs, token_logprob
 from .metrics import Metrics
 from .sampling import choose_batch
 
@@ -195,12 +196,19 @@ class Scheduler:
             mask[i, width - n:] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=eng.model.config)  # fresh, per prefill: never reused
+        # echo (prompt log-probs) needs the logits of every prompt position, else only the last
+        echo = any(j.echo_logprobs for j in jobs)
         out = eng.model(input_ids=ids.to(eng.device), attention_mask=mask.to(eng.device),
-                        position_ids=pos.to(eng.device), use_cache=True, logits_to_keep=1,
+                        position_ids=pos.to(eng.device), use_cache=True, logits_to_keep=0 if echo else 1,
                         **{eng.cache_kw: cache})
+        for i, j in enumerate(jobs):
+            if j.echo_logprobs:
+                n = len(j.prompt_ids)
+                j.prompt_logprobs = prompt_logprobs(eng.adjust_logits(out.logits[i, width - n:width - 1]),
+                                                    j.prompt_ids, j.top_logprobs or 0)
         batch = Batch(jobs=list(jobs), cache=cache, mask=mask.to(eng.device), pos=pos[:, -1].to(eng.device),
                       next_ids=[])
-        return self._advance(batch, out.logits[:, -1, :])
+        return self._advance(batch, eng.adjust_logits(out.logits[:, -1, :]))
 
     def _decode(self, batch: Batch) -> Batch | None:
         eng = self.engine
@@ -215,21 +223,25 @@ class Scheduler:
         ids = torch.tensor(batch.next_ids, dtype=torch.long, device=eng.device)[:, None]
         out = eng.model(input_ids=ids, attention_mask=batch.mask, position_ids=batch.pos[:, None],
                         use_cache=True, **{eng.cache_kw: batch.cache})
-        return self._advance(batch, out.logits[:, -1, :])
+        return self._advance(batch, eng.adjust_logits(out.logits[:, -1, :]))
 
     def _advance(self, batch: Batch, logits: torch.Tensor) -> Batch | None:
         eng = self.engine
         tokens = choose_batch(logits, batch.jobs)
         finished: list[Job] = []
-        for job, tok in zip(batch.jobs, tokens):
+        for row, (job, tok) in enumerate(zip(batch.jobs, tokens)):
             if self._finish_if_cancelled(job):
                 finished.append(job)
                 continue
-            if tok in eng.eos_ids and not job.ignore_eos:
+            if job.max_tokens == 0:  # echo only: the prompt's log-probs were the whole answer
+                job.finish_reason = "length"
+            elif tok in eng.eos_ids and not job.ignore_eos:
                 if job.t_first is None:
                     job.t_first = time.monotonic()
                 job.finish_reason = "stop"
             else:
+                if job.top_logprobs is not None:
+                    job.token_logprobs.append(token_logprob(logits[row], tok, job.top_logprobs))
                 delta = job.push_token(tok, eng.decode)
                 out, hit = job.accept_text(delta) if delta else ("", False)
                 if out:

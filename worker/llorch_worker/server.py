@@ -17,6 +17,7 @@ from .errors import ApiError
 from .httpkit import (STATE_KEY, WorkerState, build_job, collect, get_bool, get_str, open_sse, read_json,
                       ready_state, run_events, send_sse, state_of)
 from .openai_api import add_openai_routes
+from .tokenize_api import add_tokenize_routes
 
 log = logging.getLogger("llorch_worker.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -84,6 +85,9 @@ async def health(request: web.Request) -> web.Response:
     }
     if eng is not None:
         body["context_length"] = eng.context_length
+        body["vocab_size"] = eng.vocab_size
+        if eng.noise is not None:
+            body["fault_injection"] = {"logit_noise": eng.noise.sigma}
     if st.stopping:
         body["stopping"] = True
     if st.error:
@@ -147,4 +151,5 @@ def make_app(state: WorkerState) -> web.Application:
     app.router.add_post("/cancel", cancel)
     app.router.add_get("/metrics", metrics)
     add_openai_routes(app)
+    add_tokenize_routes(app)
     return app

@@ -1,0 +1,49 @@
+"""`POST /tokenize` and `POST /detokenize` (the shapes vLLM serves): what the worker's tokenizer
+and chat template make of a text or a conversation. The parity recorder uses them to send every
+backend the very same token ids."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .errors import ApiError
+from .httpkit import get_bool, read_json, ready_state
+from .openai_api import _messages_of
+
+
+async def tokenize(request: web.Request) -> web.Response:
+    st = ready_state(request)
+    body = await read_json(request)
+    eng = st.engine
+    if body.get("messages") is not None:
+        messages = _messages_of(body)
+        try:
+            text = eng.chat_prompt(messages)
+        except Exception as e:  # a template can reject role orders etc.; that is the client's input
+            raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
+        ids = eng.encode(text, add_special_tokens=False)  # the template carries its own special tokens
+        templated = bool(getattr(eng.tokenizer, "chat_template", None))
+    else:
+        text = body.get("prompt")
+        if not isinstance(text, str):
+            raise ApiError(400, "missing_field", "send 'prompt' (a string) or 'messages' (a chat)")
+        ids = eng.encode(text, add_special_tokens=get_bool(body, "add_special_tokens", True))
+        templated = False
+    return web.json_response({"tokens": ids, "count": len(ids), "max_model_len": eng.context_length,
+                              "prompt": text, "chat_template": templated})
+
+
+async def detokenize(request: web.Request) -> web.Response:
+    st = ready_state(request)
+    body = await read_json(request)
+    ids = body.get("tokens")
+    vocab = st.engine.vocab_size
+    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
+                                            for t in ids):
+        raise ApiError(400, "invalid_field", f"field 'tokens' must be a list of token ids in 0..{vocab - 1}")
+    return web.json_response({"prompt": st.engine.decode(ids)})
+
+
+def add_tokenize_routes(app: web.Application) -> None:
+    app.router.add_post("/tokenize", tokenize)
+    app.router.add_post("/detokenize", detokenize)
