@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from llorch_tui import __version__
+from llorch_tui.protocol.matrix import DTYPES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,11 +14,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"llorch-tui {__version__}")
     p.add_argument("--config", help="configuration file (default: $LLORCH_CONFIG, ~/.config/llorch/config.toml, else built-in)")
     p.add_argument("--readonly", action="store_true", help="view only: no downloads, spawns, stops or matrix runs")
-    m = p.add_argument_group("headless matrix")
+    m = p.add_argument_group("matrix", "the headless run (--run-matrix); without it, these flags set the "
+                                        "dashboard's matrix run (g) instead")
     m.add_argument("--run-matrix", action="store_true", help="run the test matrix without the UI and exit")
     m.add_argument("--models", nargs="+", metavar="ID", help="only these models")
     m.add_argument("--backends", nargs="+", choices=["cpu", "cuda", "metal"], help="only these backends")
     m.add_argument("--pools", nargs="+", metavar="POOL", help="only these pools")
+    m.add_argument("--dtypes", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help="one column per backend and dtype: auto float32 bfloat16 float16 (default: [matrix] dtypes, "
+                        "else the worker's default, auto)")
     m.add_argument("--report-dir", help="where reports go (default: [matrix] report_dir)")
     m.add_argument("--download", action="store_true", help="download models that are missing on a pool")
     m.add_argument("--bench", type=int, metavar="N", help="benchmark mode: N iterations per cell")

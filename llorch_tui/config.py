@@ -78,6 +78,8 @@ class MatrixConfig(StrictModel):
     models: list[str] = Field(default_factory=list)  # empty: every model in each pool's catalog
     backends: list[Literal["cpu", "cuda", "metal"]] = Field(default_factory=list)  # empty: all usable
     pools: list[str] = Field(default_factory=list)  # empty: all pools
+    # Each dtype is its own column per backend; empty: the worker's default ("auto": cpu float32, cuda bf16/fp16)
+    dtypes: list[Literal["auto", "float32", "bfloat16", "float16"]] = Field(default_factory=list)
     prompt: str = "The capital of France is"
     second_prompt: str = "Write one sentence about the sea, then stop."
     max_tokens: int = Field(default=16, ge=1)

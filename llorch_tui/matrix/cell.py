@@ -16,12 +16,13 @@ import aiohttp
 
 from llorch_tui.client import PoolClient
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.matrix.classify import classify_download_error, classify_spawn_error, exit_code_of, log_tail_of
+from llorch_tui.matrix.classify import SKIP_CODES, classify_download_error, classify_spawn_error, exit_code_of, log_tail_of
+from llorch_tui.matrix.environment import env_fingerprint, fetch_worker_info
 from llorch_tui.matrix.modes import run_bench, run_stability
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
-from llorch_tui.protocol.matrix import CellResult, Measurements, ReasonCode, Stage
+from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, Measurements, ReasonCode, Stage, Verdict
 
 log = logging.getLogger("llorch.matrix")
 ProgressFn = Callable[[Stage, "float | None", str], None]
@@ -55,6 +56,7 @@ class CellRun:
         self.progress = progress
         self.live = live_workers  # engine-wide registry: worker id -> client, for the last-resort sweep
         self.worker_id: str | None = None
+        self.worker_info: dict[str, Any] | None = None  # the worker's /info (environment facts)
         self.m = Measurements()
         self._modes_s = 0.0  # wall time of --bench/--stability requests (the worker's work, not overhead)
 
@@ -65,7 +67,8 @@ class CellRun:
         try:
             await self._body(result)
         except CellFailed as f:
-            result.verdict, result.reason_code, result.reason, result.hint = "fail", f.code, f.reason, f.hint
+            verdict: Verdict = "skipped" if f.code in SKIP_CODES else "fail"
+            result.verdict, result.reason_code, result.reason, result.hint = verdict, f.code, f.reason, f.hint
             result.exit_code = f.exit_code
             result.log_tail = f.log_tail or await self._log_tail()
         except LlorchError as exc:  # an op failed in a way the steps did not classify
@@ -80,6 +83,8 @@ class CellRun:
         finally:
             # Shielded: a cancelled run (Ctrl-C, stop()) must still stop the worker before it unwinds.
             await asyncio.shield(self._stop_worker())
+        result.environment = env_fingerprint(self.cell.key, self.cell.pool_status, self.worker_info, self.cell.entry,
+                                             result.parity, self.gpu)
         if self.options.record_verdicts and result.verdict in ("pass", "fail"):
             t_rec = time.perf_counter()
             await self._record(result)
@@ -116,6 +121,7 @@ class CellRun:
             try:
                 t_probe = time.perf_counter()
                 await run_probes(http, self.options, self.m)
+                self.worker_info = await fetch_worker_info(http)
                 self.m.probe_s = round(time.perf_counter() - t_probe, 4)
                 t_modes = time.perf_counter()
                 if self.options.bench:
@@ -160,6 +166,8 @@ class CellRun:
                                   "timeout_s": self.options.load_timeout_s}
         if self.gpu is not None:
             params["gpu"] = self.gpu
+        if self.cell.key.dtype != DEFAULT_DTYPE:
+            params["dtype"] = self.cell.key.dtype
 
         def on_event(_ev: str, d: dict[str, Any]) -> None:
             wid = d.get("worker_id") or d.get("id")

@@ -17,6 +17,7 @@ _SPAWN_CODES: dict[str, str] = {
     ErrorCode.BACKEND_UNAVAILABLE: ReasonCode.BACKEND_UNAVAILABLE,
     ErrorCode.BACKEND_UNSUPPORTED: ReasonCode.BACKEND_UNAVAILABLE,
     ErrorCode.PORT_IN_USE: ReasonCode.PORT_IN_USE,
+    "dtype_unsupported": ReasonCode.DTYPE_UNSUPPORTED,
     "oom": ReasonCode.OOM,
     ErrorCode.WORKER_TIMEOUT: ReasonCode.TIMEOUT,
     ErrorCode.TIMEOUT: ReasonCode.TIMEOUT,
@@ -75,6 +76,10 @@ def classify_spawn_error(exc: LlorchError) -> tuple[str, int | None]:
         crashed = exc.details.get("signal") is not None or exit_code not in (None, 1)
         return (ReasonCode.CRASH if crashed else ReasonCode.LOAD_ERROR), exit_code
     return ReasonCode.LOAD_ERROR, exit_code
+
+
+# Failures that say the cell cannot exist on this pool (like an absent backend): skipped, not failed.
+SKIP_CODES = frozenset({ReasonCode.DTYPE_UNSUPPORTED})
 
 
 def classify_download_error(exc: LlorchError) -> str:

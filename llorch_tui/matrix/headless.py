@@ -152,7 +152,7 @@ def run_headless(args: argparse.Namespace) -> int:
 
 def _flags(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
-    for name in ("models", "backends", "pools"):
+    for name in ("models", "backends", "pools", "dtypes"):
         if getattr(args, name, None):
             out += [f"--{name}", *getattr(args, name)]
     for name in ("download", "stability"):

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llorch_tui.config import Config, MatrixConfig
+from llorch_tui.protocol.matrix import DEFAULT_DTYPE
 
 
 @dataclass
@@ -14,6 +15,7 @@ class MatrixOptions:
     models: list[str] = field(default_factory=list)    # empty: every model in each pool's catalog
     backends: list[str] = field(default_factory=list)  # empty: cpu, cuda, metal (absent ones skipped)
     pools: list[str] = field(default_factory=list)     # empty: every configured pool
+    dtypes: list[str] = field(default_factory=list)    # empty: the worker's default ("auto") only
     prompt: str = "The capital of France is"
     second_prompt: str = "Write one sentence about the sea, then stop."
     max_tokens: int = 16
@@ -33,6 +35,7 @@ class MatrixOptions:
     @classmethod
     def from_config(cls, matrix: MatrixConfig, args: argparse.Namespace | None = None) -> "MatrixOptions":
         o = cls(models=list(matrix.models), backends=list(matrix.backends), pools=list(matrix.pools),
+                dtypes=list(matrix.dtypes),
                 prompt=matrix.prompt, second_prompt=matrix.second_prompt, max_tokens=matrix.max_tokens,
                 seed=matrix.seed, download=matrix.download, load_timeout_s=matrix.load_timeout_s,
                 request_timeout_s=matrix.request_timeout_s, report_dir=matrix.report_dir)
@@ -45,6 +48,8 @@ class MatrixOptions:
             o.backends = list(args.backends)
         if getattr(args, "pools", None):
             o.pools = list(args.pools)
+        if getattr(args, "dtypes", None):
+            o.dtypes = list(dict.fromkeys(args.dtypes))  # a dtype named twice is one column
         if getattr(args, "report_dir", None):
             o.report_dir = args.report_dir
         if getattr(args, "download", False):
@@ -60,6 +65,10 @@ class MatrixOptions:
     @classmethod
     def from_full_config(cls, config: Config, args: argparse.Namespace | None = None) -> "MatrixOptions":
         return cls.from_config(config.matrix, args)
+
+    @property
+    def cell_dtypes(self) -> list[str]:
+        return list(dict.fromkeys(self.dtypes)) or [DEFAULT_DTYPE]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -63,6 +63,7 @@ class PlannedCell:
     skip_hint: str | None = None
     needs_download: bool = False
     needs_register: bool = False  # in --models / config presets but not yet in the pool's catalog
+    pool_status: dict[str, Any] | None = None  # the pool's `pool.status` at planning (the cell's environment)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,23 +83,25 @@ def _fmt_gb(n: int) -> str:
 
 
 def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None = None) -> list[PlannedCell]:
-    """The cells of one pool, in a stable order (model, then backend)."""
+    """The cells of one pool, in a stable order (model, then backend, then dtype)."""
     backends = requested_backends(view.config, options)
+    dtypes = options.cell_dtypes
     presets = presets or set()
     if not view.online or view.catalog is None:
         models = options.models or [ALL_MODELS]
-        return [PlannedCell(CellKey(pool=view.name, backend=b, model=m), skip_code=ReasonCode.POOL_OFFLINE,
+        return [PlannedCell(CellKey(pool=view.name, backend=b, model=m, dtype=d), skip_code=ReasonCode.POOL_OFFLINE,
                             skip_reason=f"pool {view.name} is offline: {view.error or 'not connected'}",
                             skip_hint=f"check the pool: llorch pool doctor --host {view.name}")
-                for m in models for b in backends]
+                for m in models for b in backends for d in dtypes]
     catalog = view.catalog
     model_ids = options.models or [m.id for m in catalog.models]
     usable = set(view.usable_backends)
     cells: list[PlannedCell] = []
     for mid in model_ids:
         entry = catalog.get(mid)
-        for backend in backends:
-            cell = PlannedCell(CellKey(pool=view.name, backend=backend, model=mid), entry=entry)
+        for backend, dtype in ((b, d) for b in backends for d in dtypes):
+            cell = PlannedCell(CellKey(pool=view.name, backend=backend, model=mid, dtype=dtype), entry=entry,
+                               pool_status=view.status)
             cells.append(cell)
             if backend not in usable:
                 cell.skip_code = ReasonCode.BACKEND_ABSENT

@@ -7,10 +7,12 @@ The torch probe is only read from its cache here; `probe=true` refreshes it (sec
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import platform
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +39,26 @@ def os_name() -> str:
     if sys.platform == "darwin":
         return f"macOS {platform.mac_ver()[0]} {platform.machine()}"
     return f"{platform.system()} {platform.release()} {platform.machine()}"
+
+
+@functools.cache
+def cpu_model() -> str | None:
+    """The CPU's model name (cached: pool.status is polled every second and it does not change)."""
+    try:
+        if sys.platform == "darwin":
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                                 timeout=5)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        else:
+            for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+                key, _, value = line.partition(":")
+                # x86: "model name"; ARM Linux kernels name it "Model" or only give "Hardware".
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or None
 
 
 def apple_silicon() -> bool:
@@ -73,7 +95,8 @@ def _collect(settings: AgentSettings, refresh_probe: bool) -> PoolStatus:
         pool_id=settings.pool_id, hostname=socket.gethostname(), os=os_name(), llorch_version=__version__,
         python=platform.python_version(), backends=backends, gpus=gpu.gpus, gpu_source=gpu.source,  # type: ignore[arg-type]
         driver_version=gpu.driver_version, ram=RamInfo(total=vm.total, available=vm.available),
-        disk=disk_info(settings.paths.models_dir), torch=probe.torch if probe else None, probe_errors=errors)
+        disk=disk_info(settings.paths.models_dir), torch=probe.torch if probe else None, probe_errors=errors,
+        kernel=platform.release(), cpu=cpu_model())
 
 
 async def pool_status(settings: AgentSettings, refresh_probe: bool = False) -> PoolStatus:

@@ -18,6 +18,8 @@ HINTS: dict[str, str] = {
     "model_invalid": "the checkpoint is not one the worker can load: `llorch-pool models verify {model}`",
     "tokenizer_missing": "the tokenizer files are missing: `llorch-pool models download {model} --force`",
     "backend_unavailable": "this backend does not work here: `llorch-pool status --probe` lists the usable ones",
+    "dtype_unsupported": "{backend} cannot compute in this dtype on this machine: spawn with another --dtype "
+                         "(auto picks one it supports)",
     "oom": "not enough memory for this model on {backend}: stop other workers (`llorch-pool worker list`), "
            "try --dtype float16/bfloat16, or another GPU",
     "port_in_use": "another process took port {port} meanwhile: spawn again (it picks the next free port)",

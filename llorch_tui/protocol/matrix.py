@@ -17,6 +17,10 @@ from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
 MATRIX_REPORT_VERSION = 1
 
 Verdict = Literal["pass", "fail", "skipped"]
+# "auto" is the worker's own default for the backend (cpu float32, cuda bfloat16 or float16, metal float16);
+# it is also what a cell of a report written before dtype was a dimension reads as.
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_DTYPE = "auto"
 Stage = Literal["queued", "downloading", "spawning", "loading", "probing", "benchmark", "stability", "stopping"]
 
 
@@ -50,31 +54,41 @@ class ReasonCode:
     CONNECTION_LOST = "connection_lost"
     CANCELLED = "cancelled"
     INTERNAL = "internal"
+    # skipped after the spawn: the backend cannot compute in the cell's dtype (the worker's test op failed)
+    DTYPE_UNSUPPORTED = "dtype_unsupported"
     # failed, but the worker runs: its answers differ from the model's reference fingerprint
     PARITY_DRIFT = "parity_drift"                # tokens / log-probs / perplexity beyond the dtype's tolerance
     WRONG_ANSWER = "wrong_answer"                # a golden prompt's expected answer is missing
 
 
 class CellKey(BaseModel):
-    """One cell of the grid. Hashable; `id` ("pool/backend/model") is the stable string key."""
+    """One cell of the grid. Hashable; `id` is the stable string key: "pool/backend/model", with the
+    dtype after the backend when it is not the worker's default ("pool/backend:dtype/model")."""
 
     model_config = ConfigDict(frozen=True)
     pool: str
     backend: str
     model: str
+    dtype: str = DEFAULT_DTYPE
+
+    @property
+    def device(self) -> str:
+        """The backend, qualified by the dtype when one was asked for: "cpu", "cpu:bfloat16"."""
+        return self.backend if self.dtype == DEFAULT_DTYPE else f"{self.backend}:{self.dtype}"
 
     @property
     def id(self) -> str:
-        return f"{self.pool}/{self.backend}/{self.model}"
+        return f"{self.pool}/{self.device}/{self.model}"
 
     @property
     def column(self) -> str:
-        return f"{self.pool}/{self.backend}"
+        return f"{self.pool}/{self.device}"
 
     @classmethod
     def parse(cls, key: str) -> "CellKey":
-        pool, backend, model = key.split("/", 2)
-        return cls(pool=pool, backend=backend, model=model)
+        pool, device, model = key.split("/", 2)
+        backend, _, dtype = device.partition(":")
+        return cls(pool=pool, backend=backend, model=model, dtype=dtype or DEFAULT_DTYPE)
 
 
 class Measurements(BaseModel):

@@ -61,6 +61,8 @@ class PoolStatus(WireModel):
     workers: list[WorkerRecord] = Field(default_factory=list)
     torch: str | None = None
     probe_errors: list[str] = Field(default_factory=list)
+    kernel: str | None = None   # platform.release()
+    cpu: str | None = None      # CPU model name ("AMD EPYC 7763 64-Core Processor", "Apple M2 Pro")
 
 
 class HealthReport(WireModel):

@@ -300,5 +300,6 @@ def run_app(args: argparse.Namespace) -> int:
               "to use the built-in `local` pool", file=sys.stderr)
         return 2
     app = LlorchApp(loaded.config, readonly=args.readonly, keymap=keymap, warnings=warnings)
+    app.matrix_args = args
     app.run()
     return app.return_code or 0

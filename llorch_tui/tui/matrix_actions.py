@@ -16,6 +16,9 @@ else:
 
 
 class MatrixActions(_Base):
+    # The command line's matrix flags (--models, --dtypes, --bench...) override the config for `g` as they do headless.
+    matrix_args: Any = None
+
     def start_matrix(self) -> None:
         if self._refuse("the matrix run"):
             return
@@ -28,7 +31,7 @@ class MatrixActions(_Base):
         from llorch_tui.matrix.engine import MatrixEngine
         from llorch_tui.matrix.options import MatrixOptions
 
-        self.matrix_engine = MatrixEngine(self.fleet, MatrixOptions.from_config(self.config.matrix))
+        self.matrix_engine = MatrixEngine(self.fleet, MatrixOptions.from_config(self.config.matrix, self.matrix_args))
         self.run_worker(self._run_matrix(), name="matrix run", group="matrix", exclusive=True, exit_on_error=False)
 
     async def _run_matrix(self) -> None:

@@ -53,6 +53,25 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def check_dtype(device: str, torch_dtype: Any) -> None:
+    """Fail before loading when the device cannot compute in the dtype (some CPUs and older GPUs lack
+    half-precision kernels): a clear `dtype_unsupported` instead of a crash or NaNs mid-request. The test
+    is the kind of work a forward pass does: a matmul, a softmax, a reduction."""
+    import torch
+
+    name = str(torch_dtype).removeprefix("torch.")
+    try:
+        a = torch.full((8, 8), 0.5, dtype=torch_dtype, device=device)
+        out = torch.softmax(a @ a, dim=-1).sum(dim=-1)
+        finite = bool(torch.isfinite(out.float()).all().item())
+    except (RuntimeError, TypeError, NotImplementedError) as e:
+        raise WorkerError("dtype_unsupported", f"{device} cannot compute in {name} here: {type(e).__name__}: {e}; "
+                                               "use another --dtype (auto picks one the device supports)") from e
+    if not finite:
+        raise WorkerError("dtype_unsupported", f"{device} gives non-finite results in {name} for a plain matmul; "
+                                               "use another --dtype (auto picks one the device supports)")
+
+
 def configure_threads() -> int:
     """Use every core we are allowed on; one inter-op thread (the scheduler thread is the only caller)."""
     import torch
@@ -89,6 +108,7 @@ class Engine:
         raise_for(check_files(path))
         device = resolve_device(backend, gpu)
         torch_dtype = resolve_dtype(dtype, device)
+        check_dtype(device, torch_dtype)
         import torch
         import transformers
 

@@ -24,6 +24,7 @@ EXIT_FOR_CODE: dict[str, int] = {
     "checkpoint_corrupt": EXIT_MODEL,
     "tokenizer_missing": EXIT_MODEL,
     "backend_unavailable": EXIT_BACKEND,
+    "dtype_unsupported": EXIT_BACKEND,
     "port_in_use": EXIT_PORT,
     "oom": EXIT_MODEL,
     "usage": EXIT_USAGE,

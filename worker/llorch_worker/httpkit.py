@@ -36,6 +36,7 @@ class WorkerState:
     stopping: bool = False
     dtype: str | None = None
     device: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # per-process caches of optional routes (/info)
 
 
 STATE_KEY = web.AppKey("state", WorkerState)

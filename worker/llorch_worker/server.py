@@ -16,6 +16,7 @@ from . import __version__
 from .errors import ApiError
 from .httpkit import (STATE_KEY, WorkerState, build_job, collect, get_bool, get_str, open_sse, read_json,
                       ready_state, run_events, send_sse, state_of)
+from .info import add_info_route
 from .openai_api import add_openai_routes
 from .tokenize_api import add_tokenize_routes
 
@@ -150,6 +151,7 @@ def make_app(state: WorkerState) -> web.Application:
     app.router.add_post("/execute", execute)
     app.router.add_post("/cancel", cancel)
     app.router.add_get("/metrics", metrics)
+    add_info_route(app)
     add_openai_routes(app)
     add_tokenize_routes(app)
     return app

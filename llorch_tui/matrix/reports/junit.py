@@ -1,11 +1,11 @@
-"""JUnit XML: one testcase per cell (classname llorch.matrix.<pool>.<backend>, name = model)."""
+"""JUnit XML: one testcase per cell (classname llorch.matrix.<pool>.<backend>[.<dtype>], name = model)."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 
-from llorch_tui.protocol.matrix import MatrixReport
+from llorch_tui.protocol.matrix import DEFAULT_DTYPE, MatrixReport
 
 
 def _clean(text: str) -> str:
@@ -23,7 +23,8 @@ def junit_xml(report: MatrixReport) -> str:
                           skipped=str(s.skipped), errors="0", time=f"{total_time:.3f}",
                           timestamp=report.started_at.strftime("%Y-%m-%dT%H:%M:%S"))
     for c in cells:
-        tc = ET.SubElement(suite, "testcase", classname=f"llorch.matrix.{c.key.pool}.{c.key.backend}",
+        dtype = "" if c.key.dtype == DEFAULT_DTYPE else f".{c.key.dtype}"
+        tc = ET.SubElement(suite, "testcase", classname=f"llorch.matrix.{c.key.pool}.{c.key.backend}{dtype}",
                            name=c.key.model, time=f"{c.measurements.cell_s or 0.0:.3f}")
         if c.verdict == "fail":
             el = ET.SubElement(tc, "failure", message=_clean(c.reason or "failed"), type=c.reason_code or "fail")

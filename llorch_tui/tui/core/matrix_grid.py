@@ -84,7 +84,7 @@ class MatrixGrid:
         c = self.cells.get(cell_id)
         if c is None:
             return "No cell here."
-        lines = [f"### {c.key.model} on {c.key.pool}/{c.key.backend}: {c.status}"]
+        lines = [f"### {c.key.model} on {c.key.pool}/{c.key.device}: {c.status}"]
         if c.status == "running":
             lines.append(f"stage **{c.stage}** {c.detail}")
         r = c.result
