@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from llorch_tui.matrix.reports.sentinel import CellSentinel, sentinel, sentinel_markdown
 from llorch_tui.protocol.matrix import MatrixReport
 
 
@@ -24,6 +25,8 @@ class MatrixDiff(BaseModel):
     added: list[CellChange] = Field(default_factory=list)     # cell new in this run
     removed: list[CellChange] = Field(default_factory=list)   # cell gone from this run
     unchanged: int = 0
+    # Per cell in both runs: correctness drift, performance beyond noise, environment changes (sentinel.py).
+    sentinel: list[CellSentinel] = Field(default_factory=list)
 
     @property
     def has_previous(self) -> bool:
@@ -48,6 +51,7 @@ def diff_reports(previous: MatrixReport | None, current: MatrixReport) -> Matrix
     for key, old in before.items():
         if key not in after:
             d.removed.append(CellChange(key=key, before=old.verdict, after=None, before_reason=old.reason))
+    d.sentinel = sentinel(previous, current)
     return d
 
 
@@ -67,4 +71,5 @@ def diff_markdown(d: MatrixDiff, heading: str = "##") -> str:
         for c in rows:
             why = (c.after_reason or "").replace("|", "\\|").replace("\n", " ")
             out.append(f"| `{c.key}` | {_ICON[c.before]} | {_ICON[c.after]} | {why} |")
-    return "\n".join(out) + "\n"
+    out += ["", *sentinel_markdown(d.sentinel, heading + "#")]
+    return "\n".join(out).rstrip() + "\n"
