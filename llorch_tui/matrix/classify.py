@@ -80,6 +80,8 @@ def classify_spawn_error(exc: LlorchError) -> tuple[str, int | None]:
 
 # Failures that say the cell cannot exist on this pool (like an absent backend): skipped, not failed.
 SKIP_CODES = frozenset({ReasonCode.DTYPE_UNSUPPORTED})
+# Failures of a worker that runs but answers differently from its reference: shown apart from broken cells.
+DRIFT_CODES = frozenset({ReasonCode.PARITY_DRIFT, ReasonCode.WRONG_ANSWER})
 
 
 def classify_download_error(exc: LlorchError) -> str:

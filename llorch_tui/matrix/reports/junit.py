@@ -1,10 +1,12 @@
-"""JUnit XML: one testcase per cell (classname llorch.matrix.<pool>.<backend>[.<dtype>], name = model)."""
+"""JUnit XML: one testcase per cell (classname llorch.matrix.<pool>.<backend>[.<dtype>], name = model), with
+<properties>: the dtype computed in, the parity certificate (parity.*) and the environment (env.*)."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 
+from llorch_tui.matrix.reports.certificates import junit_properties
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, MatrixReport
 
 
@@ -26,6 +28,11 @@ def junit_xml(report: MatrixReport) -> str:
         dtype = "" if c.key.dtype == DEFAULT_DTYPE else f".{c.key.dtype}"
         tc = ET.SubElement(suite, "testcase", classname=f"llorch.matrix.{c.key.pool}.{c.key.backend}{dtype}",
                            name=c.key.model, time=f"{c.measurements.cell_s or 0.0:.3f}")
+        props = junit_properties(c)
+        if props:
+            el_props = ET.SubElement(tc, "properties")
+            for name, value in props:
+                ET.SubElement(el_props, "property", name=name, value=_clean(value))
         if c.verdict == "fail":
             el = ET.SubElement(tc, "failure", message=_clean(c.reason or "failed"), type=c.reason_code or "fail")
             body = [c.reason or ""]

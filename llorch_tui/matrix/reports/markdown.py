@@ -3,10 +3,13 @@ per failure or skip reason, then measurements, benchmarks, stability and the dif
 
 from __future__ import annotations
 
+from llorch_tui.matrix.classify import DRIFT_CODES
+from llorch_tui.matrix.reports.certificates import environment_section, parity_section
 from llorch_tui.matrix.reports.diff import MatrixDiff, diff_markdown
 from llorch_tui.protocol.matrix import CellResult, MatrixReport
 
 ICONS = {"pass": "✅", "fail": "❌", "skipped": "⏭"}
+DRIFT_ICON = "⚠️"
 
 
 def _esc(text: str | None) -> str:
@@ -62,6 +65,8 @@ def matrix_table(report: MatrixReport) -> tuple[list[str], list[str]]:
             c = by.get((model, col))
             if c is None:
                 cells.append("")
+            elif c.reason_code in DRIFT_CODES:  # runs, but answers unlike its reference: not a broken worker
+                cells.append(f"{DRIFT_ICON} {c.reason_code} {note(c)}")
             elif c.verdict == "pass":
                 tps = c.bench.tokens_per_second_mean if c.bench else c.measurements.tokens_per_second
                 cells.append(f"✅ {tps:.1f} tok/s" if tps is not None else "✅")
@@ -147,10 +152,12 @@ def markdown_report(report: MatrixReport, diff: MatrixDiff | None = None, title:
         out.append(f"* pool **{p.name}** {state}: host {p.hostname or '?'}, usable backends "
                    f"{', '.join(p.backends) or 'none'}, RAM {fmt_bytes(p.ram_total_bytes)}{extra}")
     table, foot = matrix_table(report)
-    out += ["", *table, "", "✅ pass (tokens/s of the first seeded generation; bench mean with --bench) · ❌ fail · ⏭ skipped", ""]
+    out += ["", *table, "", "✅ pass (tokens/s of the first seeded generation; bench mean with --bench) · ❌ fail · "
+            f"{DRIFT_ICON} runs but drifted from its reference (parity_drift, wrong_answer) · ⏭ skipped", ""]
     if foot:
         out += ["Notes:", "", *foot, ""]
-    out += _measurements(report) + _bench(report) + _stability(report) + _failures(report)
+    out += parity_section(report) + _measurements(report) + _bench(report) + _stability(report)
+    out += environment_section(report) + _failures(report)
     if diff is not None:
         out.append(diff_markdown(diff))
     out.append(s.line)

@@ -8,10 +8,14 @@ from typing import Any
 
 from rich.text import Text
 
+from llorch_tui.matrix.classify import DRIFT_CODES
+from llorch_tui.matrix.reports.certificates import environment_figures, parity_figures
 from llorch_tui.protocol.matrix import CellKey, CellResult, RunSummary
 from llorch_tui.tui.core.fmt import fmt_bytes
 
 STYLE = {"pending": "dim", "running": "bold yellow", "pass": "bold green", "fail": "bold red", "skipped": "dim"}
+# A worker that runs but answers unlike its reference (parity_drift, wrong_answer): apart from broken cells.
+DRIFT_STYLE = "bold magenta"
 
 
 @dataclass
@@ -76,6 +80,8 @@ class MatrixGrid:
             tps = r.measurements.tokens_per_second if r else None
             return Text("✓ pass" + (f" {tps:.0f} t/s" if tps else ""), style=STYLE["pass"])
         reason = (r.reason_code or "") if r else ""
+        if reason in DRIFT_CODES:
+            return Text(f"≈ drift {reason}", style=DRIFT_STYLE)
         mark = "✗ fail" if c.status == "fail" else "– skip"
         return Text(f"{mark} {reason}".strip(), style=STYLE[c.status])
 
@@ -106,6 +112,10 @@ class MatrixGrid:
                 lines.append("**measured**: " + " · ".join(shown))
             if m.sample_text:
                 lines.append(f"**sample**: {m.sample_text!r}")
+            if r.parity is not None:
+                lines.append("**parity**: " + " · ".join(f"{k} {v}" for k, v in parity_figures(r.parity)))
+            if r.environment is not None:
+                lines.append("**environment**: " + " · ".join(f"{k} {v}" for k, v in environment_figures(r.environment)))
             if r.log_tail:
                 tail = "\n".join(r.log_tail[-15:])
                 # A fence longer than any backtick run in the log: a worker's output cannot close it early.

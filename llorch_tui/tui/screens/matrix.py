@@ -25,9 +25,10 @@ IDLE = "No run yet. g starts the matrix (every model x backend x pool of the [ma
 
 
 class MatrixTable(DataTable[Text]):
-    HELP = ("**Matrix**: one row per model, one column per pool/backend. Cells go pending (·) → running (▶ stage) "
-            "→ pass (✓, tokens/s) / fail (✗ reason) / skipped (–). Move onto a cell to see its detail below; "
-            "`i` opens it full-screen.")
+    HELP = ("**Matrix**: one row per model, one column per pool/backend (and dtype, with --dtypes). Cells go "
+            "pending (·) → running (▶ stage) → pass (✓, tokens/s) / fail (✗ reason) / drifted (≈, magenta: runs "
+            "but answers unlike its reference) / skipped (–). Move onto a cell to see its detail below (parity "
+            "figures, environment); `i` opens it full-screen.")
 
 
 @guard_handlers
