@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 # On a CUDA or Apple machine: make setup TORCH_SPEC=torch
 TORCH_SPEC ?= torch==$(TORCH_VERSION)
 
-.PHONY: setup run test bench screenshots clean
+.PHONY: setup run lint test bench screenshots clean
 
 $(BIN)/.llorch-installed: pyproject.toml worker/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,13 @@ setup: $(BIN)/.llorch-installed
 run: setup
 	$(BIN)/llorch-tui $(ARGS)
 
-test: setup
+# The static checks (docs/architecture.md, "Checked by tools"): lint, types, import layers.
+lint: setup
+	$(BIN)/python -m ruff check llorch_tui worker tests bench scripts
+	$(BIN)/python -m mypy
+	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())" --no-logo
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -57,6 +57,9 @@ class PoolConfig(StrictModel):
         return self
 
 
+_ALL_BACKENDS: tuple[Literal["cpu", "cuda", "metal"], ...] = ("cpu", "cuda", "metal")
+
+
 class ModelPreset(StrictModel):
     id: str
     name: str
@@ -65,7 +68,7 @@ class ModelPreset(StrictModel):
     context_length: int | None = None
     vocab_size: int | None = None
     revision: str | None = None
-    backends: list[Literal["cpu", "cuda", "metal"]] = Field(default_factory=lambda: ["cpu", "cuda", "metal"])
+    backends: list[Literal["cpu", "cuda", "metal"]] = Field(default_factory=lambda: list(_ALL_BACKENDS))
     size_gb: float | None = None
 
     @field_validator("id")

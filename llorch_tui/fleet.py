@@ -7,6 +7,7 @@ recorded as state ("offline" + reason) for the dashboard and the matrix to show.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,7 +19,7 @@ from llorch_tui.transport.base import ConnState
 from llorch_tui.transport.jumps import with_jump_pools
 
 log = logging.getLogger("llorch.fleet")
-ChangeFn = Callable[[str, ConnState, "str | None"], None]
+ChangeFn = Callable[[str, ConnState, "str | None"], object]  # the return value is ignored
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Fleet:
         self.states: dict[str, PoolState] = {name: PoolState() for name in self.clients}
         self._listeners: list[ChangeFn] = []
         for name, client in self.clients.items():
-            client.transport.on_state_change(lambda st, err, n=name: self._set(n, st, err))
+            client.transport.on_state_change(functools.partial(self._set, name))
 
     def on_change(self, fn: ChangeFn) -> None:
         self._listeners.append(fn)

@@ -13,6 +13,7 @@ Contract: every leaf sets `handler(args) -> int` (the exit status).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from llorch_tui import __version__
@@ -153,7 +154,7 @@ def _trust(args: argparse.Namespace) -> int:
             if not sys.stdin.isatty():
                 raise LlorchError("bad_request", "not asking on a non-interactive terminal",
                                   "compare the fingerprint with the pool's own, then pass --yes")
-            answer = input(f"Add it to {info.known_hosts}? Compare with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` "
+            answer = await asyncio.to_thread(input, f"Add it to {info.known_hosts}? Compare with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` "
                            "on the pool. [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 print("not added")

@@ -110,7 +110,7 @@ async def run_matrix(fleet: Fleet, options: MatrixOptions, printer: Printer) -> 
     engine = MatrixEngine(fleet, options)
     task = asyncio.current_task()
     assert task is not None
-    got = _install_interrupt(task)  # type: ignore[arg-type]
+    got = _install_interrupt(task)
     try:
         async with aclosing(engine.run()) as events:
             async for ev in events:

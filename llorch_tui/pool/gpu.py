@@ -40,13 +40,15 @@ def _nvml_not_present(exc: Exception, nvml: ModuleType) -> bool:
     return getattr(exc, "value", None) in codes
 
 
-def query_nvml(nvml: ModuleType | None = None) -> GpuReport:
-    """Read every GPU through NVML. `nvml` is the pynvml module (injectable: tests pass a recording)."""
+def query_nvml(nvml: Any = None) -> GpuReport:
+    """Read every GPU through NVML. `nvml` is the pynvml module (injectable: tests pass a recording;
+    typed Any because pynvml ships no type information)."""
     if nvml is None:
         try:
-            import pynvml as nvml  # type: ignore[no-redef]
+            import pynvml
         except ImportError:
             return GpuReport(errors=["nvidia-ml-py (pynvml) is not installed"])
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # NVMLError subclasses; keep the message, classify absence

@@ -16,7 +16,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.hashing import FileHasher
@@ -168,7 +168,8 @@ class _CancelWatch:
     """
 
     def __init__(self, cancelled: threading.Event) -> None:
-        self.cancelled, self.done, self.response = cancelled, threading.Event(), None
+        self.cancelled, self.done = cancelled, threading.Event()
+        self.response: Any = None  # the httpx response being read (huggingface_hub's session type)
         self.thread = threading.Thread(target=self._run, daemon=True, name="download-cancel-watch")
         self.thread.start()
 

@@ -8,6 +8,7 @@ EOF at stdin cancels everything still running and exits, so a dropped SSH channe
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -90,7 +91,7 @@ class StdioService:
             return
         task = asyncio.create_task(self._run_one(req))
         self.tasks[req.id] = task
-        task.add_done_callback(lambda t, rid=req.id, op=req.op: self._cancelled_before_start(rid, op, t))
+        task.add_done_callback(functools.partial(self._cancelled_before_start, req.id, req.op))
 
     def _cancelled_before_start(self, rid: str, op_name: str, task: "asyncio.Task[None]") -> None:
         # A $cancel read in the same burst as its request cancels the task before its first step: the

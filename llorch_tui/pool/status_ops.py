@@ -93,7 +93,7 @@ def _collect(settings: AgentSettings, refresh_probe: bool) -> PoolStatus:
     vm = psutil.virtual_memory()
     return PoolStatus(
         pool_id=settings.pool_id, hostname=socket.gethostname(), os=os_name(), llorch_version=__version__,
-        python=platform.python_version(), backends=backends, gpus=gpu.gpus, gpu_source=gpu.source,  # type: ignore[arg-type]
+        python=platform.python_version(), backends=backends, gpus=gpu.gpus, gpu_source=gpu.source,
         driver_version=gpu.driver_version, ram=RamInfo(total=vm.total, available=vm.available),
         disk=disk_info(settings.paths.models_dir), torch=probe.torch if probe else None, probe_errors=errors,
         kernel=platform.release(), cpu=cpu_model())

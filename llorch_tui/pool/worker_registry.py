@@ -22,10 +22,12 @@ from pydantic import ValidationError
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.paths import PoolPaths
-from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.protocol.workers import WorkerRecord, WorkerState
 
 REGISTRY_VERSION = 1
 LIVE_STATES = ("starting", "ready", "stopping")
+# What a live state becomes when its process is found gone (anything else: dead).
+_GONE: dict[str, WorkerState] = {"stopping": "stopped", "starting": "failed"}
 KEEP_FINISHED = 30  # finished records kept for `worker list` (newest first); older ones are pruned
 STARTING_GRACE_S = 120.0  # a record with no pid yet is a spawn in progress, not a dead worker
 LOCK_TIMEOUT_S = 30.0
@@ -213,7 +215,7 @@ class Registry:
             for rec in records:
                 if rec.state in LIVE_STATES and not is_live(rec):
                     # Never ready: failed. Was serving: dead. Being stopped: stopped.
-                    rec.state = {"stopping": "stopped", "starting": "failed"}.get(rec.state, "dead")
+                    rec.state = _GONE.get(rec.state, "dead")
                     rec.stopped_at = rec.stopped_at or now()
                     fill_exit_info(self.paths, rec)
             return list(records)

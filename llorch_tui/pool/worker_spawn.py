@@ -154,7 +154,7 @@ class _Callback:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self.runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}{self.path}"
 
     async def close(self) -> None:
@@ -314,7 +314,8 @@ async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pi
                 raise failure_error(rec, f"not ready after {timeout:.0f}s", code=ErrorCode.WORKER_TIMEOUT,
                                     hint=f"a slow disk or a large model: pass --timeout (now {timeout:.0f}s); "
                                          f"the log says where it stopped: llorch-pool worker logs {rec.id}")
-            done, _ = await asyncio.wait({callback.event, exited}, timeout=min(HEALTH_POLL_S, remaining),
+            waiting: set[asyncio.Future[Any]] = {callback.event, exited}
+            done, _ = await asyncio.wait(waiting, timeout=min(HEALTH_POLL_S, remaining),
                                          return_when=asyncio.FIRST_COMPLETED)
             ctx.check_cancelled()
             if callback.event in done:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -40,7 +40,7 @@ class ProbeInfo(WireModel):
     backends: dict[str, bool] = Field(default_factory=lambda: {"cpu": True, "cuda": False, "metal": False})
     torch: str | None = None
     transformers: str | None = None
-    cuda_devices: list[dict] = Field(default_factory=list)
+    cuda_devices: list[dict[str, Any]] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
     probed_at: float = 0.0
     cached: bool = False

@@ -57,7 +57,7 @@ class SSHTransport(Transport):
         self._forward_slots = asyncio.Semaphore(max_forwards)  # direct-tcpip channels
         self._ever_online = False
         self._connect_lock = asyncio.Lock()
-        self._forwards: dict[int, asyncio.AbstractServer] = {}
+        self._forwards: dict[int, asyncio.Server] = {}
         self._pipes: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -186,8 +186,8 @@ class SSHTransport(Transport):
         slot = await self._slot()
         proc: asyncssh.SSHClientProcess[bytes] | None = None
         try:
-            proc = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
-            r = await asyncio.wait_for(proc.wait(check=False), timeout)
+            proc = created = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
+            r = await asyncio.wait_for(created.wait(check=False), timeout)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {self.pool.name}: `{argv[0]}` did not finish within {timeout:.0f}s",
                               "the pool may be overloaded; try again or raise the timeout") from None

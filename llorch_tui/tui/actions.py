@@ -12,9 +12,7 @@ from textual.message import Message
 from llorch_tui.protocol.downloads import DownloadProgress
 
 if TYPE_CHECKING:
-    from llorch_tui.tui.app import LlorchApp
-
-    _Base = LlorchApp
+    from llorch_tui.tui.app_host import AppHost as _Base
 else:
     _Base = object
 
@@ -45,7 +43,7 @@ class PoolActions(_Base):
                 self.post_message(DownloadEvent(pool, DownloadProgress.model_validate(data)))
 
         try:
-            result = await self.fleet.call(pool, "models.download", {"id": model}, on_event)
+            result = await self.live_fleet().call(pool, "models.download", {"id": model}, on_event)
         except BaseException as exc:
             self.model.download_end(pool, model, "failed", getattr(exc, "message", str(exc)))
             raise
@@ -67,7 +65,7 @@ class PoolActions(_Base):
                 self.event("information", f"spawn {params['model']} on {pool}: {data['stage']}"
                            + (f" — {data['message']}" if data.get("message") else ""), notify=False)
 
-        rec = await self.fleet.call(pool, "workers.spawn", params, on_event)
+        rec = await self.live_fleet().call(pool, "workers.spawn", params, on_event)
         self.event("information", f"worker {rec.get('id')} ready on {pool} port {rec.get('port')}")
         self.refresh_all(force=True)
 
@@ -76,7 +74,7 @@ class PoolActions(_Base):
             self.run_worker(self._stop(pool, worker_id), name=f"stop {worker_id} on {pool}", exit_on_error=False)
 
     async def _stop(self, pool: str, worker_id: str) -> None:
-        await self.fleet.call(pool, "workers.stop", {"id": worker_id})
+        await self.live_fleet().call(pool, "workers.stop", {"id": worker_id})
         self.event("information", f"worker {worker_id} on {pool} stopped")
         self.refresh_all(force=True)
 
@@ -88,7 +86,7 @@ class PoolActions(_Base):
 
     async def _add_model(self, pool: str, op: str, params: dict[str, Any]) -> None:
         self.event("information", f"{op} {params['id']} on {pool}")
-        entry = await self.fleet.call(pool, op, params)
+        entry = await self.live_fleet().call(pool, op, params)
         self.event("information", f"{entry.get('id')} is in the catalog of {pool}")
         self.refresh_all(force=True)
 
@@ -112,7 +110,7 @@ class PoolActions(_Base):
             if name == "line":
                 write([str(data.get("text", ""))])
 
-        result = await self.fleet.call(pool, "workers.logs", {"id": worker_id, "lines": 200, "follow": True}, on_event)
+        result = await self.live_fleet().call(pool, "workers.logs", {"id": worker_id, "lines": 200, "follow": True}, on_event)
         write([str(x) for x in (result or {}).get("lines", [])])
         if self.logs_screen is not None and self.logs_screen.is_mounted:
             self.logs_screen.ended(f"Log of worker {worker_id} on {pool} (ended: the worker is gone)")

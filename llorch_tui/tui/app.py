@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from textual import on
 from textual.app import App
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from llorch_tui.config import Config
-from llorch_tui.errors import LlorchError
+from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.model import DashboardModel
@@ -35,6 +36,7 @@ from llorch_tui.tui.screens.dashboard import DashboardScreen
 from llorch_tui.tui.widgets.log_pane import LogPane
 
 if TYPE_CHECKING:
+    from llorch_tui.fleet import Fleet
     from llorch_tui.tui.screens.logs import LogsScreen
     from llorch_tui.tui.screens.matrix import MatrixScreen
 
@@ -98,8 +100,8 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.following: tuple[str, str] | None = None
         self.log_buffer: deque[str] = deque(maxlen=5000)
         self.matrix_screen: MatrixScreen | None = None
-        self.matrix_engine: Any = None
-        self.matrix_report: Any = None
+        self.matrix_engine = None
+        self.matrix_report = None
         self.refreshes = 0  # completed pool refreshes (tests and the benchmark wait on this)
         if readonly:
             self.sub_title = "read-only"
@@ -150,11 +152,11 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
             self.event("error", f"{context}: unexpected {type(exc).__name__}: {exc}",
                        "this is a bug in llorch; please report it with the steps that led here")
 
-    def event(self, level: str, message: str, hint: str | None = None, notify: bool = True) -> None:
+    def event(self, level: SeverityLevel, message: str, hint: str | None = None, notify: bool = True) -> None:
         text = message if not hint else f"{message}\n→ {hint}"
         if notify:
             # markup=False: messages carry text from pools (ids, errors) that must not be parsed as markup.
-            self.notify(text, severity=level, timeout=8 if level == "error" else 4,  # type: ignore[arg-type]
+            self.notify(text, severity=level, timeout=8 if level == "error" else 4,
                         markup=False)
         for pane in self._panes():
             pane.add(level, text.replace("\n", " "))
@@ -163,7 +165,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.event("warning", message, hint)
 
     def _panes(self) -> list[LogPane]:
-        panes = []
+        panes: list[LogPane] = []
         for screen in (self.dashboard, self.logs_screen):
             if screen is not None and screen.is_mounted:
                 panes.extend(screen.query(LogPane))
@@ -180,7 +182,8 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
                 continue
             self._inflight.add(pool)
             # A callable, not a coroutine object: a worker cancelled before it starts leaves nothing un-awaited.
-            self.run_worker(partial(self._refresh, pool), name=f"refresh {pool}", group=f"refresh:{pool}",
+            # The ignore: textual's WorkType makes mypy infer Never for a callable returning a coroutine.
+            self.run_worker(partial(self._refresh, pool), name=f"refresh {pool}", group=f"refresh:{pool}",  # type: ignore[arg-type]
                             exclusive=True, exit_on_error=False)
 
     async def _refresh(self, pool: str) -> None:
@@ -249,6 +252,13 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.schedule_redraw()
 
     # --- actions (I/O in workers) ------------------------------------------------------
+    def live_fleet(self) -> Fleet:
+        """The fleet the pool actions act on; a dashboard on a synthetic source (screenshots, tests) has none."""
+        if self.fleet is None:
+            raise LlorchError(ErrorCode.NOT_FOUND, "this dashboard shows a synthetic fleet: there is no pool to act on",
+                              "start llorch-tui with a configuration that lists your pools")
+        return self.fleet
+
     def _refuse(self, what: str) -> bool:
         if self.readonly:
             self.warn(f"read-only: {what} is disabled", "start llorch-tui without --readonly to change pools")
@@ -263,7 +273,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
 
         focused = self.focused
         widget_help = getattr(focused, "HELP", "") if focused is not None else ""
-        keys = []
+        keys: list[tuple[str, str, str]] = []
         for active in self.active_bindings.values():
             b = active.binding
             if b.description and active.enabled and (b.id, b.description) not in [(k[2], k[1]) for k in keys]:

@@ -45,6 +45,7 @@ def guarded(fn: F, owner: Any = None) -> F:
             except Exception as exc:
                 _report(owner if owner is not None else args[0], exc, name)
                 return None
+        # The ignores: a marker attribute on a function object, and functools.wraps keeps fn's signature.
         async_wrapper.__llorch_guarded__ = True  # type: ignore[attr-defined]
         return async_wrapper  # type: ignore[return-value]
 
@@ -57,7 +58,7 @@ def guarded(fn: F, owner: Any = None) -> F:
         except Exception as exc:
             _report(owner if owner is not None else args[0], exc, name)
             return None
-    wrapper.__llorch_guarded__ = True  # type: ignore[attr-defined]
+    wrapper.__llorch_guarded__ = True  # type: ignore[attr-defined]  # as above
     return wrapper  # type: ignore[return-value]
 
 

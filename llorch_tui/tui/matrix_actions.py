@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
-if TYPE_CHECKING:
-    from llorch_tui.tui.app import LlorchApp
+from llorch_tui.matrix.events import RunFinished
 
-    _Base = LlorchApp
+if TYPE_CHECKING:
+    from llorch_tui.matrix.engine import MatrixEngine
+    from llorch_tui.protocol.matrix import MatrixReport
+    from llorch_tui.tui.app_host import AppHost as _Base
 else:
     _Base = object
 
@@ -31,11 +33,10 @@ class MatrixActions(_Base):
         from llorch_tui.matrix.engine import MatrixEngine
         from llorch_tui.matrix.options import MatrixOptions
 
-        self.matrix_engine = MatrixEngine(self.fleet, MatrixOptions.from_config(self.config.matrix, self.matrix_args))
-        self.run_worker(self._run_matrix(), name="matrix run", group="matrix", exclusive=True, exit_on_error=False)
+        self.matrix_engine = engine = MatrixEngine(self.fleet, MatrixOptions.from_config(self.config.matrix, self.matrix_args))
+        self.run_worker(self._run_matrix(engine), name="matrix run", group="matrix", exclusive=True, exit_on_error=False)
 
-    async def _run_matrix(self) -> None:
-        engine = self.matrix_engine
+    async def _run_matrix(self, engine: MatrixEngine) -> None:
         self.event("information", "matrix run started")
         try:
             # aclosing: leaving the loop by an exception or a cancellation runs the engine's cleanup (it stops
@@ -43,7 +44,7 @@ class MatrixActions(_Base):
             async with contextlib.aclosing(engine.run()) as events:
                 async for ev in events:
                     self._show_matrix_event(ev)
-                    if ev.type == "run_finished":
+                    if isinstance(ev, RunFinished):
                         self.event("information",
                                    f"matrix {'stopped' if ev.stopped else 'finished'}: {ev.summary.line}")
                         if ev.report_error:
@@ -80,7 +81,7 @@ class MatrixActions(_Base):
             return
         self.run_worker(self._export(report), name="matrix export", exit_on_error=False)
 
-    async def _export(self, report: object) -> None:
+    async def _export(self, report: MatrixReport) -> None:
         import asyncio
 
         from llorch_tui.matrix.reports import write_reports

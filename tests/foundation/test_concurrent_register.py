@@ -39,7 +39,7 @@ def test_twenty_processes_register_at_once(tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
     catalog = json.loads((state / "catalog.json").read_text())
     assert sorted(m["id"] for m in catalog["models"]) == [f"model-{i:02d}" for i in range(N)]

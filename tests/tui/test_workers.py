@@ -51,7 +51,9 @@ async def test_spawn_logs_stop(tui_pool: Path) -> None:
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "the confirmation")
         await pilot.press("y")
-        proc_gone = lambda: not psutil.pid_exists(rec["pid"]) or psutil.Process(rec["pid"]).status() == "zombie"
+        def proc_gone() -> bool:
+            return not psutil.pid_exists(rec["pid"]) or psutil.Process(rec["pid"]).status() == "zombie"
+
         await wait_for(pilot, proc_gone, 60, "the worker process to exit")
         await wait_for(pilot, lambda: not any(r[6].plain in ("ready", "starting")
                                               for r in app.screen.query_one("#workers", LiveTable).shown.values()),

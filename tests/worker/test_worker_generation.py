@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp

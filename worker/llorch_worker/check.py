@@ -13,7 +13,6 @@ import json
 import struct
 import sys
 from pathlib import Path
-from typing import Any
 
 from .errors import EXIT_MODEL, WorkerError
 

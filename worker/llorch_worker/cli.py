@@ -161,7 +161,7 @@ class WorkerProcess:
                 raise WorkerError("port_in_use", f"port {self.args.port} on {self.args.host} is already in use; "
                                   "pick another --port or stop the process holding it") from e
             raise WorkerError("internal", f"cannot listen on {self.args.host}:{self.args.port}: {e}") from e
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = self.runner.addresses[0][1]
         print(f"LLORCH_WORKER_LISTENING {json.dumps({'port': self.port, 'pid': os.getpid()})}", flush=True)
 
     def _load(self) -> None:

@@ -109,7 +109,6 @@ class Engine:
         device = resolve_device(backend, gpu)
         torch_dtype = resolve_dtype(dtype, device)
         check_dtype(device, torch_dtype)
-        import torch
         import transformers
 
         transformers.utils.logging.disable_progress_bar()

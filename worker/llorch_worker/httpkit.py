@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,16 +165,18 @@ def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *,
               temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
               stop=[s for s in stop if s], incremental=stream or bool(stop), top_logprobs=top_logprobs,
               echo_logprobs=echo and top_logprobs is not None)
-    job.queue = queue  # type: ignore[attr-defined]
+    job.queue = queue
     return job
 
 
-async def run_events(st: WorkerState, job: Job) -> AsyncIterator[Event]:
+async def run_events(st: WorkerState, job: Job) -> AsyncGenerator[Event, None]:
     """Submit and yield the job's events until done/error. If the consumer goes away (client
     disconnect cancels the handler, or the generator is closed early) the job is cancelled."""
     st.scheduler.submit(job)
     st.requests += 1
-    queue: asyncio.Queue[Event] = job.queue  # type: ignore[attr-defined]
+    queue = job.queue
+    if queue is None:
+        raise RuntimeError("run_events needs a job built by build_job: it owns the job's event queue")
     finished = False
     try:
         while True:

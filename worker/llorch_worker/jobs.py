@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,8 @@ class Job:
     _prefix: int = 0
     _read: int = 0
     _held: str = ""
+    # Where emit() delivers on the event loop (set by httpkit.build_job; the scheduler never touches it).
+    queue: asyncio.Queue[Event] | None = None
     stopped_by_string: bool = False  # text that may be the start of a stop string, not yet emitted
 
     def __post_init__(self) -> None:

@@ -210,9 +210,9 @@ class Scheduler:
                       next_ids=[])
         return self._advance(batch, eng.adjust_logits(out.logits[:, -1, :]))
 
-    def _decode(self, batch: Batch) -> Batch | None:
+    def _decode(self, running: Batch) -> Batch | None:
         eng = self.engine
-        batch = self._drop(batch, [j for j in batch.jobs if self._finish_if_cancelled(j)])
+        batch = self._drop(running, [j for j in running.jobs if self._finish_if_cancelled(j)])
         if batch is None:
             return None
         self.metrics.decode_steps += 1

@@ -23,7 +23,7 @@ class DownloadBar:
         self.console = console
         self.progress: Progress | None = None
         self.task: TaskID | None = None
-        self.last_stage: tuple[str, str | None] | None = None
+        self.last_stage: tuple[object, object] | None = None
 
     def _start(self, data: dict[str, Any]) -> None:
         self.progress = Progress(

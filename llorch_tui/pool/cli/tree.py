@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from typing import Callable
 
 from llorch_tui.pool.cli.spec import CommandSpec
 
@@ -34,7 +35,7 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
 
 
 def build_tree(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", specs: list[CommandSpec],
-               extra_leaf_args: "callable[[argparse.ArgumentParser], None] | None" = None) -> None:
+               extra_leaf_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """Nest specs by path; each leaf gets --json, set_defaults(spec=...) and the caller's extra args (e.g. --host)."""
     groups: dict[tuple[str, ...], argparse._SubParsersAction] = {(): sub}
     for spec in specs:

@@ -167,11 +167,15 @@ def render_sweep(result: dict[str, Any], console: Console) -> None:
         console.print(f"({len(others)} more belong to other state directories; their agents manage them)")
 
 
+def _list_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-probe", action="store_true", help="skip the /health probes")
+
+
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("worker", "spawn"), "start an inference worker and wait until it is ready", _spawn_args,
                 op="workers.spawn", to_params=_spawn_params, render=render_spawned, events=SpawnProgress),
     CommandSpec(("worker", "list"), "workers of this pool (dead ones with their exit reason)",
-                lambda p: p.add_argument("--no-probe", action="store_true", help="skip the /health probes"),
+                _list_args,
                 op="workers.list", to_params=lambda a: {"probe": not a.no_probe}, render=render_list),
     CommandSpec(("worker", "stop"), "stop a worker (SIGTERM to its process group, SIGKILL after --grace)", _stop_args,
                 op="workers.stop", to_params=_stop_params, render=render_stopped),

@@ -30,8 +30,7 @@ async def start_mirror(settings: AgentSettings, host: str, port: int,
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    sock = site._server.sockets[0]  # type: ignore[union-attr]  # the real port when 0 was asked
-    bound_port = sock.getsockname()[1]
+    bound_port = runner.addresses[0][1]  # the real port when 0 was asked
     shown = f"[{host}]" if ":" in host else host
     return runner, f"http://{shown}:{bound_port}", mirror
 

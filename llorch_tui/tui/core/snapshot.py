@@ -73,9 +73,10 @@ class FleetSource:
             status = None
         if isinstance(catalog, LlorchError) and catalog.code == ErrorCode.UNKNOWN_OP:
             catalog = None
-        for r in (status, catalog):
-            if isinstance(r, BaseException):
-                raise r
+        if isinstance(status, BaseException):
+            raise status
+        if isinstance(catalog, BaseException):
+            raise catalog
         return parse_snapshot(pool, now(), status, catalog, workers)
 
 

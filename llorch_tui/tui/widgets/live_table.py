@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.coordinate import Coordinate
+from textual.widgets.data_table import ColumnKey
 from textual.widgets import DataTable
 
 from llorch_tui.tui.core.model import Row
@@ -28,7 +29,8 @@ class LiveTable(DataTable[str | Text]):
         self.column_names = columns
         self.shown: dict[str, Row] = {}
         if help_text:
-            self.HELP = help_text
+            # Textual's help panel reads HELP from the focused widget: each table has its own text.
+            self.HELP = help_text  # type: ignore[misc]
 
     def on_mount(self) -> None:
         for name in self.column_names:
@@ -51,7 +53,7 @@ class LiveTable(DataTable[str | Text]):
                     if a != b:
                         # Only a cell wider than its column asks for a re-measure; anything else would
                         # make DataTable re-measure the whole column (every row) on each update.
-                        grow = _width(b) > self.columns[col].content_width  # type: ignore[index]
+                        grow = _width(b) > self.columns[ColumnKey(col)].content_width
                         self.update_cell(key, col, _cell(b), update_width=grow)
                         changed += 1
             self.shown[key] = row
