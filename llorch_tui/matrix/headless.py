@@ -21,6 +21,7 @@ from llorch_tui.fleet import Fleet
 from llorch_tui.matrix.engine import MatrixEngine
 from llorch_tui.matrix.events import CellFinished, CellProgress, MatrixEvent, PlanReady, RunFinished
 from llorch_tui.matrix.options import MatrixOptions
+from llorch_tui.matrix.reports.certificates import parity_brief
 from llorch_tui.protocol.matrix import CellResult, RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -40,6 +41,8 @@ def cell_line(r: CellResult) -> str:
         detail = "  ".join(p for p in parts if p)
     else:
         detail = f"{r.reason_code}: {r.reason or ''}" + (f" (exit code {r.exit_code})" if r.exit_code is not None else "")
+    if r.parity is not None:
+        detail = "  ".join(x for x in (detail, f"[{parity_brief(r.parity)}]") if x)
     return f"{LABEL[r.verdict]}  {r.key.id}  {detail}".rstrip()
 
 

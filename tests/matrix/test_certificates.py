@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
+from llorch_tui.matrix.headless import cell_line
 from llorch_tui.matrix.reports import write_reports
 from llorch_tui.matrix.reports.markdown import markdown_report
 from llorch_tui.protocol.matrix import CellKey, CellResult, MatrixReport, RunSummary
@@ -92,8 +93,18 @@ def test_tui_grid_colours_drift_apart_and_details_it() -> None:
     drift = grid.cell_text("local/cpu:bfloat16/smol")
     assert drift.plain == "≈ drift parity_drift" and str(drift.style) == DRIFT_STYLE != STYLE["fail"]
     assert str(grid.cell_text("local/cpu:float32/smol").style) == STYLE["pass"]
+    assert grid.drifted() == 1 and grid.counts()["fail"] == 1
     detail = grid.detail("local/cpu:bfloat16/smol")
     assert detail.startswith("### smol on local/cpu:bfloat16: fail")
     assert "**parity**: parity ⚠️ drift · tokens agreed 75/128 · first divergence story token 11" in detail
     assert "weights changed since the reference was recorded (now sha256 dddddddddddd)" in detail
     assert "**environment**: llorch 0.1.0 · Python 3.11.2 · torch 2.13.0" in detail and "dtype bfloat16" in detail
+
+
+def test_headless_line_carries_the_certificate() -> None:
+    ok, drift, synthetic, _skip = _report().cells
+    assert cell_line(ok) == "PASS  local/cpu:float32/smol  [parity pass 128/128 tokens, max Δ 0.0004, ppl ×1.0000, golden 2/2]"
+    assert cell_line(drift).startswith("FAIL  local/cpu:bfloat16/smol  parity_drift: story token 11")
+    assert cell_line(drift).endswith("[parity parity_drift 75/128 tokens, max Δ 0.81, ppl ×1.0930, golden 1/2, "
+                                     "weights changed]")
+    assert cell_line(synthetic).endswith("[parity pass 64/64 tokens]")

@@ -213,3 +213,21 @@ async def test_stop_strings_cut_the_text(llama: str) -> None:
     assert "".join(e["text"] for e in events if e["type"] == "token") == expected
     status, err, _ = await post(f"{llama}/execute", {**base, "stop": 5})
     assert status == 400 and err["error"]["code"] == "invalid_field"
+
+
+async def test_info_reports_what_computes(workers: dict) -> None:
+    import platform
+
+    import torch
+    import transformers
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{workers['llama'].url}/info") as r:
+            assert r.status == 200
+            info = await r.json()
+        async with s.get(f"{workers['llama'].url}/info") as r:
+            assert await r.json() == info  # computed once per process
+    assert (info["torch"], info["transformers"]) == (torch.__version__, transformers.__version__)
+    assert (info["device"], info["dtype"], info["gpu"]) == ("cpu", "float32", None)
+    assert info["python"] == platform.python_version() and info["kernel"] == platform.release()
+    assert info["threads"] >= 1 and info["worker_version"]

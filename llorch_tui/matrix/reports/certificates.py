@@ -47,6 +47,22 @@ def parity_figures(p: ParityResult) -> list[tuple[str, str]]:
     return out
 
 
+def parity_brief(p: ParityResult) -> str:
+    """One line for the headless runner: "parity pass 128/128 tokens, max Δ 0.0004, ppl ×1.0000, golden 2/2"."""
+    parts = [f"parity {p.verdict}"]
+    if p.tokens_total:
+        parts.append(f"{p.tokens_agreed}/{p.tokens_total} tokens")
+    if p.max_logprob_delta is not None:
+        parts.append(f"max Δ {p.max_logprob_delta:.4g}")
+    if p.perplexity_ratio is not None:
+        parts.append(f"ppl ×{p.perplexity_ratio:.4f}")
+    if p.golden_total:
+        parts.append(f"golden {p.golden_passed}/{p.golden_total}")
+    if p.weights_changed:
+        parts.append("weights changed")
+    return parts[0] + (" " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+
 def environment_figures(env: EnvFingerprint) -> list[tuple[str, str]]:
     labels = (("llorch", env.llorch_version), ("worker", env.worker_version), ("Python", env.python),
               ("torch", env.torch), ("transformers", env.transformers), ("OS", env.os), ("kernel", env.kernel),

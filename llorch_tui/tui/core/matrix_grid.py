@@ -66,6 +66,10 @@ class MatrixGrid:
             out[c.status] += 1
         return out
 
+    def drifted(self) -> int:
+        """Failed cells whose worker runs but answers unlike its reference (counted among the failed)."""
+        return sum(1 for c in self.cells.values() if c.result is not None and c.result.reason_code in DRIFT_CODES)
+
     def cell_text(self, cell_id: str) -> Text:
         c = self.cells.get(cell_id)
         if c is None:

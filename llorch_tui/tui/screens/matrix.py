@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Markdown, Static
 from llorch_tui.tui.guard import guard_handlers
 from llorch_tui.tui.bindings import MUTATING, bind
 from llorch_tui.tui.core.clock import frozen
-from llorch_tui.tui.core.matrix_grid import MatrixGrid
+from llorch_tui.tui.core.matrix_grid import DRIFT_STYLE, MatrixGrid
 
 if TYPE_CHECKING:
     from llorch_tui.tui.app import LlorchApp
@@ -114,6 +114,8 @@ class MatrixScreen(Screen[None]):
         t.append(f"{n['pass']} passed", style="green")
         t.append(" · ")
         t.append(f"{n['fail']} failed", style="red")
+        if drifted := g.drifted():
+            t.append(f" ({drifted} drifted)", style=DRIFT_STYLE)
         t.append(f" · {n['skipped']} skipped · {n['running']} running · {n['pending']} pending")
         if g.summary is not None and frozen() is None:  # no clock figures in frozen (snapshot) mode
             t.append(f" · {g.summary.duration_s:.0f} s")
