@@ -60,7 +60,7 @@ def test_markdown_parity_section_and_drift_in_the_grid() -> None:
     assert "Tolerances applied: bfloat16: max_logprob_delta 0.3; float32: max_logprob_delta 0.05, perplexity_ratio 0.01" in md
     env = md[md.index("## Environment"):]
     assert "| `local/cpu:float32` | llorch 0.1.0, Python 3.11.2, torch 2.13.0, transformers 5.0.0, dtype float32 " \
-           "| OS Linux 6.1, kernel 6.1, CPU EPYC |" in env  # two models, one environment: one row
+           "| OS Linux 6.1, CPU EPYC |" in env  # two models, one environment: one row
     assert "`local/cpu:bfloat16`" in env
 
 

@@ -90,7 +90,8 @@ def parity_section(report: MatrixReport) -> list[str]:
         assert p is not None
         f = dict(parity_figures(p))
         verdict = PARITY_ICONS.get(p.verdict, p.verdict) + (" · weights changed" if p.weights_changed else "")
-        dtype = p.dtype or (c.environment.dtype if c.environment else None) or c.key.dtype
+        # What the worker reported computing in first: the certificate's own field has a default.
+        dtype = (c.environment.dtype if c.environment else None) or p.dtype or c.key.dtype
         out.append(f"| {c.key.model} | {c.key.pool}/{c.key.backend}/{dtype} | {verdict} | {f['tokens agreed']} | "
                    f"{_esc(f['first divergence'])} | {f['max |Δ log-prob|']} | {f['perplexity ratio']} | "
                    f"{_esc(f['golden'])} |")
@@ -119,6 +120,8 @@ def environment_section(report: MatrixReport) -> list[str]:
     for env, columns in groups.values():
         f = dict(environment_figures(env))
         soft = ", ".join(f"{k} {f[k]}" for k in ("llorch", "Python", "torch", "transformers", "CUDA", "dtype") if k in f)
+        if f.get("kernel") and f["kernel"] in f.get("OS", ""):
+            del f["kernel"]  # Linux's OS string already names it
         hard = ", ".join(f"{k} {f[k]}" for k in ("OS", "kernel", "CPU", "GPU", "driver") if k in f)
         out.append(f"| {', '.join(f'`{c}`' for c in dict.fromkeys(columns))} | {_esc(soft)} | {_esc(hard)} |")
     return out + [""]
