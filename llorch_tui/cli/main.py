@@ -5,6 +5,7 @@
     llorch pool doctor --host POOL                        what works there and what to fix
     llorch pool trust --host POOL [--yes] [--replace]     accept the pool's SSH host key
     llorch jobs submit|list|cancel                        prompts to running workers
+    llorch models place ID                                where a model would run, best first, and why
     llorch config init|show                               the configuration file
 
 Contract: every leaf sets `handler(args) -> int` (the exit status).
@@ -18,6 +19,7 @@ import sys
 
 from llorch_tui import __version__
 from llorch_tui.cli.config_cmd import add_config_commands
+from llorch_tui.cli.fleet_models import add_models_commands
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.runner import EXIT_ERROR, print_error, run_sync
 from llorch_tui.pool.cli.tree import all_commands, build_tree
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     _pool_commands(sub)
     _jobs_commands(sub)
+    add_models_commands(sub)
     add_config_commands(sub)
     return p
 

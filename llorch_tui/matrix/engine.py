@@ -23,11 +23,14 @@ from llorch_tui.matrix.events import CellFinished, CellProgress, CellStarted, Ma
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PlannedCell, PoolView, plan_pool
 from llorch_tui.protocol.catalog import Catalog
+from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.matrix import CellResult, MatrixReport, PoolInfo, ReasonCode, RunSummary, Stage
 
 log = logging.getLogger("llorch.matrix")
 _DONE = object()
 INFO_TIMEOUT_S = 60.0
+# Tokens a matrix cell's worker holds at once (short prompts, a few dozen new tokens): what fit is sized for.
+MATRIX_FIT_CONTEXT = 512
 
 
 def _now() -> datetime:
@@ -87,7 +90,31 @@ class MatrixEngine:
                                                self.fleet.call(name, "pool.status", timeout=INFO_TIMEOUT_S))
         except (LlorchError, asyncio.TimeoutError) as exc:
             return PoolView(cfg, online=False, error=str(exc) or "timed out asking for its catalog and status")
-        return PoolView(cfg, online=True, catalog=Catalog.model_validate(cat), status=status)
+        view = PoolView(cfg, online=True, catalog=Catalog.model_validate(cat), status=status)
+        view.fits = await self._fits(name, view.catalog)
+        return view
+
+    async def _fits(self, name: str, catalog: Catalog | None) -> dict[tuple[str, str], FitEstimate]:
+        """Fit before download: each model's estimate for the matrix's workload, from the pool itself.
+
+        Only models whose shapes are on disk, or about to be downloaded anyway (--download): asking the
+        Hub for every registered model would make planning depend on the network. A pool that cannot
+        answer (an older agent, a damaged file) just has no estimate: the cell is not skipped for it."""
+        wanted = [m.id for m in (catalog.models if catalog else [])
+                  if (not self.options.models or m.id in self.options.models) and (m.downloaded or self.options.download)]
+
+        async def one(mid: str) -> list[FitEstimate]:
+            try:
+                rep = await self.fleet.call(name, "models.fit", {"id": mid, "batch": 1, "context": MATRIX_FIT_CONTEXT},
+                                            timeout=INFO_TIMEOUT_S)
+            except (LlorchError, asyncio.TimeoutError):
+                return []
+            return [FitEstimate.model_validate(e) for e in rep.get("estimates") or []]
+
+        out: dict[tuple[str, str], FitEstimate] = {}
+        for ests in await asyncio.gather(*(one(m) for m in wanted)):
+            out.update({(e.model, e.backend): e for e in ests})
+        return out
 
     @staticmethod
     def _info(v: PoolView) -> PoolInfo:

@@ -14,6 +14,7 @@ from llorch_tui.config import PoolConfig
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
+from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.matrix import CellKey, ReasonCode
 
 ALL_MODELS = "*"  # row of an offline pool whose catalog is unknown
@@ -28,6 +29,8 @@ class PoolView:
     error: str | None = None
     catalog: Catalog | None = None
     status: dict[str, Any] | None = None  # PoolStatus as JSON (pool.status)
+    # (model, backend) -> the pool's `models.fit` answer for the matrix's workload (one short sequence)
+    fits: dict[tuple[str, str], FitEstimate] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -137,4 +140,11 @@ def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None =
                 cell.skip_reason = (f"model {mid} needed {_fmt_gb(peak)} on {backend} last time; "
                                     f"pool {view.name} has {_fmt_gb(free)} free")
                 cell.skip_hint = "stop other workers on that pool or free memory, then rerun"
+                continue
+            est = view.fits.get((mid, backend))
+            if est is not None and est.fits is False:
+                cell.skip_code = ReasonCode.WILL_NOT_FIT
+                cell.skip_reason = est.reason
+                cell.skip_hint = (f"`llorch models place {mid}` shows where it fits; a smaller dtype "
+                                  "(llorch-pool models fit --dtype) or freeing memory may make room")
     return cells

@@ -32,6 +32,9 @@ OP_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.download_ops",
     "llorch_tui.pool.worker_ops",
     "llorch_tui.pool.status_ops",
+    "llorch_tui.pool.fit_ops",
+    "llorch_tui.pool.transfer_ops",
+    "llorch_tui.pool.archive_ops",
 )
 
 

@@ -49,6 +49,16 @@ class VerdictRecord(WireModel):
     peak_memory_bytes: int | None = None
 
 
+class ModelOrigin(WireModel):
+    """Where a pool's copy of a model came from, when not from its own download or synth."""
+
+    kind: Literal["copy", "archive"]
+    pool: str | None = None  # copy: the pool it was copied from
+    file: str | None = None  # archive: the archive imported
+    via: str | None = None  # copy: "control plane" (streamed through it) or the mirror URL it was fetched from
+    at: datetime | None = None
+
+
 class ModelEntry(WireModel):
     id: str
     name: str
@@ -66,6 +76,8 @@ class ModelEntry(WireModel):
     verdicts: dict[str, VerdictRecord] = Field(default_factory=dict)
     # backend -> measured peak memory (bytes) of a worker serving this model.
     peak_memory: dict[str, int] = Field(default_factory=dict)
+    # Set when the files were copied from another pool or imported from an archive.
+    origin: ModelOrigin | None = None
 
 
 class Catalog(WireModel):

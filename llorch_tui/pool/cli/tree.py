@@ -16,6 +16,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.cli.mirror_cmd",
     "llorch_tui.pool.cli.worker_cmd",
     "llorch_tui.pool.cli.status_cmd",
+    "llorch_tui.pool.cli.fit_cmd",
+    "llorch_tui.pool.cli.archive_cmd",
 )
 
 

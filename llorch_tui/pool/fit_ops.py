@@ -1,0 +1,71 @@
+"""Op `models.fit`: will a model fit on this pool, per backend — before it is downloaded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from llorch_tui.config import SEED_PRESETS
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.catalog_store import register_hint
+from llorch_tui.pool.fit import WORKER_MAX_BATCH, decide, estimate, local_shapes, remote_shapes
+from llorch_tui.pool.hub_fetch import resolve_endpoint
+from llorch_tui.pool.models_ops import check_backends, check_repo, store_of
+from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.pool.status_ops import pool_status
+from llorch_tui.protocol.fit import FitReport
+from llorch_tui.protocol.status import PoolStatus
+
+
+class FitParams(BaseModel):
+    id: str
+    repo: str | None = None  # for a model this pool has not registered (presets need none)
+    revision: str | None = None
+    endpoint: str | None = None
+    backends: list[str] | None = None  # default: the pool's usable backends the model supports
+    dtype: str | None = None  # default: the worker's choice per backend
+    context: int | None = Field(default=None, ge=1)  # default: the model's context length
+    batch: int = Field(default=WORKER_MAX_BATCH, ge=1, le=4096)
+
+
+def free_memory(status: PoolStatus, backend: str) -> tuple[int | None, int | None]:
+    """(bytes a new worker could use, GPU index): the emptiest GPU on cuda, available RAM otherwise."""
+    if backend == "cuda":
+        frees = [(g.memory_total - (g.memory_used or 0), g.index) for g in status.gpus if g.memory_total]
+        if not frees:
+            return None, None
+        free, idx = max(frees)
+        return free, idx
+    return status.ram.available, None
+
+
+@op("models.fit", FitParams, summary="memory a model needs per backend, and whether it fits here")
+async def models_fit(ctx: OpContext, p: FitParams) -> FitReport:
+    check_backends(p.backends)
+    catalog = await asyncio.to_thread(store_of(ctx).load)
+    entry = catalog.get(p.id)
+    if entry is not None and entry.downloaded:
+        cfg, params = await asyncio.to_thread(local_shapes, Path(entry.path))
+        source = "local files"
+    else:
+        preset = next((s for s in SEED_PRESETS if s.id == p.id), None)
+        repo = check_repo(p.repo or (entry.metadata.repo if entry else None) or (preset.repo if preset else None))
+        if repo is None:
+            raise LlorchError(ErrorCode.NOT_FOUND, f"model {p.id!r} is neither downloaded on pool "
+                              f"{ctx.settings.pool_id} nor has a repo to read its metadata from",
+                              "pass --repo OWNER/NAME, or " + register_hint(p.id), model=p.id)
+        endpoint = resolve_endpoint(p.endpoint, ctx.settings.hf_endpoint)
+        revision = p.revision or (entry.revision if entry else None)
+        cfg, params, _ = await asyncio.to_thread(remote_shapes, repo, endpoint, revision)
+        source = f"{endpoint} ({repo}; metadata and headers only)"
+    status = await pool_status(ctx.settings)
+    wanted = p.backends or [b for b in status.backends if entry is None or b in entry.backends]
+    report = FitReport(pool_id=ctx.settings.pool_id, model=p.id, source=source)
+    for backend in wanted:
+        est = estimate(p.id, cfg, params, backend, dtype=p.dtype, context=p.context, batch=p.batch)
+        free, gpu = free_memory(status, backend) if backend in status.backends else (None, None)
+        measured = entry.peak_memory.get(backend) if entry is not None else None
+        report.estimates.append(decide(est, free, measured, ctx.settings.pool_id, gpu))
+    return report

@@ -1,0 +1,35 @@
+"""Results of the ops that move a model between pools (copies, archives)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from llorch_tui.protocol import WireModel
+from llorch_tui.protocol.catalog import ModelEntry
+
+
+class ChunkData(WireModel):
+    data: str  # base64
+    offset: int
+    size: int  # the whole file's size
+
+
+class ReceiveBegun(WireModel):
+    noop: bool  # the pool already has exactly these files
+    have: dict[str, int] = Field(default_factory=dict)  # bytes already received per file (resume points)
+
+
+class ChunkWritten(WireModel):
+    have: int  # bytes of the file now received
+
+
+class FileVerified(WireModel):
+    file: str
+    sha256: str
+
+
+class ArchiveResult(WireModel):
+    model: ModelEntry
+    file: str
+    bytes: int
+    noop: bool = False

@@ -1,0 +1,56 @@
+"""Helpers for the fleet tests: the agent CLI, a mirror process, a worker's peak RSS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+from contextlib import contextmanager
+
+BIN = Path(sys.executable).parent
+AGENT = str(BIN / "llorch-pool")
+LLORCH = str(BIN / "llorch")
+DATA = Path(__file__).parent / "data"
+
+
+def agent(state: Path, *args: str, timeout: float = 300) -> Any:
+    """`llorch-pool --state-dir STATE ARGS --json`: the result document (asserts exit 0)."""
+    r = subprocess.run([AGENT, "--state-dir", str(state), *args, "--json"], capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, f"{args}: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def mirror(state: Path) -> Iterator[str]:
+    """`llorch-pool mirror serve` of a pool on loopback; yields its URL, stops it on exit."""
+    proc = subprocess.Popen([AGENT, "--state-dir", str(state), "mirror", "serve", "--host", "127.0.0.1", "--port", "0",
+                             "--print-url"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://"), proc.stderr.read() if proc.stderr else url
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def mirror_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.rstrip("/") + "/api/llorch/stats", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory (Linux VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
