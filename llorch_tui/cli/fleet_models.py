@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -12,6 +13,9 @@ from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.fit_cmd import add_fit_args, fit_params, fits_cell
 from llorch_tui.pool.cli.runner import EXIT_ERROR, print_error, run_sync
 from llorch_tui.units import DASH, fmt_bytes
+
+if TYPE_CHECKING:  # the fleet (asyncssh) is imported only when a command runs
+    from llorch_tui.fleet_ops.place import Placement
 
 
 def add_models_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -48,7 +52,7 @@ def _place(args: argparse.Namespace) -> int:
     return run_sync(go, args.json)
 
 
-def _render(model: str, ranked: list) -> None:  # type: ignore[type-arg]
+def _render(model: str, ranked: "list[Placement]") -> None:
     console = Console()
     t = Table(title=f"Where {model} would run, best first")
     for col in ("#", "Pool", "Backend", "dtype", "Needs", "Free", "Headroom", "Fits"):

@@ -94,26 +94,28 @@ class MatrixEngine:
         view.fits = await self._fits(name, view.catalog)
         return view
 
-    async def _fits(self, name: str, catalog: Catalog | None) -> dict[tuple[str, str], FitEstimate]:
+    async def _fits(self, name: str, catalog: Catalog | None) -> dict[tuple[str, str, str], FitEstimate]:
         """Fit before download: each model's estimate for the matrix's workload, from the pool itself.
 
         Only models whose shapes are on disk, or about to be downloaded anyway (--download): asking the
         Hub for every registered model would make planning depend on the network. A pool that cannot
         answer (an older agent, a damaged file) just has no estimate: the cell is not skipped for it."""
-        wanted = [m.id for m in (catalog.models if catalog else [])
-                  if (not self.options.models or m.id in self.options.models) and (m.downloaded or self.options.download)]
+        wanted = [(m.id, d) for m in (catalog.models if catalog else [])
+                  if (not self.options.models or m.id in self.options.models) and (m.downloaded or self.options.download)
+                  for d in self.options.cell_dtypes]
 
-        async def one(mid: str) -> list[FitEstimate]:
+        async def one(mid: str, dtype: str) -> list[tuple[tuple[str, str, str], FitEstimate]]:
+            params = {"id": mid, "batch": 1, "context": MATRIX_FIT_CONTEXT, "dtype": dtype}
             try:
-                rep = await self.fleet.call(name, "models.fit", {"id": mid, "batch": 1, "context": MATRIX_FIT_CONTEXT},
-                                            timeout=INFO_TIMEOUT_S)
+                rep = await self.fleet.call(name, "models.fit", params, timeout=INFO_TIMEOUT_S)
             except (LlorchError, asyncio.TimeoutError):
                 return []
-            return [FitEstimate.model_validate(e) for e in rep.get("estimates") or []]
+            ests = [FitEstimate.model_validate(e) for e in rep.get("estimates") or []]
+            return [((e.model, e.backend, dtype), e) for e in ests]
 
-        out: dict[tuple[str, str], FitEstimate] = {}
-        for ests in await asyncio.gather(*(one(m) for m in wanted)):
-            out.update({(e.model, e.backend): e for e in ests})
+        out: dict[tuple[str, str, str], FitEstimate] = {}
+        for pairs in await asyncio.gather(*(one(m, d) for m, d in wanted)):
+            out.update(pairs)
         return out
 
     @staticmethod

@@ -29,8 +29,8 @@ class PoolView:
     error: str | None = None
     catalog: Catalog | None = None
     status: dict[str, Any] | None = None  # PoolStatus as JSON (pool.status)
-    # (model, backend) -> the pool's `models.fit` answer for the matrix's workload (one short sequence)
-    fits: dict[tuple[str, str], FitEstimate] = field(default_factory=dict)
+    # (model, backend, dtype) -> the pool's `models.fit` answer for the matrix's workload (one short sequence)
+    fits: dict[tuple[str, str, str], FitEstimate] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -141,7 +141,7 @@ def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None =
                                     f"pool {view.name} has {_fmt_gb(free)} free")
                 cell.skip_hint = "stop other workers on that pool or free memory, then rerun"
                 continue
-            est = view.fits.get((mid, backend))
+            est = view.fits.get((mid, backend, dtype))
             if est is not None and est.fits is False:
                 cell.skip_code = ReasonCode.WILL_NOT_FIT
                 cell.skip_reason = est.reason

@@ -94,7 +94,7 @@ def export_model(ctx: OpContext, p: ExportParams) -> ArchiveResult:
                 progress.send("downloading", file=f.name, force=True)
                 with (base / f.name).open("rb") as fh:
                     reader = _HashingReader(fh, f.size, progress, ctx.cancelled)
-                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    tar.addfile(info, reader)
                 sha = reader.hasher.sha256.hexdigest()
                 if sha != f.sha256:
                     raise LlorchError(ErrorCode.CHECKSUM_MISMATCH, f"{base / f.name} changed on disk: sha256 {sha}, "

@@ -13,7 +13,7 @@ import pytest
 
 from fleet_helpers import AGENT, DATA, agent, mirror, mirror_stats, peak_rss
 
-from llorch_tui.config import MatrixConfig, PoolConfig
+from llorch_tui.config import PoolConfig
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PoolView, plan_pool
 from llorch_tui.pool.fit import decide, estimate, local_shapes, params_from_shape, shape_from_config
@@ -125,7 +125,7 @@ def test_plan_skips_a_cell_that_cannot_fit_with_the_numbers() -> None:
     est = decide(estimate("mistral", _cfg("mistral"), None, "cpu", batch=1, context=512), 8 * 10**9, None, "p")
     view = PoolView(PoolConfig(name="p"), online=True, catalog=Catalog(pool_id="p", models=[entry]),
                     status={"backends": ["cpu"], "ram": {"total": 16 * 10**9, "available": 8 * 10**9}},
-                    fits={("mistral", "cpu"): est})
+                    fits={("mistral", "cpu", "auto"): est})
     cell = plan_pool(view, MatrixOptions(backends=["cpu"]))[0]
     assert cell.skip_code == "will_not_fit"
     assert "does not fit" in (cell.skip_reason or "") and "27.0 GiB" in (cell.skip_reason or "")

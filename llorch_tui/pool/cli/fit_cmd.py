@@ -38,7 +38,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def fits_cell(e: dict[str, Any]) -> str:
-    return {True: "[green]yes[/]", False: "[bold red]no[/]"}.get(e.get("fits"), "[yellow]?[/]")
+    fits = e.get("fits")
+    return "[yellow]?[/]" if fits is None else "[green]yes[/]" if fits else "[bold red]no[/]"
 
 
 def render_fit(report: dict[str, Any], console: Console) -> None:
