@@ -3,6 +3,12 @@
 Requests run concurrently as tasks; events and results are written as they come, each line
 whole (one writer lock). stdout carries nothing but protocol lines: logs go to stderr.
 EOF at stdin cancels everything still running and exits, so a dropped SSH channel leaves no orphan work.
+
+Every line gets an answer and no line can stop the service: a line over MAX_LINE is skipped up
+to its newline (never read as the start of another request), anything that is not a request
+(not JSON, not UTF-8, nested too deeply, wrong types) gets a `bad_request` error naming the id
+when one can be seen in the line's first bytes, and an unexpected failure while dispatching is
+an `internal` error for that line only.
 """
 
 from __future__ import annotations
@@ -11,8 +17,13 @@ import asyncio
 import functools
 import json
 import logging
+import os
+import re
 import socket
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +36,10 @@ from llorch_tui.protocol import (CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, ErrorMsg
 
 log = logging.getLogger("llorch.pool.service")
 MAX_LINE = 16 * 1024 * 1024
+# After stdin's EOF, cancelled ops get this long to finish their cleanup (a thread cannot be
+# interrupted; ops poll ctx.cancelled) before the agent exits regardless.
+EXIT_GRACE_S = 10.0
+_ID_RE = re.compile(rb'"id"\s*:\s*"((?:[^"\\]|\\.){0,200})"')
 
 
 class StdioService:
@@ -48,26 +63,63 @@ class StdioService:
         ops = load_ops()
         await self.send(Hello(agent_version=__version__, pool_id=self.settings.pool_id,
                               hostname=socket.gethostname(), ops=sorted(ops)).model_dump(mode="json"))
+        try:
+            while True:
+                line = await self._next_line()
+                if line is None:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    self._dispatch(line)
+                except Exception as exc:  # a bug in dispatching answers this line and serving goes on
+                    log.exception("dispatching a request line failed")
+                    self._reply_error(_best_effort_id(line), ErrorCode.INTERNAL,
+                                      f"the agent could not handle this line: {type(exc).__name__}: {exc}",
+                                      "this is a bug in llorch-pool; the pool's stderr has the traceback")
+        finally:
+            for ctx in list(self.contexts.values()):
+                ctx.cancelled.set()
+            for task in list(self.tasks.values()):
+                task.cancel()
+            if self.tasks:
+                await asyncio.wait(list(self.tasks.values()), timeout=EXIT_GRACE_S)
+
+    async def _next_line(self) -> bytes | None:
+        """The next line (None at EOF). A line over MAX_LINE is read to its end and dropped, and
+        answered with an error: its tail must not be taken for the next request."""
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # EOF; a last line without its newline still counts
+            return exc.partial or None
+        except asyncio.LimitOverrunError as exc:
+            head = await self.reader.readexactly(exc.consumed)
+        size, eof = len(head), False
         while True:
-            line = await self.reader.readline()
-            if not line:
+            try:
+                size += len(await self.reader.readuntil(b"\n"))
                 break
-            if not line.strip():
-                continue
-            self._dispatch(line)
-        for task in list(self.tasks.values()):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+            except asyncio.LimitOverrunError as more:
+                size += len(await self.reader.readexactly(more.consumed))
+            except asyncio.IncompleteReadError as end:
+                size, eof = size + len(end.partial), True
+                break
+        self._reply_error(_best_effort_id(head), ErrorCode.BAD_REQUEST,
+                          f"request line of {size} bytes is longer than the limit of {MAX_LINE} bytes; it was skipped",
+                          "send large inputs as files on the pool and pass their paths")
+        return None if eof else b"\n"
+
+    def _reply_error(self, rid: str, code: str, message: str, hint: str | None = None) -> None:
+        doc = ErrorDoc(code=code, message=message, hint=hint)
+        asyncio.ensure_future(self._send_quietly(ErrorMsg(id=rid, error=doc).model_dump(mode="json")))
 
     def _dispatch(self, line: bytes) -> None:
         try:
             req = Request.model_validate_json(line)
         except ValidationError as exc:
-            rid = _best_effort_id(line)
-            doc = ErrorDoc(code=ErrorCode.BAD_REQUEST, message=f"malformed request line: {exc.errors()[0]['msg']}",
-                           hint="send one JSON object per line: {\"v\":1,\"id\":...,\"op\":...,\"params\":{}}")
-            asyncio.ensure_future(self.send(ErrorMsg(id=rid, error=doc).model_dump(mode="json")))
+            self._reply_error(_best_effort_id(line), ErrorCode.BAD_REQUEST,
+                              f"malformed request line: {exc.errors()[0]['msg']}"[:500],
+                              "send one JSON object per line: {\"v\":1,\"id\":...,\"op\":...,\"params\":{}}")
             return
         if req.v != PROTOCOL_VERSION:
             doc = ErrorDoc(code=ErrorCode.PROTOCOL_MISMATCH,
@@ -140,11 +192,44 @@ class StdioService:
 
 
 def _best_effort_id(line: bytes) -> str:
-    try:
-        obj = json.loads(line)
-        return str(obj.get("id", "?")) if isinstance(obj, dict) else "?"
-    except ValueError:
+    """The request id of a line that is not a valid request, read from its first bytes without
+    parsing the whole line (which may be huge or nested without end); "?" when none is seen."""
+    m = _ID_RE.search(line[:4096])
+    if m is None:
         return "?"
+    try:
+        return str(json.loads(b'"' + m.group(1) + b'"'))
+    except ValueError:
+        return m.group(1).decode("utf-8", "replace")
+
+
+def run_stdio_service(settings: AgentSettings) -> None:
+    """Serve until EOF, then exit within EXIT_GRACE_S even if an op's thread ignores its cancel
+    (asyncio.run would wait for every executor thread, and a dropped session would leave the
+    agent behind)."""
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="llorch-op")
+    loop.set_default_executor(executor)
+    try:
+        loop.run_until_complete(serve_stdio(settings))
+    finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        executor.shutdown(wait=False, cancel_futures=True)
+        loop.close()
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        log.warning("ops still running %.0f s after the session ended; exiting without them", EXIT_GRACE_S)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def serve_stdio(settings: AgentSettings) -> None:

@@ -85,6 +85,14 @@ def configure_threads() -> int:
     return n
 
 
+def prompt_char_limit(tokenizer: Any, context_length: int) -> int:
+    """A token covers at most as many characters as its longest vocabulary entry (x4 for
+    normalizers that fold several characters into one), so a longer text is more tokens than
+    the context holds."""
+    longest = max((len(t) for t in tokenizer.get_vocab()), default=1)
+    return context_length * max(longest, 1) * 4
+
+
 @dataclass
 class Engine:
     model: Any
@@ -98,6 +106,9 @@ class Engine:
     pad_id: int
     load_s: float = 0.0
     cache_kw: str = "past_key_values"
+    # More characters than this cannot fit the context whatever the tokenizer does (see
+    # prompt_char_limit); checked before tokenizing, so a 15 MB prompt costs nothing.
+    max_prompt_chars: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     noise: Any = None  # faults.LogitNoise when fault injection is on (tests and demos only)
 
@@ -152,7 +163,8 @@ class Engine:
             noise = LogitNoise(logit_noise)
         return cls(model=model, tokenizer=tokenizer, device=device, dtype=loaded_dtype, path=path,
                    name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
-                   load_s=time.monotonic() - t0, cache_kw=cache_kw, noise=noise)
+                   load_s=time.monotonic() - t0, cache_kw=cache_kw, noise=noise,
+                   max_prompt_chars=prompt_char_limit(tokenizer, context))
 
     @property
     def dtype_name(self) -> str:

@@ -56,6 +56,12 @@ class WorkerError(Exception):
         print(f"LLORCH_WORKER_ERROR {json.dumps(self.to_dict())}", file=sys.stderr, flush=True)
 
 
+# A generation that failed inside the worker: the HTTP status its error code answers with.
+# `non_finite_logits`: the model cannot compute this prompt (NaN/inf; often a float16 overflow):
+# the request, not the worker, is what cannot be served, and retrying it gives the same answer.
+STATUS_FOR_GENERATION_ERROR: dict[str, int] = {"oom": 507, "non_finite_logits": 422}
+
+
 class ApiError(Exception):
     """A request-level error: becomes `{"error": {"code", "message", "hint"?}}` with `status`."""
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .errors import ApiError
+from .errors import STATUS_FOR_GENERATION_ERROR, ApiError
 from .jobs import Event, Job
+from .sampling import SEED_MAX, SEED_MIN
 
 
 @dataclass
@@ -46,13 +47,26 @@ def state_of(request: web.Request) -> WorkerState:
     return request.app[STATE_KEY]
 
 
+BODY_TIMEOUT_S = 30.0  # a client gets this long to send its body once the headers are in
+_PARSE_OFF_LOOP = 1 << 20  # bodies above 1 MiB are parsed in a thread: /health keeps answering
+LOGIT_BIAS_MAX = 1024  # entries in one request's logit_bias
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e}",
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+                       hint="send the whole body at once") from None
+    try:
+        body = await asyncio.to_thread(json.loads, raw) if len(raw) > _PARSE_OFF_LOOP else json.loads(raw)
+    except ValueError as e:  # not JSON, not UTF-8, or a number of over 4300 digits
+        raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {e}"[:300],
                        hint="send a JSON object with Content-Type: application/json") from e
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the request body is nested too deeply to parse",
+                       hint="send a flat JSON object (the API nests at most a few levels)") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", f"the request body must be a JSON object, not {type(body).__name__}")
     return body
@@ -71,6 +85,35 @@ def get_int(body: dict[str, Any], name: str, default: int | None, *, required: b
     if isinstance(v, bool) or not isinstance(v, int):
         raise _type_error(name, "an integer", v)
     return v
+
+
+def get_int_range(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
+    v = get_int(body, name, None)
+    if v is not None and not lo <= v <= hi:
+        raise ApiError(400, "invalid_field", f"field {name!r} must be between {lo} and {hi}, got {v}"[:300])
+    return v
+
+
+def get_logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
+    """OpenAI's `logit_bias`: {"token id": bias in -100..100}, added to that token's logit."""
+    raw = body.get("logit_bias")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _type_error("logit_bias", 'an object {"token id": bias}', raw)
+    if len(raw) > LOGIT_BIAS_MAX:
+        raise ApiError(400, "invalid_field", f"field 'logit_bias' has {len(raw)} entries; at most {LOGIT_BIAS_MAX}")
+    out: dict[int, float] = {}
+    for key, bias in raw.items():
+        tid = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 12 else -1
+        if not 0 <= tid < vocab_size:
+            raise ApiError(400, "invalid_field",
+                           f"logit_bias key {key!r} is not a token id of this model (0..{vocab_size - 1})"[:300])
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
+            raise ApiError(400, "invalid_field", f"logit_bias[{key!r}] must be a number from -100 to 100, got {bias!r}"[:300])
+        out[tid] = float(bias)
+    return out
+
 
 
 def get_float(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
@@ -117,15 +160,28 @@ def ready_state(request: web.Request) -> WorkerState:
     return st
 
 
-def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *, max_tokens_default: int,
-              temperature_default: float, job_id: str | None = None, templated: bool = False,
-              stream: bool = True, top_logprobs: int | None = None, echo: bool = False) -> Job:
+def check_prompt_size(st: WorkerState, chars: int) -> None:
+    """Refuse text that cannot fit the context before any work is spent on it (tokenizing 15 MB
+    takes seconds and leaves the process hundreds of MB larger)."""
+    limit = st.engine.max_prompt_chars
+    if chars > limit:
+        raise ApiError(400, "prompt_too_long",
+                       f"the prompt is {chars} characters; this model's context of {st.engine.context_length} "
+                       f"tokens cannot hold more than {limit} characters", hint="shorten the prompt")
+
+
+async def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *, max_tokens_default: int,
+                    temperature_default: float, job_id: str | None = None, templated: bool = False,
+                    stream: bool = True, top_logprobs: int | None = None, echo: bool = False) -> Job:
     """Validate generation parameters against the loaded model and make a Job (not yet submitted).
     `prompt` is text, or token ids used as they are. With `echo`, max_tokens may be 0: only the
-    prompt's log-probs are computed (teacher forcing)."""
+    prompt's log-probs are computed (teacher forcing). Text is size-checked, then tokenized in a
+    thread, so the event loop keeps answering."""
     eng = st.engine
     if prompt == "" or prompt == []:
         raise ApiError(400, "empty_prompt", "the prompt is empty", hint="send at least one character of text")
+    if isinstance(prompt, str):
+        check_prompt_size(st, len(prompt))
     max_tokens = get_int(body, "max_tokens", max_tokens_default)
     if body.get("max_completion_tokens") is not None:
         max_tokens = get_int(body, "max_completion_tokens", max_tokens_default)
@@ -138,7 +194,8 @@ def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *,
                        f"max_tokens {max_tokens} exceeds the model's context length of {eng.context_length} tokens")
     temperature = get_float(body, "temperature", temperature_default, 0.0, 10.0)
     top_p = get_float(body, "top_p", 1.0, 0.0, 1.0)
-    seed = get_int(body, "seed", None)
+    seed = get_int_range(body, "seed", SEED_MIN, SEED_MAX)
+    logit_bias = get_logit_bias(body, eng.vocab_size)
     ignore_eos = get_bool(body, "ignore_eos")
     stop = body.get("stop")
     if isinstance(stop, str):
@@ -147,7 +204,10 @@ def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *,
         stop = []
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 16:
         raise ApiError(400, "invalid_field", "field 'stop' must be a string or a list of at most 16 strings")
-    ids = list(prompt) if isinstance(prompt, list) else eng.encode(prompt, add_special_tokens=not templated)
+    if isinstance(prompt, list):
+        ids = list(prompt)
+    else:
+        ids = await asyncio.to_thread(eng.encode, prompt, add_special_tokens=not templated)
     if not ids:
         raise ApiError(400, "empty_prompt", "the prompt encodes to zero tokens")
     if len(ids) >= eng.context_length:
@@ -164,7 +224,7 @@ def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *,
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
               temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
               stop=[s for s in stop if s], incremental=stream or bool(stop), top_logprobs=top_logprobs,
-              echo_logprobs=echo and top_logprobs is not None)
+              echo_logprobs=echo and top_logprobs is not None, logit_bias=logit_bias)
     job.queue = queue
     return job
 
@@ -196,7 +256,7 @@ async def collect(st: WorkerState, job: Job) -> Event:
     async for event in run_events(st, job):
         last = event
     if last.get("type") == "error":
-        status = 507 if last.get("code") == "oom" else 500
+        status = STATUS_FOR_GENERATION_ERROR.get(last.get("code", ""), 500)
         raise ApiError(status, last.get("code", "internal"), last.get("message", "generation failed"))
     return last
 

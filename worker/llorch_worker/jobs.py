@@ -24,6 +24,7 @@ class Job:
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks and tests want exactly max_tokens
     stop: list[str] = field(default_factory=list)  # stop strings (OpenAI `stop`)
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> added to its logit
     # False for non-streaming requests: no per-token detokenizing or events (each event wakes the
     # event loop, which competes with the decode thread for the GIL); the text is decoded once
     incremental: bool = True

@@ -6,6 +6,7 @@ send one) and echoed back, so tools that use a catalog id or the path both work.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from contextlib import aclosing
@@ -14,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError
-from .httpkit import (WorkerState, build_job, collect, get_bool, get_int, open_sse, read_json, ready_state,
-                      run_events, send_sse, state_of)
+from .httpkit import (WorkerState, build_job, check_prompt_size, collect, get_bool, get_int, open_sse, read_json,
+                      ready_state, run_events, send_sse, state_of)
 from .logprobs import MAX_TOP_LOGPROBS
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
@@ -135,8 +136,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     prompt = _prompt_of(body, st.engine.vocab_size)
     stream = get_bool(body, "stream")
     k, echo = _logprobs_of(body, stream)
-    job = build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream,
-                    top_logprobs=k, echo=echo)
+    job = await build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream,
+                          top_logprobs=k, echo=echo)
     cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
     def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -163,12 +164,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _check_n(body)
     messages = _messages_of(body)
     stream = get_bool(body, "stream")
-    try:
-        prompt = st.engine.chat_prompt(messages)
+    check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
+    try:  # in a thread: a template over a large conversation is not free
+        prompt = await asyncio.to_thread(st.engine.chat_prompt, messages)
     except Exception as e:  # a template can reject role orders etc.; that is the client's input
         raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
-    job = build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
-                    stream=stream)
+    job = await build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
+                          stream=stream)
     cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:

@@ -2,6 +2,10 @@
 
 Each request owns a `torch.Generator` seeded from its seed, so a request draws the same random
 numbers whether it runs alone or inside a batch.
+
+One row's numbers never fail another row: a row whose logits are not finite (NaN, +inf, or all
+-inf: a model or dtype fault for that prompt) gets a `SamplingError` in its place and the other
+rows keep their tokens.
 """
 
 from __future__ import annotations
@@ -10,6 +14,17 @@ from typing import Any
 
 import torch
 
+# Below this the distribution is the argmax to float precision, and dividing by it overflows
+# (a subnormal temperature turns every logit into inf and softmax into NaN): sample greedily.
+GREEDY_BELOW = 1e-5
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
+
+
+class SamplingError(Exception):
+    """This row's logits cannot be sampled; `code` becomes the request's error code."""
+
+    code = "non_finite_logits"
+
 
 def make_generator(seed: int | None) -> torch.Generator:
     g = torch.Generator(device="cpu")
@@ -17,9 +32,13 @@ def make_generator(seed: int | None) -> torch.Generator:
     return g
 
 
+def is_greedy(temperature: float) -> bool:
+    return temperature < GREEDY_BELOW
+
+
 def choose(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:
-    """Pick one token id from a 1-D row of logits (float32, on cpu)."""
-    if temperature <= 0.0:
+    """Pick one token id from a 1-D row of finite logits (float32, on cpu)."""
+    if is_greedy(temperature):
         return int(torch.argmax(logits))
     probs = torch.softmax(logits / temperature, dim=-1)
     if 0.0 < top_p < 1.0:
@@ -33,9 +52,31 @@ def choose(logits: torch.Tensor, temperature: float, top_p: float, generator: to
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def choose_batch(logits: torch.Tensor, rows: list[Any]) -> list[int]:
-    """logits: [B, V]; rows: objects with temperature, top_p, generator (one per batch row)."""
+def apply_logit_bias(logits: torch.Tensor, rows: list[Any]) -> None:
+    """Add each row's OpenAI-style `logit_bias` (token id -> bias) to its logits, in place."""
+    for i, r in enumerate(rows):
+        bias = getattr(r, "logit_bias", None)
+        if bias:
+            ids = torch.tensor(list(bias), dtype=torch.long)
+            logits[i, ids] += torch.tensor(list(bias.values()), dtype=logits.dtype)
+
+
+def choose_batch(logits: torch.Tensor, rows: list[Any]) -> list[int | SamplingError]:
+    """logits: [B, V]; rows: objects with temperature, top_p, generator, logit_bias (one per row).
+    Returns a token id per row, or a SamplingError for a row whose logits are not usable."""
     logits = logits.float().cpu()
-    if all(r.temperature <= 0.0 for r in rows):
+    apply_logit_bias(logits, rows)
+    # max() propagates NaN and shows +inf and all -inf: one reduction checks every row
+    finite = torch.isfinite(logits.max(dim=-1).values).tolist()
+    if all(finite) and all(is_greedy(r.temperature) for r in rows):
         return torch.argmax(logits, dim=-1).tolist()
-    return [choose(logits[i], r.temperature, r.top_p, r.generator) for i, r in enumerate(rows)]
+    out: list[int | SamplingError] = []
+    for i, r in enumerate(rows):
+        if not finite[i]:
+            out.append(SamplingError("the model produced non-finite logits (NaN or inf) for this request"))
+            continue
+        try:
+            out.append(choose(logits[i], r.temperature, r.top_p, r.generator))
+        except RuntimeError as e:  # e.g. multinomial on probabilities that overflowed
+            out.append(SamplingError(f"sampling failed for this request: {e}"))
+    return out

@@ -28,7 +28,7 @@ from .errors import ApiError
 from .jobs import Job
 from .logprobs import prompt_logprobs, token_logprob
 from .metrics import Metrics
-from .sampling import choose_batch
+from .sampling import SamplingError, choose_batch
 
 log = logging.getLogger("llorch_worker.scheduler")
 JOIN_EVERY = int(os.environ.get("LLORCH_WORKER_JOIN_EVERY", "1"))  # steps between admissions
@@ -167,20 +167,41 @@ class Scheduler:
     def _step(self, new: list[Job]) -> None:
         new = [j for j in new if not self._finish_if_cancelled(j)]
         if new:
-            fresh = self._prefill(new)
+            fresh = self._prefill_isolated(new)
             if fresh is not None:
                 self._batch = fresh if self._batch is None else self._merge(self._batch, fresh)
         if self._batch is not None:
             self._batch = self._decode(self._batch)
 
-    def _fail_all(self, new: list[Job], e: Exception) -> None:
-        jobs = list(new) + (self._batch.jobs if self._batch else [])
-        self._batch = None
+    def _prefill_isolated(self, jobs: list[Job]) -> Batch | None:
+        """Prefill the newcomers; a failure fails only them, never the running batch. When several
+        fail together, each is retried alone so one bad prompt does not take the others with it."""
+        try:
+            return self._prefill(jobs)
+        except Exception as e:
+            log.exception("prefill of %d request(s) failed", len(jobs))
+            if len(jobs) == 1:
+                self._fail_all(jobs, e, include_batch=False)
+                return None
+        fresh: Batch | None = None
+        for job in jobs:
+            one = self._prefill_isolated([job])
+            if one is not None:
+                fresh = one if fresh is None else self._merge(fresh, one)
+        return fresh
+
+    def _fail_all(self, new: list[Job], e: Exception, include_batch: bool = True) -> None:
+        jobs = list(new) + (self._batch.jobs if self._batch and include_batch else [])
+        if include_batch:
+            self._batch = None
         code = "oom" if "out of memory" in str(e).lower() else "internal"
         for job in jobs:
-            if not job.done:
-                job.finish_reason = "error"
-                self._finish(job, error={"code": code, "message": f"{type(e).__name__}: {e}"})
+            self._fail(job, code, f"{type(e).__name__}: {e}")
+
+    def _fail(self, job: Job, code: str, message: str) -> None:
+        if not job.done:
+            job.finish_reason = "error"
+            self._finish(job, error={"code": code, "message": message})
 
     # ---- model steps -------------------------------------------------------------------
     def _prefill(self, jobs: list[Job]) -> Batch | None:
@@ -229,34 +250,52 @@ class Scheduler:
         eng = self.engine
         tokens = choose_batch(logits, batch.jobs)
         finished: list[Job] = []
+        next_ids: list[int] = []
         for row, (job, tok) in enumerate(zip(batch.jobs, tokens)):
+            if isinstance(tok, SamplingError):  # this row only: the others keep generating
+                next_ids.append(eng.pad_id)
+                self._fail(job, tok.code, str(tok))
+                finished.append(job)
+                continue
+            next_ids.append(tok)
             if self._finish_if_cancelled(job):
                 finished.append(job)
                 continue
-            if job.max_tokens == 0:  # echo only: the prompt's log-probs were the whole answer
-                job.finish_reason = "length"
-            elif tok in eng.eos_ids and not job.ignore_eos:
-                if job.t_first is None:
-                    job.t_first = time.monotonic()
-                job.finish_reason = "stop"
-            else:
-                if job.top_logprobs is not None:
-                    job.token_logprobs.append(token_logprob(logits[row], tok, job.top_logprobs))
-                delta = job.push_token(tok, eng.decode)
-                out, hit = job.accept_text(delta) if delta else ("", False)
-                if out:
-                    job.emit({"type": "token", "text": out})
-                limit = min(job.max_tokens, eng.context_length - len(job.prompt_ids))
-                if hit:
-                    job.finish_reason = "stop"
-                    job.stopped_by_string = True
-                elif len(job.generated) >= limit:
-                    job.finish_reason = "length"
+            try:
+                self._accept(job, tok, logits[row])
+            except Exception as e:  # a row's bookkeeping (detokenizing, stop strings) fails that row
+                log.exception("request %s failed", job.job_id)
+                self._fail(job, "internal", f"{type(e).__name__}: {e}")
+                finished.append(job)
+                continue
             if job.done:
                 self._finish(job)
                 finished.append(job)
-        batch.next_ids = tokens
+        batch.next_ids = next_ids
         return self._drop(batch, finished)
+
+    def _accept(self, job: Job, tok: int, logits: torch.Tensor) -> None:
+        """Record one sampled token for a row (`logits`: that row's): eos, text, stop strings, length."""
+        eng = self.engine
+        if job.max_tokens == 0:  # echo only: the prompt's log-probs were the whole answer
+            job.finish_reason = "length"
+        elif tok in eng.eos_ids and not job.ignore_eos:
+            if job.t_first is None:
+                job.t_first = time.monotonic()
+            job.finish_reason = "stop"
+        else:
+            if job.top_logprobs is not None:
+                job.token_logprobs.append(token_logprob(logits, tok, job.top_logprobs))
+            delta = job.push_token(tok, eng.decode)
+            out, hit = job.accept_text(delta) if delta else ("", False)
+            if out:
+                job.emit({"type": "token", "text": out})
+            limit = min(job.max_tokens, eng.context_length - len(job.prompt_ids))
+            if hit:
+                job.finish_reason = "stop"
+                job.stopped_by_string = True
+            elif len(job.generated) >= limit:
+                job.finish_reason = "length"
 
     def _drop(self, batch: Batch, finished: list[Job]) -> Batch | None:
         if not finished:

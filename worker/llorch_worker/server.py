@@ -109,8 +109,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
     job_id = get_str(body, "job_id")
     stream = get_bool(body, "stream")
     assert prompt is not None
-    job = build_job(st, prompt, body, max_tokens_default=64, temperature_default=0.0, job_id=job_id,
-                    stream=stream)
+    job = await build_job(st, prompt, body, max_tokens_default=64, temperature_default=0.0, job_id=job_id,
+                          stream=stream)
     if not stream:
         summary = await collect(st, job)
         summary.pop("type", None)

@@ -4,10 +4,12 @@ backend the very same token ids."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .errors import ApiError
-from .httpkit import get_bool, read_json, ready_state
+from .httpkit import check_prompt_size, get_bool, read_json, ready_state
 from .openai_api import _messages_of
 
 
@@ -15,19 +17,23 @@ async def tokenize(request: web.Request) -> web.Response:
     st = ready_state(request)
     body = await read_json(request)
     eng = st.engine
+    # like generation requests: bounded before any work, and tokenized off the event loop
     if body.get("messages") is not None:
         messages = _messages_of(body)
+        check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
         try:
-            text = eng.chat_prompt(messages)
+            text = await asyncio.to_thread(eng.chat_prompt, messages)
         except Exception as e:  # a template can reject role orders etc.; that is the client's input
             raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
-        ids = eng.encode(text, add_special_tokens=False)  # the template carries its own special tokens
+        # the template carries its own special tokens
+        ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=False)
         templated = bool(getattr(eng.tokenizer, "chat_template", None))
     else:
         text = body.get("prompt")
         if not isinstance(text, str):
             raise ApiError(400, "missing_field", "send 'prompt' (a string) or 'messages' (a chat)")
-        ids = eng.encode(text, add_special_tokens=get_bool(body, "add_special_tokens", True))
+        check_prompt_size(st, len(text))
+        ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=get_bool(body, "add_special_tokens", True))
         templated = False
     return web.json_response({"tokens": ids, "count": len(ids), "max_model_len": eng.context_length,
                               "prompt": text, "chat_template": templated})

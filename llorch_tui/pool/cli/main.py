@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
@@ -32,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     settings = AgentSettings.from_env(args.state_dir, args.models_dir, args.pool_id)
     if getattr(args, "serve", False):
-        from llorch_tui.pool.service import serve_stdio
+        from llorch_tui.pool.service import run_stdio_service
 
         try:
-            asyncio.run(serve_stdio(settings))
+            run_stdio_service(settings)
         except KeyboardInterrupt:
             pass
         return 0

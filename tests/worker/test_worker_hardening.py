@@ -1,0 +1,159 @@
+"""Hostile requests against a real worker: one request never fails another, and every bad input
+is a clear 4xx (never a 500, never a stall of the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from test_worker_generation import long_stream, read_until_done
+from workerproc import WorkerProc
+
+pytestmark = pytest.mark.slow
+
+VICTIMS = [
+    {"prompt": "A pool is a machine.", "max_tokens": 12, "seed": 7, "temperature": 0.8, "ignore_eos": True},
+    {"prompt": "Hi", "max_tokens": 10, "temperature": 0, "ignore_eos": True},
+    {"prompt": "The quick brown fox", "max_tokens": 14, "seed": 3, "temperature": 1.2, "top_p": 0.9,
+     "ignore_eos": True},
+]
+
+
+async def post(url: str, body: Any, raw: bool = False) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, **({"data": body} if raw else {"json": body})) as r:
+            return r.status, await r.json()
+
+
+async def ok(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, data = await post(f"{url}/execute", body)
+    assert status == 200, data
+    return data
+
+
+async def test_subnormal_temperature_in_a_running_batch_harms_nobody(llama: str) -> None:
+    alone = [await ok(llama, b) for b in VICTIMS]
+    greedy = await ok(llama, {"prompt": "Hello there", "max_tokens": 8, "temperature": 0, "ignore_eos": True})
+    async with long_stream(llama, "runner-subnormal") as (session, resp):
+        tiny = [{"prompt": "Hello there", "max_tokens": 8, "temperature": t, "ignore_eos": True}
+                for t in (1e-40, 5e-324, 1e-7)]
+        got = await asyncio.gather(*(ok(llama, b) for b in VICTIMS + tiny))
+        await session.post(f"{llama}/cancel", json={"job_id": "runner-subnormal"})
+        done = await read_until_done(resp)
+    assert [g["text"] for g in got[:len(VICTIMS)]] == [a["text"] for a in alone]
+    # a temperature this small is the argmax: the same text as temperature 0
+    assert [g["text"] for g in got[len(VICTIMS):]] == [greedy["text"]] * 3
+    assert done["type"] == "done" and done["finish_reason"] == "cancelled"
+
+
+BAD = [
+    ("seed above 2**64-1", {"prompt": "hi", "seed": 2**64}, "invalid_field"),
+    ("seed below -2**63", {"prompt": "hi", "seed": -(2**63) - 1}, "invalid_field"),
+    ("5000-digit seed", b'{"prompt": "hi", "seed": ' + b"9" * 5000 + b"}", "invalid_json"),
+    ("deeply nested json", b'{"prompt": "hi", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}", "invalid_json"),
+    ("NaN temperature", b'{"prompt": "hi", "temperature": NaN}', "invalid_field"),
+    ("infinite top_p", b'{"prompt": "hi", "top_p": Infinity}', "invalid_field"),
+    ("logit_bias not an object", {"prompt": "hi", "logit_bias": [1, 2]}, "invalid_field"),
+    ("logit_bias id out of vocab", {"prompt": "hi", "logit_bias": {"99999": 5}}, "invalid_field"),
+    ("logit_bias id not a number", {"prompt": "hi", "logit_bias": {"abc": 5}}, "invalid_field"),
+    ("logit_bias value out of range", {"prompt": "hi", "logit_bias": {"5": 101}}, "invalid_field"),
+]
+
+
+@pytest.mark.parametrize("name,body,code", BAD, ids=[b[0] for b in BAD])
+async def test_former_500s_are_clear_400s(llama: str, name: str, body: Any, code: str) -> None:
+    for route in ("/execute", "/v1/completions"):
+        status, err = await post(f"{llama}{route}", body, raw=isinstance(body, bytes))
+        assert status == 400, (route, err)
+        assert err["error"]["code"] == code and err["error"]["message"], err
+
+
+async def test_logit_bias_is_applied(llama: str, synth_models: dict) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(synth_models["llama"] / "tokenizer.json"))
+    forced = tok.encode("fox", add_special_tokens=False).ids[0]
+    base = {"prompt": "Hi", "max_tokens": 6, "temperature": 0, "ignore_eos": True}
+    plain = await ok(llama, base)
+    pushed = await ok(llama, {**base, "logit_bias": {str(forced): 100}})
+    assert pushed["text"] == tok.decode([forced] * 6)
+    assert plain["text"] != pushed["text"]
+    # the OpenAI route takes the same field, and a negative bias bans a token
+    other = tok.encode("dog", add_special_tokens=False).ids[0]
+    for bias, winner in (({str(forced): 50, str(other): 100}, other), ({str(forced): 50, str(other): -100}, forced)):
+        status, out = await post(f"{llama}/v1/completions", {**base, "model": "m", "logit_bias": bias})
+        assert status == 200, out
+        assert out["choices"][0]["text"] == tok.decode([winner] * 6)
+
+
+async def test_huge_prompt_is_refused_before_tokenizing(workers: dict) -> None:
+    url = workers["qwen2"].url
+
+    async def health() -> dict[str, Any]:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{url}/health") as r:
+                return await r.json()
+
+    rss_before = (await health())["memory"]["rss"]
+    prompt = "All work and no play makes a dull model. " * 360_000  # ~15 MB
+    for route, body in (("/execute", {"prompt": prompt}),
+                        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": prompt}]})):
+        refused = asyncio.ensure_future(post(f"{url}{route}", body))
+        during = await health()  # the event loop answers while the big body is handled
+        status, err = await refused
+        assert status == 400 and err["error"]["code"] == "prompt_too_long", err
+        assert f"the prompt is {len(prompt)}" in err["error"]["message"] or route != "/execute"
+        assert "characters" in err["error"]["message"] and "2048 tokens" in err["error"]["message"]
+        assert during["status"] == "ok"
+    # tokenizing 15 MB used to leave the worker ~1.3 GB larger per request
+    assert (await health())["memory"]["rss"] - rss_before < 400 * 2**20
+
+
+def _poisoned_copy(src: Path, dst: Path, token_id: int) -> Path:
+    """The checkpoint with one token's embedding set to NaN: any row that reads it gets NaN logits."""
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    tensors = load_file(str(weights))
+    key = next(k for k in tensors if k.endswith("embed_tokens.weight"))
+    tensors[key][token_id, :] = float("nan")
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    return dst
+
+
+async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_models: dict) -> None:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(synth_models["llama"] / "tokenizer.json"))
+    poison = tok.encode(" zebra", add_special_tokens=False).ids[-1]
+    for v in VICTIMS:
+        assert poison not in tok.encode(v["prompt"]).ids
+    model = _poisoned_copy(synth_models["llama"], tmp_path / "poisoned", poison)
+    # the victims can never sample the poisoned token, so only the attacker's row reads it
+    victims = [{**v, "logit_bias": {str(poison): -100}} for v in VICTIMS]
+    w = WorkerProc(model, "--dtype", "float32", worker_id="poisoned")
+    try:
+        w.wait_ready()
+        alone = [await ok(w.url, b) for b in victims]
+        attack = {"prompt": "Hello zebra", "max_tokens": 8}
+        results = await asyncio.gather(*(post(f"{w.url}/execute", b) for b in [*victims, attack, attack]))
+        assert [r[0] for r in results[:len(victims)]] == [200] * len(victims), results
+        assert [r[1]["text"] for r in results[:len(victims)]] == [a["text"] for a in alone]
+        assert [r[1]["finish_reason"] for r in results[:len(victims)]] == ["length"] * len(victims)
+        for status, err in results[len(victims):]:
+            assert status == 422 and err["error"]["code"] == "non_finite_logits", err
+        # streaming: the error is the request's last event; the worker keeps serving
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{w.url}/execute", json={**attack, "stream": True}) as r:
+                events = [json.loads(line[6:]) for line in (await r.text()).splitlines() if line.startswith("data: ")]
+        assert events[-1]["type"] == "error" and events[-1]["code"] == "non_finite_logits"
+        assert (await ok(w.url, victims[1]))["text"] == alone[1]["text"]
+    finally:
+        w.close()
