@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the fleet (asyncssh) is imported only when a command runs
 
 
 def add_models_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    models = sub.add_parser("models", help="model operations across pools: place")
+    models = sub.add_parser("models", help="model operations across pools: place, copy")
     msub = models.add_subparsers(dest="models_cmd", metavar="COMMAND", required=True)
     p = msub.add_parser("place", help="rank where a model would run (every pool, every backend) and why",
                         description="Asks every pool how much memory the model needs there (models.fit: from "
@@ -29,6 +29,9 @@ def add_models_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     add_fit_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=_place)
+    from llorch_tui.cli.copy_cli import add_copy_command
+
+    add_copy_command(msub)
 
 
 def _place(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@
     llorch pool trust --host POOL [--yes] [--replace]     accept the pool's SSH host key
     llorch jobs submit|list|cancel                        prompts to running workers
     llorch models place ID                                where a model would run, best first, and why
+    llorch models copy ID --from A --to B                 a model pool to pool, through this machine
     llorch config init|show                               the configuration file
 
 Contract: every leaf sets `handler(args) -> int` (the exit status).

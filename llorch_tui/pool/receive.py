@@ -28,6 +28,7 @@ from llorch_tui.pool.hashing import hash_file
 from llorch_tui.protocol.catalog import MODEL_ID_RE, ModelEntry, ModelFile, ModelOrigin, validate_model_id
 
 INCOMING = "incoming.json"
+LOCK_WAIT_S = 15.0
 
 
 def check_file_name(name: str) -> str:
@@ -62,7 +63,8 @@ class Incoming:
     def acquire(self) -> None:
         self.paths.downloads_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.lock.acquire(timeout=0)
+            # Briefly: the agent of a copy that was just killed may still be finishing its last chunk.
+            self.lock.acquire(timeout=LOCK_WAIT_S)
         except Timeout:
             raise LlorchError(ErrorCode.ALREADY_EXISTS, f"model {self.id} is being received or downloaded on this pool "
                               "by another process", "wait for it to finish (or stop it), then retry") from None

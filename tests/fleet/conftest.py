@@ -31,3 +31,38 @@ def small_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 p.kill()
                 p.wait()
     return out
+
+
+@pytest.fixture(scope="session")
+def isolated_pools():  # type: ignore[no-untyped-def]
+    """Two real sshd pools, `c` and `d`, in network namespaces with NO link between them: only this
+    machine reaches both (tests/ssh/sshd_env.py links a and b; these are not linked)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "ssh"))
+    import atexit
+    import os
+
+    from sshd_env import SshdEnv, sshd_available
+
+    why = sshd_available()
+    if why:
+        pytest.skip(why)
+    if os.geteuid() != 0:
+        pytest.skip("the sshd fixtures run sshd as root (network namespaces, host keys)")
+    env = SshdEnv(pools=("c", "d"))
+    atexit.register(env.close)
+    env.start()
+    try:
+        yield env
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="session")
+def isolated_config(isolated_pools, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    from llorch_tui.config import Config, PoolConfig
+    from llorch_tui.config_load import config_to_toml
+
+    path = tmp_path_factory.mktemp("fleet-control") / "config.toml"
+    pools = [PoolConfig(**isolated_pools.pool_kwargs(n)) for n in ("c", "d")]
+    path.write_text(config_to_toml(Config(pools=pools)))
+    return path

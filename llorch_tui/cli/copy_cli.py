@@ -1,0 +1,77 @@
+"""`llorch models copy ID --from A --to B [--to C ...]`: the command line of fleet_ops/copy.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+
+from llorch_tui.errors import LlorchError
+from llorch_tui.pool.cli.download_cmd import DownloadBar
+from llorch_tui.pool.cli.runner import EXIT_ERROR, EXIT_OK, print_error, run_sync
+from llorch_tui.units import fmt_bytes
+
+
+def add_copy_command(msub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    c = msub.add_parser("copy", help="copy a downloaded model from one pool to others, through this machine",
+                        description="Streams the files from the source pool's agent to each target's agent over "
+                                    "their SSH connections (the pools need no route to each other), sha256-verified "
+                                    "against the source's catalog; run it again after an interruption to resume.")
+    c.add_argument("id", help="a model downloaded on the source pool")
+    c.add_argument("--from", dest="source", required=True, metavar="POOL", help="the pool that has it")
+    c.add_argument("--to", dest="targets", required=True, action="append", metavar="POOL",
+                   help="a pool to copy it to (repeat for several: the source's disk is read once)")
+    c.add_argument("--force", action="store_true", help="replace different files a target has under that id")
+    c.add_argument("--chunk-mib", type=float, default=1.0, metavar="MIB", help="bytes per message (default 1 MiB)")
+    c.add_argument("--json", action="store_true", help="progress events and the result as JSON Lines")
+    c.set_defaults(handler=_copy)
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from llorch_tui.cli import pools
+    from llorch_tui.fleet_ops.copy import copy_model
+
+    try:
+        config = pools.load(args.config)
+        if not 0 < args.chunk_mib <= 8:
+            raise LlorchError("bad_request", f"--chunk-mib {args.chunk_mib} is out of range", "use 0.001 to 8")
+    except LlorchError as e:
+        print_error(e, args.json)
+        return EXIT_ERROR
+    console = Console()
+    bar = None if args.json else DownloadBar(console)
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps({"event": event, "data": data}), flush=True)
+        elif bar is not None:
+            bar(event, data)
+
+    async def go() -> int:
+        try:
+            result = await copy_model(config, args.id, args.source, args.targets, force=args.force,
+                                      chunk=max(int(args.chunk_mib * 1024 * 1024), 1), on_event=on_event)
+        finally:
+            if bar is not None:
+                bar.close()
+        if args.json:
+            print(json.dumps(result.to_json(), default=str), flush=True)
+        else:
+            for t in result.targets:
+                if t.noop:
+                    console.print(f"[green]✓[/] {t.pool}: already has the same files", highlight=False)
+                elif t.ok:
+                    resumed = f", resumed after {fmt_bytes(t.bytes_resumed)}" if t.bytes_resumed else ""
+                    console.print(f"[green]✓[/] {t.pool}: {args.id} copied from {result.source}, "
+                                  f"{fmt_bytes(t.bytes_sent)} sent{resumed}, every file sha256-verified",
+                                  highlight=False)
+                else:
+                    err = t.error or {}
+                    console.print(f"[bold red]✗[/] {t.pool}: {err.get('message')}", highlight=False)
+                    if err.get("hint"):
+                        console.print(f"  [yellow]hint:[/] {err['hint']}", highlight=False)
+        return EXIT_OK if result.ok else EXIT_ERROR
+
+    return run_sync(go, args.json)

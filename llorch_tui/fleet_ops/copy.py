@@ -1,0 +1,213 @@
+"""`llorch models copy ID --from A --to B [--to C ...]`: a model's files, pool to pool, through this machine.
+
+The control plane holds one agent session per pool already; it reads each chunk from A's agent
+(`models.read_chunk`: only files A's catalog lists for that model) and writes it to every target's
+agent (`models.receive_chunk`), so A's disk is read once per file however many targets there are,
+and the pools never need a route to each other. The next chunk is read while the current one is
+being written. Each target stages the files and checks every one against A's sha256 before the
+model is moved into place (pool/receive.py): a byte damaged on the way fails that file with
+`checksum_mismatch`, and the copy can simply be run again. Run again after a kill, it continues from
+the bytes each target already holds; a target that already has the same files is a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from llorch_tui.config import Config
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.fleet import Fleet
+from llorch_tui.pool.download_progress import ProgressReporter
+from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
+from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.protocol.transfer import ChunkData, ReceiveBegun
+
+DEFAULT_CHUNK = 1024 * 1024
+CALL_TIMEOUT_S = 300.0
+EventSink = Callable[[str, dict[str, Any]], None]
+# Test hook: may change a chunk on its way (target pool, file, offset, bytes) -> bytes.
+Tamper = Callable[[str, str, int, bytes], bytes]
+
+
+@dataclass
+class TargetResult:
+    pool: str
+    ok: bool
+    noop: bool = False
+    bytes_sent: int = 0
+    bytes_resumed: int = 0
+    model: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class CopyResult:
+    model: str
+    source: str
+    via: str
+    bytes_total: int
+    bytes_read: int = 0  # from the source's disk: once per file, whatever the number of targets
+    targets: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.targets)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "source": self.source, "via": self.via, "bytes_total": self.bytes_total,
+                "bytes_read": self.bytes_read, "ok": self.ok, "targets": [t.__dict__ for t in self.targets]}
+
+
+class _Copy:
+    def __init__(self, fleet: Fleet, model_id: str, source: str, targets: list[str], chunk: int,
+                 reporter: ProgressReporter, tamper: Tamper | None) -> None:
+        self.fleet, self.id, self.source, self.chunk, self.reporter, self.tamper = \
+            fleet, model_id, source, chunk, reporter, tamper
+        self.results = {t: TargetResult(t, ok=False) for t in targets}
+        self.have: dict[str, dict[str, int]] = {}
+        self.bytes_read = 0
+
+    def active(self) -> list[str]:
+        return [t for t, r in self.results.items() if r.error is None and not r.noop]
+
+    def fail(self, target: str, err: LlorchError) -> None:
+        self.results[target].error = err.to_doc().model_dump(mode="json")
+
+    async def call(self, pool: str, op: str, params: dict[str, Any]) -> Any:
+        try:
+            return await self.fleet.call(pool, op, params, timeout=CALL_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool} did not answer {op} within {CALL_TIMEOUT_S:.0f}s",
+                              "check the pool (llorch pool doctor), then run the copy again: it resumes") from None
+
+    async def begin(self, entry: ModelEntry, origin: ModelOrigin, force: bool) -> None:
+        async def one(t: str) -> None:
+            try:
+                r = ReceiveBegun.model_validate(await self.call(t, "models.receive_begin", {
+                    "entry": entry.model_dump(mode="json"), "origin": origin.model_dump(mode="json"), "force": force}))
+            except LlorchError as e:
+                self.fail(t, e)
+                return
+            self.results[t].noop = r.noop
+            self.results[t].ok = r.noop
+            self.have[t] = dict(r.have)
+            self.results[t].bytes_resumed = 0 if r.noop else sum(r.have.values())
+
+        await asyncio.gather(*(one(t) for t in self.results))
+
+    async def read(self, f: ModelFile, offset: int) -> bytes:
+        res = ChunkData.model_validate(await self.call(self.source, "models.read_chunk", {
+            "id": self.id, "file": f.name, "offset": offset, "length": min(self.chunk, f.size - offset)}))
+        data = base64.b64decode(res.data)
+        if not data:
+            raise LlorchError(ErrorCode.CHECKPOINT_CORRUPT, f"{f.name} on pool {self.source} ends at byte {offset}, "
+                              f"its catalog says {f.size}", f"`llorch pool models verify {self.id} --host {self.source}`")
+        self.bytes_read += len(data)
+        return data
+
+    async def write(self, t: str, f: ModelFile, offset: int, data: bytes) -> None:
+        """Send the part of [offset, offset+len) that target t does not hold yet."""
+        have = self.have[t].get(f.name, 0)
+        if have >= offset + len(data) or have < offset:
+            return  # already there (resumed further than the others); `have < offset` cannot happen in order
+        piece = data[have - offset:]
+        if self.tamper is not None:
+            piece = self.tamper(t, f.name, have, piece)
+        try:
+            await self.call(t, "models.receive_chunk", {"id": self.id, "file": f.name, "offset": have,
+                                                        "data": base64.b64encode(piece).decode("ascii")})
+        except LlorchError as e:
+            self.fail(t, e)
+            return
+        self.have[t][f.name] = have + len(piece)
+        self.results[t].bytes_sent += len(piece)
+
+    async def copy_file(self, f: ModelFile) -> None:
+        targets = [t for t in self.active() if self.have[t].get(f.name, 0) < f.size]
+        if targets:
+            offset = min(self.have[t].get(f.name, 0) for t in targets)
+            self.reporter.send("downloading", file=f.name, force=True)
+            pending: asyncio.Task[bytes] | None = asyncio.create_task(self.read(f, offset))
+            try:
+                while pending is not None:
+                    data = await pending
+                    nxt = offset + len(data)
+                    # Read ahead while the targets write: source and targets work at the same time.
+                    pending = asyncio.create_task(self.read(f, nxt)) if nxt < f.size else None
+                    await asyncio.gather(*(self.write(t, f, offset, data) for t in self.active()))
+                    self.reporter.add_bytes(len(data))
+                    offset = nxt
+                    if not self.active():
+                        break
+            finally:
+                if pending is not None:
+                    pending.cancel()
+        await asyncio.gather(*(self.verify(t, f) for t in self.active()))
+        self.reporter.file_done(f.name)
+
+    async def verify(self, t: str, f: ModelFile) -> None:
+        try:
+            await self.call(t, "models.receive_file", {"id": self.id, "file": f.name})
+        except LlorchError as e:
+            self.fail(t, e)
+
+    async def commit(self) -> None:
+        async def one(t: str) -> None:
+            try:
+                self.results[t].model = await self.call(t, "models.receive_commit", {"id": self.id})
+                self.results[t].ok = True
+            except LlorchError as e:
+                self.fail(t, e)
+
+        await asyncio.gather(*(one(t) for t in self.active()))
+
+
+async def copy_model(config: Config, model_id: str, source: str, targets: list[str], *, force: bool = False,
+                     chunk: int = DEFAULT_CHUNK, on_event: EventSink | None = None,
+                     tamper: Tamper | None = None) -> CopyResult:
+    targets = list(dict.fromkeys(targets))
+    if not targets or source in targets:
+        raise LlorchError(ErrorCode.BAD_REQUEST, "copy needs --to pools other than the --from pool",
+                          "e.g. llorch models copy ID --from gpu1 --to gpu2 --to gpu3")
+    fleet = Fleet(config)
+    try:
+        for name in (source, *targets):
+            fleet.client(name)  # an unknown pool is an error before anything connects
+        up = await fleet.start([source, *targets])
+        down = [n for n, ok in up.items() if not ok]
+        if source in down:
+            st = fleet.state(source)
+            raise LlorchError(ErrorCode.UNREACHABLE, f"source pool {source} is offline: {st.error}",
+                              st.hint or f"llorch pool doctor --host {source}")
+        entry = ModelEntry.model_validate(await fleet.call(source, "models.manifest", {"id": model_id},
+                                                           timeout=CALL_TIMEOUT_S))
+        total = sum(f.size for f in entry.files)
+
+        def emit(event: str, data: DownloadProgress | dict[str, Any]) -> None:
+            if on_event is not None:
+                on_event(event, data.model_dump(mode="json") if isinstance(data, DownloadProgress) else data)
+
+        reporter = ProgressReporter(emit, model_id, endpoint=f"pool {source}")
+        job = _Copy(fleet, model_id, source, targets, chunk, reporter, tamper)
+        for t in down:
+            st = fleet.state(t)
+            job.fail(t, LlorchError(ErrorCode.UNREACHABLE, f"target pool {t} is offline: {st.error}", st.hint))
+        origin = ModelOrigin(kind="copy", pool=source, via="control plane")
+        await job.begin(entry, origin, force)
+        active = job.active()
+        already = min((sum(job.have[t].values()) for t in active), default=total)
+        reporter.plan(len(entry.files), total, already)
+        reporter.send("downloading", file=entry.files[0].name, force=True)
+        for f in entry.files:
+            if not job.active():
+                break
+            await job.copy_file(f)
+        await job.commit()
+        reporter.send("done", force=True)
+        return CopyResult(model=model_id, source=source, via="control plane", bytes_total=total,
+                          bytes_read=job.bytes_read, targets=list(job.results.values()))
+    finally:
+        await fleet.close()
