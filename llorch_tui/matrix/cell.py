@@ -238,7 +238,9 @@ class CellRun:
 
     async def _record(self, result: CellResult) -> None:
         peak = self.m.device_peak_bytes if self.cell.key.backend != "cpu" and self.m.device_peak_bytes else self.m.peak_rss_bytes
+        # Keyed "cpu" (the worker's default dtype) or "cpu:bfloat16": each dtype keeps its own verdict and peak.
         params: dict[str, Any] = {"id": self.cell.key.model, "backend": self.cell.key.backend, "verdict": result.verdict,
+                                  "dtype": None if self.cell.key.dtype == DEFAULT_DTYPE else self.cell.key.dtype,
                                   "reason": result.reason, "tokens_per_second": self.m.tokens_per_second,
                                   "peak_memory_bytes": peak}
         try:

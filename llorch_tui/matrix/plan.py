@@ -133,7 +133,8 @@ def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None =
                     cell.skip_reason = f"model {mid} is not downloaded on pool {view.name} and downloads are off"
                     cell.skip_hint = "pass --download (or set [matrix] download = true)"
                     continue
-            peak = entry.peak_memory.get(backend)
+            # A dtype cell's own measurement only: float32's peak says little about bfloat16's.
+            peak = entry.peak_memory.get(cell.key.device)
             free = view.free_bytes(backend)
             if peak and free is not None and peak > free:
                 cell.skip_code = ReasonCode.WILL_NOT_FIT

@@ -19,8 +19,8 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import BACKENDS
-from llorch_tui.protocol.catalog import (Catalog, ModelEntry, ModelFile, ModelMetadata, Source, Verdict,
-                                         VerdictRecord, validate_model_id)
+from llorch_tui.protocol.catalog import (DTYPES, Catalog, ModelEntry, ModelFile, ModelMetadata, Source, Verdict,
+                                         VerdictRecord, device_key, validate_model_id)
 
 # Repo ids and architectures later travel in command lines and URLs: a conservative alphabet.
 REPO_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -92,6 +92,7 @@ class UpdateParams(IdParams):
 
 class VerdictParams(IdParams):
     backend: str
+    dtype: str | None = None  # an explicit dtype keys the record "backend:dtype" (device_key); auto/None: backend
     verdict: Verdict
     reason: str | None = None
     tokens_per_second: float | None = Field(default=None, ge=0)
@@ -203,16 +204,19 @@ async def models_update(ctx: OpContext, p: UpdateParams) -> ModelEntry:
 @op("models.record_verdict", VerdictParams, summary="remember the last test verdict of a model on a backend")
 async def models_record_verdict(ctx: OpContext, p: VerdictParams) -> ModelEntry:
     check_backends([p.backend])
+    if p.dtype is not None and p.dtype not in DTYPES:
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"unknown dtype {p.dtype!r}", f"use one of {', '.join(DTYPES)}")
+    key = device_key(p.backend, p.dtype)
 
     def run() -> ModelEntry:
         store = store_of(ctx)
         with store.edit() as catalog:
             entry = store.require(catalog, p.id)
-            entry.verdicts[p.backend] = VerdictRecord(
+            entry.verdicts[key] = VerdictRecord(
                 verdict=p.verdict, date=datetime.now(timezone.utc), reason=p.reason,
                 tokens_per_second=p.tokens_per_second, peak_memory_bytes=p.peak_memory_bytes)
             if p.peak_memory_bytes is not None:
-                entry.peak_memory[p.backend] = p.peak_memory_bytes
+                entry.peak_memory[key] = p.peak_memory_bytes
         return entry
 
     return await asyncio.to_thread(run)

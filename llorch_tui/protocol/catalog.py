@@ -18,6 +18,17 @@ Source = Literal["hub", "mirror", "synthetic", "local"]
 Verdict = Literal["pass", "fail", "skipped"]
 
 
+# "auto" is the worker's own default for the backend (cpu float32, cuda bfloat16 or float16, metal float16).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_DTYPE = "auto"
+
+
+def device_key(backend: str, dtype: str | None = None) -> str:
+    """How a verdict and a measured peak are keyed: the backend ("cpu") for the worker's default dtype,
+    "backend:dtype" ("cpu:bfloat16") for an explicit one — a matrix column name, too."""
+    return backend if dtype in (None, DEFAULT_DTYPE) else f"{backend}:{dtype}"
+
+
 def validate_model_id(model_id: str) -> str:
     """Ids end up in paths and remote command lines: letters, digits, '.', '-', '_' only."""
     if not MODEL_ID_RE.match(model_id) or model_id in {".", ".."} or ".." in model_id:
@@ -72,9 +83,9 @@ class ModelEntry(WireModel):
     revision: str | None = None
     files: list[ModelFile] = Field(default_factory=list)
     source: Source = "hub"
-    # backend -> last matrix verdict on this pool; later runs skip what will not fit.
+    # device_key (backend, or backend:dtype) -> last matrix verdict on this pool; later runs skip what will not fit.
     verdicts: dict[str, VerdictRecord] = Field(default_factory=dict)
-    # backend -> measured peak memory (bytes) of a worker serving this model.
+    # device_key -> measured peak memory (bytes) of a worker serving this model.
     peak_memory: dict[str, int] = Field(default_factory=dict)
     # Set when the files were copied from another pool or imported from an archive.
     origin: ModelOrigin | None = None

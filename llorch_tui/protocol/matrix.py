@@ -12,15 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llorch_tui.protocol.catalog import DEFAULT_DTYPE, DTYPES, device_key
 from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
+
+__all__ = ["DEFAULT_DTYPE", "DTYPES"]  # re-exported: the matrix's dtype dimension
 
 MATRIX_REPORT_VERSION = 1
 
 Verdict = Literal["pass", "fail", "skipped"]
-# "auto" is the worker's own default for the backend (cpu float32, cuda bfloat16 or float16, metal float16);
-# it is also what a cell of a report written before dtype was a dimension reads as.
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-DEFAULT_DTYPE = "auto"
 Stage = Literal["queued", "downloading", "spawning", "loading", "probing", "benchmark", "stability", "stopping"]
 
 
@@ -69,12 +68,12 @@ class CellKey(BaseModel):
     pool: str
     backend: str
     model: str
-    dtype: str = DEFAULT_DTYPE
+    dtype: str = DEFAULT_DTYPE  # a cell of a report written before dtype was a dimension reads as the default
 
     @property
     def device(self) -> str:
         """The backend, qualified by the dtype when one was asked for: "cpu", "cpu:bfloat16"."""
-        return self.backend if self.dtype == DEFAULT_DTYPE else f"{self.backend}:{self.dtype}"
+        return device_key(self.backend, self.dtype)
 
     @property
     def id(self) -> str:

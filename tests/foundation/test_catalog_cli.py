@@ -98,6 +98,8 @@ async def test_register_path_without_config(state: Path, tmp_path: Path) -> None
     ("models.unregister", {"id": "nope"}, "not_found", "not in the catalog"),
     ("models.record_verdict", {"id": "tinyllama", "backend": "tpu", "verdict": "pass"}, "bad_request", "tpu"),
     ("models.record_verdict", {"id": "tinyllama", "backend": "cpu", "verdict": "maybe"}, "bad_request", "verdict"),
+    ("models.record_verdict", {"id": "tinyllama", "backend": "cpu", "verdict": "pass", "dtype": "fp8"}, "bad_request",
+     "fp8"),
 ])
 async def test_bad_input_changes_nothing(state: Path, op: str, params: dict, code: str, words: str) -> None:
     state.mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import platform
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -49,6 +50,11 @@ def test_plan_has_a_cell_per_backend_and_dtype() -> None:
     assert [c.skipped for c in cells] == [False, False, True, True]
     assert cells[0].pool_status == view.status
     assert [c.key.id for c in plan_pool(view, MatrixOptions(backends=["cpu"]))] == ["p/cpu/m"]
+    # Each dtype is judged on its own measured peak memory (recorded as "cpu:bfloat16"), never another dtype's.
+    big = _entry([]).model_copy(update={"peak_memory": {"cpu": 10**11, "cpu:float16": 10**11}})
+    view.catalog = Catalog(pool_id="p", models=[big])
+    cells = plan_pool(view, MatrixOptions(backends=["cpu"], dtypes=["auto", "bfloat16", "float16"]))
+    assert [c.skip_code for c in cells] == ["will_not_fit", None, "will_not_fit"]
 
 
 def test_dtypes_from_config_and_flags() -> None:
@@ -118,6 +124,10 @@ def test_headless_run_in_two_dtypes_records_the_environment(make_pool, tmp_path:
         assert env.os and env.cpu and env.llorch_version and env.worker_version
         assert env.model_sha256 and len(env.model_sha256) == 64
         assert env.gpu is None  # a cpu cell
+    catalog = json.loads((state / "catalog.json").read_text())
+    verdicts = catalog["models"][0]["verdicts"]
+    assert {k: v["verdict"] for k, v in verdicts.items()} == {"cpu:float32": "pass", "cpu:bfloat16": "pass"}
+    assert set(catalog["models"][0]["peak_memory"]) == {"cpu:float32", "cpu:bfloat16"}
     md = (tmp_path / "reports" / "matrix.md").read_text()
     assert "| Model | local/cpu:float32 | local/cpu:bfloat16 |" in md
     cases = ET.fromstring((tmp_path / "reports" / "matrix.junit.xml").read_text()).iter("testcase")
