@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -14,10 +16,15 @@ from filelock import FileLock
 from llorch_tui.errors import ErrorCode, LlorchError
 
 
+STALE_TMP_S = 3600.0  # a temp file of a writer that still runs is seconds old; older ones are litter
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over the target."""
+    """Write to a temp file in the same directory, fsync, then rename over the target. Temp files
+    that writers killed mid-write (kill -9) left behind are removed on the way."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -30,6 +37,34 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete `.NAME.PID.*.tmp` files whose writer is gone (or that are over an hour old)."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid_text = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        try:
+            pid = int(pid_text)
+        except ValueError:
+            pid = 0  # an older naming without the pid: judged by age alone
+        try:
+            if (pid and not _alive(pid)) or now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass  # its writer renamed or removed it meanwhile
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def save_state_file(path: Path, text: str, what: str) -> None:

@@ -7,6 +7,7 @@ is an error naming the file and is never written over: the operator decides what
 from __future__ import annotations
 
 import json
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -25,8 +26,9 @@ LOCK_TIMEOUT_S = 60.0
 
 def register_hint(model_id: str) -> str:
     seeds = ", ".join(p.id for p in SEED_PRESETS)
-    return (f"register it first: `llorch-pool models register {model_id} --repo OWNER/NAME --architecture ARCH` "
-            f"(seed presets need only the id: {seeds}), or `llorch-pool models synth {model_id} --architecture llama` "
+    quoted = shlex.quote(model_id)  # the hint is a command to paste: the id must stay one harmless word
+    return (f"register it first: `llorch-pool models register {quoted} --repo OWNER/NAME --architecture ARCH` "
+            f"(seed presets need only the id: {seeds}), or `llorch-pool models synth {quoted} --architecture llama` "
             "for an offline test model; `llorch-pool models list` shows what is registered")
 
 

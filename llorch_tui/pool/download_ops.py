@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.fsutil import save_state_file
@@ -27,7 +27,7 @@ from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.pool.hub_fetch import RemoteFile, RepoPlan, RetryPolicy
 from llorch_tui.pool.ops import OpContext, op
-from llorch_tui.protocol.catalog import ModelEntry, ModelFile, validate_model_id
+from llorch_tui.protocol.catalog import ModelEntry, ModelFile, validate_model_id, validate_revision
 from llorch_tui.protocol.downloads import DownloadResult
 
 MANIFEST = ".manifest.json"
@@ -43,6 +43,11 @@ class DownloadParams(BaseModel):
     stall_s: float = Field(default=30.0, gt=0, le=3600)
     max_attempts: int = Field(default=5, ge=1, le=100)
     backoff_s: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return validate_revision(v)
 
 
 def free_bytes(path: Path) -> int:
@@ -167,7 +172,7 @@ def run_download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
         # --revision main on a model already at main's commit: nothing to fetch
         return DownloadResult(model=entry, noop=True, bytes_total=sum(f.size for f in entry.files),
                               endpoint=endpoint, files=[f.name for f in entry.files])
-    if plan.gated and not hub_fetch.have_token():
+    if plan.gated and not hub_fetch.have_token(endpoint):
         raise hub_fetch.gated_error(repo, endpoint)
     paths.downloads_dir.mkdir(parents=True, exist_ok=True)
     staging = Staging(paths, p.id)

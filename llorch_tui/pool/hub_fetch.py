@@ -81,13 +81,39 @@ def select_files(names: list[str]) -> list[str]:
     return sorted(picked)
 
 
-def have_token() -> bool:
+MIRROR_TOKEN_ENV = "LLORCH_MIRROR_TOKEN"
+
+
+def mirror_token() -> str | None:
+    """The shared secret of llorch mirrors: what `mirror serve` requires and what downloads from
+    any endpoint other than the Hub send."""
+    return os.environ.get(MIRROR_TOKEN_ENV) or None
+
+
+def endpoint_token(endpoint: str) -> str | bool | None:
+    """The credential to send to `endpoint`, as huggingface_hub's `token=` takes it. The Hub gets
+    the user's Hub token (None: HF_TOKEN or the stored login, as the client finds it). Any other
+    endpoint (a LAN mirror, a proxy, plain http) gets $LLORCH_MIRROR_TOKEN or nothing (False),
+    never the Hub token: a mirror must not learn the user's Hugging Face credentials."""
+    if is_hub(endpoint):
+        return None
+    return mirror_token() or False
+
+
+def have_token(endpoint: str) -> bool:
+    if not is_hub(endpoint):
+        return mirror_token() is not None
     from huggingface_hub import get_token
 
     return get_token() is not None
 
 
 def gated_error(repo: str, endpoint: str) -> LlorchError:
+    if not is_hub(endpoint):
+        return LlorchError(
+            ErrorCode.GATED, f"repository {repo} on {endpoint} needs a token",
+            f"set {MIRROR_TOKEN_ENV} on this pool to the mirror's token (the Hugging Face token is only ever "
+            "sent to the Hub)", repo=repo, endpoint=endpoint)
     return LlorchError(
         ErrorCode.GATED, f"repository {repo} on {endpoint} is gated: it needs an accepted licence and a token",
         "accept the terms on the model's page, then log in on this pool with `huggingface-cli login` "
@@ -137,7 +163,8 @@ def plan_download(repo: str, endpoint: str, revision: str | None) -> RepoPlan:
     from huggingface_hub import HfApi
 
     try:
-        info = HfApi(endpoint=endpoint).model_info(repo, revision=revision, files_metadata=True)
+        info = HfApi(endpoint=endpoint, token=endpoint_token(endpoint)).model_info(
+            repo, revision=revision, files_metadata=True)
     except Exception as exc:  # noqa: BLE001 - mapped to a stable code with a hint
         raise hub_error(exc, repo, endpoint) from None
     siblings = {s.rfilename: s for s in (info.siblings or [])}
@@ -217,7 +244,8 @@ def fetch_file(plan: RepoPlan, rf: RemoteFile, part: Path, *, on_bytes: Callable
         hasher.feed_file(part)
     resumed, fetched, failures = have, 0, 0
     url = hf_hub_url(plan.repo, rf.name, revision=plan.commit, endpoint=plan.endpoint)
-    base_headers = build_hf_headers()  # token from HF_TOKEN / HF_HOME, like the client itself
+    # the Hub's token only for the Hub; redirects to another host drop Authorization (httpx)
+    base_headers = build_hf_headers(token=endpoint_token(plan.endpoint))
     base_headers["Accept-Encoding"] = "identity"  # byte ranges must be ranges of the file, not of a gzip stream
     timeout = httpx2.Timeout(policy.stall_s, connect=min(CONNECT_TIMEOUT_S, policy.stall_s))
     watch = _CancelWatch(cancelled)

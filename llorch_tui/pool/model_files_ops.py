@@ -17,6 +17,7 @@ from llorch_tui.pool.hashing import hash_file
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol.catalog import ModelEntry, validate_model_id
 from llorch_tui.protocol.downloads import RemoveResult, VerifyProblem, VerifyResult
+from llorch_tui.pool.child_env import child_env
 
 LOAD_TIMEOUT_BASE_S = 300.0
 LOAD_TIMEOUT_PER_GB_S = 60.0
@@ -68,7 +69,7 @@ async def load_check(target: Path, load: bool, size_gb: float) -> tuple[list[Ver
         argv.insert(-1, "--load")
     # Never the agent's stdin: under `serve --stdio` that is the protocol channel.
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, env=child_env())
     try:
         out, err = await asyncio.wait_for(proc.communicate(), LOAD_TIMEOUT_BASE_S + LOAD_TIMEOUT_PER_GB_S * size_gb)
     except (asyncio.TimeoutError, asyncio.CancelledError) as exc:

@@ -20,7 +20,7 @@ from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import (DTYPES, Catalog, ModelEntry, ModelFile, ModelMetadata, Source, Verdict,
-                                         VerdictRecord, device_key, validate_model_id)
+                                         VerdictRecord, device_key, validate_model_id, validate_revision)
 
 # Repo ids and architectures later travel in command lines and URLs: a conservative alphabet.
 REPO_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -80,6 +80,11 @@ class RegisterParams(IdParams):
     revision: str | None = None
     source: Source | None = None
 
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return validate_revision(v)
+
 
 class UpdateParams(IdParams):
     downloaded: bool | None = None
@@ -88,6 +93,11 @@ class UpdateParams(IdParams):
     backends: list[str] | None = None
     architecture: str | None = None
     revision: str | None = None
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: str | None) -> str | None:
+        return validate_revision(v)
 
 
 class VerdictParams(IdParams):

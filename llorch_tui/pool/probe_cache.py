@@ -15,6 +15,7 @@ from pathlib import Path
 
 from llorch_tui.fsutil import file_lock, save_state_file
 from llorch_tui.protocol.status import ProbeInfo
+from llorch_tui.pool.child_env import child_env
 
 PROBE_TTL_S = float(os.environ.get("LLORCH_PROBE_TTL_S", "300"))
 PROBE_TIMEOUT_S = 120.0
@@ -42,7 +43,7 @@ def run_probe(python: str = sys.executable) -> ProbeInfo:
     """Run the probe in a subprocess. A missing or broken worker install is reported, cpu stays usable."""
     try:
         proc = subprocess.run([python, "-m", "llorch_worker.probe", "--json"], capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                              timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, env=child_env())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return ProbeInfo(errors=[f"backend probe failed to run: {exc}"], probed_at=time.time())
     if proc.returncode != 0:

@@ -24,6 +24,7 @@ from llorch_tui.pool.models_ops import IdParams, check_backends, store_of
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelMetadata
+from llorch_tui.pool.child_env import child_env
 
 SYNTH_ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
 STDERR_TAIL = 2000
@@ -53,7 +54,8 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
     argv = [sys.executable, "-m", "llorch_worker.synth", "--out", str(out), "--architecture", p.architecture,
             "--size", p.size, "--seed", str(p.seed), "--json"]
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                                                env=child_env())
     ctx.emit("progress", {"stage": "synthesize", "model": p.id, "architecture": p.architecture, "size": p.size,
                           "pid": proc.pid})
     try:

@@ -35,6 +35,7 @@ from llorch_tui.pool.worker_registry import LIVE_STATES, Registry, exit_file, fi
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.pool.child_env import child_env
 
 BASE_TIMEOUT_S = 60.0
 TIMEOUT_PER_GB_S = 30.0
@@ -185,8 +186,9 @@ def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str) ->
         argv += ["--dtype", rec.dtype]
     paths = ctx.settings.paths
     exit_file(paths, rec.id).unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "LLORCH_WORKER_ID": rec.id,
-           "LLORCH_STATE_DIR": str(ctx.settings.state_dir)}
+    # an allow-list: the agent's own secrets (HF_TOKEN, the mirror's token, ...) stay with the agent
+    env = child_env({"PYTHONUNBUFFERED": "1", "LLORCH_WORKER_ID": rec.id,
+                     "LLORCH_STATE_DIR": str(ctx.settings.state_dir)})
     r, w = os.pipe()
     try:
         with open(rec.log_path, "ab") as log:

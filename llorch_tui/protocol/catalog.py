@@ -13,6 +13,7 @@ from llorch_tui.protocol import WireModel
 
 CATALOG_VERSION = 1
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 Source = Literal["hub", "mirror", "synthetic", "local"]
 Verdict = Literal["pass", "fail", "skipped"]
@@ -38,6 +39,21 @@ def validate_model_id(model_id: str) -> str:
             "use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit (e.g. qwen-0.5b)",
         )
     return model_id
+
+
+def validate_revision(revision: str | None) -> str | None:
+    """A revision is a commit id, branch or tag: it goes into URLs and command lines, so only the
+    characters git and the Hub allow in names, and never `..`."""
+    if revision is None:
+        return None
+    if not REVISION_RE.match(revision) or ".." in revision or "//" in revision or revision.endswith("/"):
+        raise LlorchError(
+            ErrorCode.BAD_REQUEST,
+            f"invalid revision {revision[:80]!r}",
+            "give a commit id, a branch or a tag: 1-200 letters, digits, '.', '-', '_' or '/' (e.g. main, v1.0, "
+            "a 40-hex commit)",
+        )
+    return revision
 
 
 class ModelFile(WireModel):

@@ -39,15 +39,15 @@ def test_sweep_finds_a_stray_and_stops_only_it(pool: Path, make_pool, synth_mode
     # A worker started by hand with this pool's state dir, unknown to its registry.
     stray = subprocess.Popen(
         [str(Path(sys.executable).parent / "llorch-worker"), "--worker-id", "by-hand", "--model",
-         str(synth_models["llama"]), "--backend", "cpu", "--port", "0", "--token", "s3cret-tok"],
-        env=agent_env({"LLORCH_STATE_DIR": str(pool)}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+         str(synth_models["llama"]), "--backend", "cpu", "--port", "0"],
+        env=agent_env({"LLORCH_STATE_DIR": str(pool), "LLORCH_WORKER_TOKEN": "s3cret-tok"}), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         found = agent_cli(pool, "worker", "sweep").result
         assert [s["pid"] for s in found["strays"]] == [stray.pid] or stray.pid in [s["pid"] for s in found["strays"]]
         assert found["stopped"] == []
         cmdline = next(s["cmdline"] for s in found["strays"] if s["pid"] == stray.pid)
-        assert "--token ***" in cmdline and "s3cret-tok" not in cmdline  # a secret is never reported
+        assert "s3cret-tok" not in cmdline  # a secret is never on a command line, so never reported
         other = agent_cli(make_pool(("llama",), pool_id="test"), "worker", "sweep").result
         assert stray.pid in [s["pid"] for s in other["other_state_dirs"]]  # not that pool's business
         assert stray.pid not in [s["pid"] for s in other["strays"]]

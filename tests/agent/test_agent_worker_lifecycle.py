@@ -20,6 +20,9 @@ from llorch_tui.config import PoolConfig
 from llorch_tui.pool.ports import port_free
 
 pytestmark = pytest.mark.slow
+# in the agent's environment; none of them is the worker's business
+AGENT_SECRETS = {"HF_TOKEN": "hf_user_secret", "LLORCH_MIRROR_TOKEN": "mirror_secret",
+                 "AWS_SECRET_ACCESS_KEY": "aws_secret", "SSH_AUTH_SOCK": "/tmp/agent.sock"}
 
 
 def http_json(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -41,7 +44,7 @@ def spawned(make_pool) -> Iterator[tuple[Path, Any]]:
     except OSError:
         blocker.close()  # taken already: the collision happens anyway
     try:
-        res = agent_cli(state, "worker", "spawn", "cpu", "--model", "tiny-llama")
+        res = agent_cli(state, "worker", "spawn", "cpu", "--model", "tiny-llama", env=AGENT_SECRETS)
     finally:
         blocker.close()
     try:
@@ -64,6 +67,17 @@ def test_spawn_skips_the_taken_port_and_streams_its_stages(spawned) -> None:
     assert alive(rec["pid"]) and alive(rec["supervisor_pid"])
     stored = json.loads((state / "workers.json").read_text())["workers"]
     assert [(w["id"], w["state"], w["port"]) for w in stored] == [(rec["id"], "ready", rec["port"])]
+
+
+def test_worker_gets_only_the_environment_it_needs(spawned) -> None:
+    import psutil
+
+    state, res = spawned
+    for pid in (res.result["pid"], res.result["supervisor_pid"]):
+        env = psutil.Process(pid).environ()
+        leaked = {k for k, v in env.items() if k in AGENT_SECRETS or v in AGENT_SECRETS.values()}
+        assert not leaked, f"process {pid} inherited {sorted(leaked)}"
+        assert env["PATH"] and env["LLORCH_STATE_DIR"] == str(state) and env["LLORCH_WORKER_ID"] == res.result["id"]
 
 
 def test_list_fills_live_figures_from_health(spawned) -> None:

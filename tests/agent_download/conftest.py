@@ -87,8 +87,8 @@ def _record_hashes_then_rot(pool: Pool, damaged: Path) -> None:
 
 @pytest.fixture(scope="session")
 def mirror(source_pool: Pool) -> Iterator[MirrorProc]:
-    m = MirrorProc(source_pool, "--gated", "llorch-test/gated", "--token", GATE_TOKEN,
-                   "--rate-limit", str(MIRROR_RATE_BPS))
+    m = MirrorProc(source_pool, "--gated", "llorch-test/gated", "--rate-limit", str(MIRROR_RATE_BPS),
+                   env={"LLORCH_MIRROR_TOKEN": GATE_TOKEN})
     try:
         yield m
     finally:

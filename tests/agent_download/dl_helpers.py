@@ -70,9 +70,10 @@ class Pool:
 class MirrorProc:
     """`llorch-pool mirror serve --port 0 --print-url` as a real subprocess."""
 
-    def __init__(self, pool: Pool, *extra: str) -> None:
+    def __init__(self, pool: Pool, *extra: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(pool.argv("mirror", "serve", "--port", "0", "--print-url", *extra),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=pool.env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**pool.env, **(env or {})})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()  # printed once it is listening: no sleep needed
         if not line.startswith("http://"):

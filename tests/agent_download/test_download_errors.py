@@ -48,10 +48,14 @@ def test_gated_without_token_then_with_token(dest: Pool, mirror: MirrorProc) -> 
     register(dest, "gt", "--repo", "llorch-test/gated", "--architecture", "mistral")
     err = _fails(dest, "gt", "--endpoint", mirror.url)
     assert err["code"] == "gated"
-    assert "HF_TOKEN" in err["hint"] and "huggingface-cli login" in err["hint"]
-    err = _fails(dest, "gt", "--endpoint", mirror.url, env={"HF_TOKEN": "hf_wrong_token"})
+    assert "LLORCH_MIRROR_TOKEN" in err["hint"]  # a mirror's token, not the Hub's
+    err = _fails(dest, "gt", "--endpoint", mirror.url, env={"LLORCH_MIRROR_TOKEN": "wrong_token"})
     assert err["code"] == "gated"
-    code, _, result = dest.json("models", "download", "gt", "--endpoint", mirror.url, env={"HF_TOKEN": GATE_TOKEN})
+    # the Hub token is never sent to a mirror, even when it is the right string
+    err = _fails(dest, "gt", "--endpoint", mirror.url, env={"HF_TOKEN": GATE_TOKEN})
+    assert err["code"] == "gated"
+    code, _, result = dest.json("models", "download", "gt", "--endpoint", mirror.url,
+                                env={"LLORCH_MIRROR_TOKEN": GATE_TOKEN})
     assert code == 0 and dest.entry("gt")["downloaded"] is True
 
 

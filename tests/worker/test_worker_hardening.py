@@ -157,3 +157,39 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
         assert (await ok(w.url, victims[1]))["text"] == alone[1]["text"]
     finally:
         w.close()
+
+
+async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path, synth_models: dict) -> None:
+    from netprobe import closed_by_server, half_request, raw_get
+
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token\n")
+    w = WorkerProc(synth_models["llama"], "--idle-timeout", "2", "--max-connections", "3",
+                   "--token-file", str(token_file), worker_id="limits")
+    try:
+        w.wait_ready()
+        slow = [half_request(w.url) for _ in range(3)]
+        status, refused = raw_get(w.url, "/health")  # the fourth connection
+        assert status == 503 and b"too_many_connections" in refused and b"Retry-After: 1" in refused
+        # the half-sent requests are closed by the idle timeout, which frees their places
+        assert all(closed_by_server(s) for s in slow)
+        status, health = raw_get(w.url, "/health")
+        assert status == 200 and b'"status": "ok"' in health
+        # the token came from the file; it is nowhere on the command line
+        status, _ = raw_get(w.url, "/v1/models", "Authorization: Bearer file-token\r\n")
+        assert status == 200
+        assert raw_get(w.url, "/v1/models", "Authorization: Bearer other\r\n")[0] == 401
+        assert "file-token" not in " ".join(w.cmd)
+    finally:
+        w.close()
+
+
+def test_token_on_the_command_line_is_refused(synth_models: dict) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "llorch_worker", "--worker-id", "x", "--model",
+                           str(synth_models["llama"]), "--backend", "cpu", "--port", "0", "--token", "visible"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "visible to every user" in proc.stderr and "LLORCH_WORKER_TOKEN" in proc.stderr

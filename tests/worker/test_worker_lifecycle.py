@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import psutil
 import pytest
 
 from workerproc import WorkerProc
@@ -20,8 +21,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture(scope="module")
 def fresh(synth_models: dict, callback) -> Iterator[tuple[WorkerProc, dict[str, Any]]]:
-    w = WorkerProc(synth_models["llama"], "--token", TOKEN, "--max-batch", "1", "--queue-limit", "1",
-                   "--shutdown-grace", "60", "--callback-url", callback.url, worker_id="fresh-1")
+    w = WorkerProc(synth_models["llama"], "--max-batch", "1", "--queue-limit", "1",
+                   "--shutdown-grace", "60", "--callback-url", callback.url, worker_id="fresh-1",
+                   env={"LLORCH_WORKER_TOKEN": TOKEN})
     seen: dict[str, Any] = {}
     try:
         w.wait_listening()
@@ -68,6 +70,12 @@ async def test_token_required_except_health(fresh) -> None:
     assert (await _get(w.url, "/metrics"))["error"]["code"] == "unauthorized"
     status, body, _ = await _post(w.url, "/execute", {"prompt": "hi", "max_tokens": 2}, AUTH)
     assert status == 200 and body["tokens_generated"] >= 0
+    # the scheme is case-insensitive (RFC 7235)
+    status, body, _ = await _post(w.url, "/execute", {"prompt": "hi", "max_tokens": 2},
+                                  {"Authorization": f"bearer {TOKEN}"})
+    assert status == 200, body
+    # the token came by environment: nothing on the command line shows it
+    assert TOKEN not in " ".join(psutil.Process(w.proc.pid).cmdline())
     models = await _get(w.url, "/v1/models", AUTH)
     assert models["data"][0]["id"] == w.ready["model"]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from .check import check_files, raise_for
 from .errors import EXIT_OK, EXIT_USAGE, WorkerError
+from .httpguard import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, ConnectionLimits, LimitedTCPSite
 
 log = logging.getLogger("llorch_worker")
 
@@ -36,17 +37,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
     p.add_argument("--callback-url", help="POST readiness/failure JSON here")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
-    p.add_argument("--token", default=os.environ.get("LLORCH_WORKER_TOKEN"),
-                   help="require Authorization: Bearer TOKEN on every route but /health (env LLORCH_WORKER_TOKEN)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token every route but /health then requires (default: "
+                        "$LLORCH_WORKER_TOKEN)")
+    p.add_argument("--token", help=argparse.SUPPRESS)  # refused below: argv is visible to every user in ps
     p.add_argument("--max-batch", type=int, default=16, help="most requests decoded together")
     p.add_argument("--queue-limit", type=int, default=64, help="most requests waiting; beyond: 503")
     p.add_argument("--shutdown-grace", type=float, default=10.0,
                    help="seconds SIGTERM lets in-flight requests finish before cancelling them")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+                   help="close a connection that has not sent a request's headers within this many seconds")
+    p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+                   help="open connections at most; beyond, a connection gets 503 and is closed")
     args = p.parse_args(argv)
+    if args.token is not None:
+        p.error("--token on the command line is visible to every user of this machine (ps, /proc); "
+                "pass the token in LLORCH_WORKER_TOKEN or in a file named by --token-file")
+    args.token = os.environ.get("LLORCH_WORKER_TOKEN") or None
+    if args.token_file:
+        try:
+            args.token = open(args.token_file, encoding="utf-8").read().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            p.error(f"--token-file {args.token_file}: cannot read it: {e}")
+        if not args.token:
+            p.error(f"--token-file {args.token_file} is empty")
     if not 0 <= args.port <= 65535:
         p.error(f"--port {args.port} is out of range 0..65535")
-    if args.max_batch < 1 or args.queue_limit < 1:
-        p.error("--max-batch and --queue-limit must be at least 1")
+    if args.max_batch < 1 or args.queue_limit < 1 or args.max_connections < 1:
+        p.error("--max-batch, --queue-limit and --max-connections must be at least 1")
+    if not args.idle_timeout > 0:
+        p.error("--idle-timeout must be more than 0 seconds")
     from .faults import logit_noise_from_env
 
     try:
@@ -54,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError as e:
         p.error(str(e))
     if not _is_loopback(args.host) and not args.token:
-        p.error(f"--host {args.host} is not a loopback address: it needs --token (or LLORCH_WORKER_TOKEN), "
+        p.error(f"--host {args.host} is not a loopback address: it needs a token (LLORCH_WORKER_TOKEN or "
+                "--token-file), "
                 "so that the worker is not open to the network")
     return args
 
@@ -149,9 +170,11 @@ class WorkerProcess:
 
         app = make_app(self.state)
         # handler_cancellation: a client that disconnects cancels its handler -> its job is cancelled
-        self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5.0, access_log=None)
+        limits = ConnectionLimits(self.args.idle_timeout, self.args.max_connections)
+        self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5.0, access_log=None,
+                                    **limits.runner_kwargs())
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.args.host, self.args.port, reuse_address=True)
+        site = LimitedTCPSite(self.runner, self.args.host, self.args.port, limits, reuse_address=True)
         try:
             await site.start()
         except OSError as e:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from . import __version__
 from .errors import ApiError
+from .httpguard import bearer_token, token_matches
 from .httpkit import (STATE_KEY, WorkerState, build_job, collect, get_bool, get_str, open_sse, read_json,
                       ready_state, run_events, send_sse, state_of)
 from .info import add_info_route
@@ -56,9 +56,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = state_of(request).token
     if token and request.path != "/health":
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not token_matches(bearer_token(request.headers.get("Authorization")), token):
             return error_response(ApiError(401, "unauthorized", "missing or wrong bearer token",
                                            hint="send Authorization: Bearer <token> (the worker's --token)"))
     return await handler(request)

@@ -12,6 +12,7 @@ import signal
 from typing import Callable
 
 from aiohttp import web
+from llorch_worker.httpguard import LimitedTCPSite
 
 from llorch_tui.pool.mirror.index import MirrorIndex
 from llorch_tui.pool.mirror.server import MirrorApp, MirrorOptions
@@ -26,9 +27,9 @@ async def start_mirror(settings: AgentSettings, host: str, port: int,
     index = MirrorIndex(settings.paths, settings.pool_id)
     await asyncio.to_thread(index.repos)  # hash what needs hashing before saying we are ready
     mirror = MirrorApp(index, options)
-    runner = web.AppRunner(mirror.app, access_log=None)
+    runner = web.AppRunner(mirror.app, access_log=None, **options.limits.runner_kwargs())
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = LimitedTCPSite(runner, host, port, options.limits)
     await site.start()
     bound_port = runner.addresses[0][1]  # the real port when 0 was asked
     shown = f"[{host}]" if ":" in host else host

@@ -13,18 +13,20 @@ directory's top-level files) and are looked up in a dict: a request can never na
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llorch_tui.errors import LlorchError
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.hashing import git_blob_sha1, hash_file, lfs_pointer
 from llorch_tui.pool.hub_fetch import select_files
 from llorch_tui.protocol.catalog import ModelEntry
 
+log = logging.getLogger("llorch.pool.mirror")
 LFS_SUFFIXES = (".safetensors", ".bin", ".model", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".gguf", ".ckpt")
 LFS_MIN_SIZE = 10 * 1024 * 1024
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -89,7 +91,14 @@ class MirrorIndex:
             except FileNotFoundError:
                 stamp = (0, 0)
             if stamp != self._stamp:
-                self._repos = self._build()
+                try:
+                    self._repos = self._build()
+                except LlorchError as exc:
+                    # A catalog damaged while serving (edited by hand, disk trouble) must not turn
+                    # every request into an error: keep serving what was last read, say so once.
+                    if self._stamp is None:
+                        raise
+                    log.warning("%s; still serving the models of the last readable catalog", exc.message)
                 self._stamp = stamp
             return self._repos
 
@@ -150,5 +159,3 @@ def _synthetic_commit(entry: ModelEntry, files: dict[str, MirrorFile]) -> str:
     return h.hexdigest()
 
 
-def env_token() -> str | None:
-    return os.environ.get("LLORCH_MIRROR_TOKEN") or None

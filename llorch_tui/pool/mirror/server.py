@@ -7,13 +7,18 @@ Implemented: what huggingface_hub calls to download —
   GET  /{repo}/resolve/{rev}/{file}                 the bytes; Range -> 206
 Errors as the Hub sends them: 404 + X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound,
 401/403 + GatedRepo for a repo named with --gated. GET /api/llorch/stats counts bytes served.
+
+Authentication means what it says: a token alone protects every route (401 without it, 403 with
+another); with --gated the token opens exactly the gated repos' files, the Hub's way, and the
+rest is public; --gated without a token is refused (any bearer would do). Names and revisions
+taken from the URL are echoed into headers only made header-safe, and every malformed Range is
+a 416, never a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import hmac
 import re
 import time
 from dataclasses import dataclass, field
@@ -21,17 +26,35 @@ from typing import Any
 
 from aiohttp import web
 
+from llorch_worker.httpguard import ConnectionLimits, bearer_token, token_matches
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.hub_fetch import MIRROR_TOKEN_ENV
 from llorch_tui.pool.mirror.index import MirrorFile, MirrorIndex, MirrorRepo
 
 CHUNK = 256 * 1024
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# 19 digits reach past any file size; longer numbers are refused before int() (a 5000-digit
+# number used to hit Python's 4300-digit conversion limit: a 500)
+RANGE_RE = re.compile(r"^bytes=(\d{0,19})-(\d{0,19})$")
 
 
 @dataclass
 class MirrorOptions:
     gated: set[str] = field(default_factory=set)
-    token: str | None = None  # when set, a gated repo needs exactly this bearer token
+    # alone: every route needs exactly this bearer token; with `gated`: the gated repos' files do
+    token: str | None = None
     rate_limit_bps: float | None = None  # per response; keeps a LAN (or a test) from being saturated
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+    def __post_init__(self) -> None:
+        if self.gated and not self.token:
+            raise LlorchError(ErrorCode.BAD_REQUEST,
+                              "--gated needs a token: without one any bearer token would open the gated repos",
+                              f"set {MIRROR_TOKEN_ENV} (or --token-file FILE) to the token clients must send")
+
+    @property
+    def protects_everything(self) -> bool:
+        return self.token is not None and not self.gated
 
 
 @dataclass
@@ -41,9 +64,16 @@ class Stats:
     by_file: dict[str, int] = field(default_factory=dict)
 
 
+def header_safe(text: str, limit: int = 300) -> str:
+    """Text that may go into a header: printable ASCII, the rest escaped (a `%00` or a newline in
+    a requested name must not end the header or fail the response)."""
+    out = "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out[:limit]
+
+
 def _err(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status,
-                             headers={"X-Error-Code": code, "X-Error-Message": message})
+                             headers={"X-Error-Code": code, "X-Error-Message": header_safe(message)})
 
 
 def _iso(ts: float) -> str:
@@ -53,11 +83,29 @@ def _iso(ts: float) -> str:
 class MirrorApp:
     def __init__(self, index: MirrorIndex, options: MirrorOptions) -> None:
         self.index, self.options, self.stats = index, options, Stats()
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._auth])
         self.app.router.add_get("/api/llorch/stats", self.get_stats)
         self.app.router.add_get("/api/models/{tail:.+}", self.api_models)
         self.app.router.add_get("/{tail:.+}/resolve/{rest:.+}", self.resolve)  # and HEAD
         self.app.router.add_get("/", self.root)
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.options.protects_everything:
+            refused = self._check_token(request, "this mirror")
+            if refused is not None:
+                return refused
+        return await handler(request)
+
+    def _check_token(self, request: web.Request, what: str) -> web.Response | None:
+        assert self.options.token is not None
+        given = bearer_token(request.headers.get("Authorization"))
+        if not given:
+            return _err(401, "GatedRepo", f"Access to {what} is restricted: send Authorization: Bearer <token>. "
+                        "You must be authenticated to access it.")
+        if not token_matches(given, self.options.token):
+            return _err(403, "GatedRepo", f"Access to {what} is restricted and this token is not the mirror's token.")
+        return None
 
     async def _repos(self) -> dict[str, MirrorRepo]:
         return await asyncio.to_thread(self.index.repos)  # may hash a new model's files: off the loop
@@ -142,15 +190,7 @@ class MirrorApp:
     def _gate(self, request: web.Request, repo: MirrorRepo) -> web.Response | None:
         if repo.repo not in self.options.gated:
             return None
-        auth = request.headers.get("Authorization", "")
-        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-            return _err(401, "GatedRepo", f"Access to model {repo.repo} is restricted. You must have access to it "
-                        "and be authenticated to access it. Please log in.")
-        if self.options.token is not None and not hmac.compare_digest(auth[7:].strip().encode(),
-                                                                   self.options.token.encode()):
-            return _err(403, "GatedRepo", f"Access to model {repo.repo} is restricted and you are not in the "
-                        "authorized list.")
-        return None
+        return self._check_token(request, f"model {repo.repo}")
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests += 1
@@ -173,7 +213,7 @@ class MirrorApp:
     def _headers(self, repo: MirrorRepo, f: MirrorFile) -> dict[str, str]:
         h = {"X-Repo-Commit": repo.commit, "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream",
              "Last-Modified": email.utils.formatdate(repo.last_modified, usegmt=True),
-             "Content-Disposition": f'inline; filename="{f.name.rsplit("/", 1)[-1]}"'}
+             "Content-Disposition": f'inline; filename="{header_safe(f.name.rsplit("/", 1)[-1]).replace(chr(34), "")}"'}
         if f.lfs:
             h.update({"ETag": f'"{f.blob_id}"', "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(f.size)})
         else:
