@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.tui.messages import LogUpdate
+from llorch_tui.units import fmt_bytes
 
 if TYPE_CHECKING:
     from llorch_tui.tui.app_host import AppHost as _Base
@@ -48,7 +50,7 @@ class PoolActions(_Base):
             self.model.download_end(pool, model, "failed", getattr(exc, "message", str(exc)))
             raise
         self.model.download_end(pool, model, "done")
-        done = "already downloaded" if result.get("noop") else f"downloaded ({result.get('bytes_fetched', 0)} bytes)"
+        done = "already downloaded" if result.get("noop") else f"downloaded ({fmt_bytes(result.get('bytes_fetched', 0))})"
         self.event("information", f"{model} on {pool}: {done}")
         self.refresh_all(force=True)
 
@@ -94,8 +96,7 @@ class PoolActions(_Base):
         self.following = (pool, worker_id)
         self.log_buffer.clear()
         self.switch_mode("logs")
-        if self.logs_screen is not None and self.logs_screen.is_mounted:
-            self.logs_screen.start(pool, worker_id)
+        self.signals.worker_log.publish(LogUpdate("start", pool, worker_id))
         self.run_worker(self._follow(pool, worker_id), name=f"logs {worker_id} on {pool}", group="logs",
                         exclusive=True, exit_on_error=False)
 
@@ -103,8 +104,7 @@ class PoolActions(_Base):
         def write(lines: list[str]) -> None:
             # Buffered too: the first lines may arrive before the logs screen is mounted.
             self.log_buffer.extend(lines)
-            if self.logs_screen is not None and self.logs_screen.is_mounted:
-                self.logs_screen.write_lines(lines)
+            self.signals.worker_log.publish(LogUpdate("lines", pool, worker_id, lines))
 
         def on_event(name: str, data: dict[str, Any]) -> None:
             if name == "line":
@@ -112,6 +112,6 @@ class PoolActions(_Base):
 
         result = await self.live_fleet().call(pool, "workers.logs", {"id": worker_id, "lines": 200, "follow": True}, on_event)
         write([str(x) for x in (result or {}).get("lines", [])])
-        if self.logs_screen is not None and self.logs_screen.is_mounted:
-            self.logs_screen.ended(f"Log of worker {worker_id} on {pool} (ended: the worker is gone)")
+        self.signals.worker_log.publish(
+            LogUpdate("ended", pool, worker_id, text=f"Log of worker {worker_id} on {pool} (ended: the worker is gone)"))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on
+from textual import events
 from textual.app import App
 from textual.message import Message
 from textual.notifications import SeverityLevel
@@ -24,16 +25,17 @@ from textual.worker import Worker, WorkerState
 
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.action_registry import ActionSpec, bindings, mutating_for_key, spec_for
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.model import DashboardModel
 from llorch_tui.tui.core.snapshot import DataSource, FleetSource
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.actions import DownloadEvent, PoolActions
 from llorch_tui.tui.matrix_actions import MatrixActions
+from llorch_tui.tui.messages import (AddModelRequested, AppSignals, DownloadRequested, FollowRequested,
+                                    MatrixRequested, RefreshRequested, SpawnRequested, StopRequested)
 from llorch_tui.tui.palette import LlorchCommands
 from llorch_tui.tui.screens.dashboard import DashboardScreen
-from llorch_tui.tui.widgets.log_pane import LogPane
 
 if TYPE_CHECKING:
     from llorch_tui.fleet import Fleet
@@ -72,11 +74,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
     MODES = {"dashboard": DashboardScreen, "matrix": _matrix_screen, "logs": _logs_screen}
     DEFAULT_MODE = "dashboard"
     COMMANDS = App.COMMANDS | {LlorchCommands}
-    BINDINGS = [
-        bind("quit", "quit", priority=False), bind("help", "help"),
-        bind("mode.dashboard", "switch_mode('dashboard')", show=False),
-        bind("mode.matrix", "switch_mode('matrix')", show=False), bind("mode.logs", "switch_mode('logs')", show=False),
-    ]
+    BINDINGS = bindings("app")
 
     def __init__(self, config: Config, *, readonly: bool = False, source: DataSource | None = None,
                  fleet: Any = None, keymap: dict[str, str] | None = None, refresh_s: float | None = None,
@@ -95,11 +93,10 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self._startup_warnings = warnings or []
         self._inflight: set[str] = set()
         self._redraw_pending = False
-        self.dashboard: DashboardScreen | None = None
-        self.logs_screen: LogsScreen | None = None
+        self.signals = AppSignals(self)
+        self.events_seen: deque[tuple[str, str]] = deque(maxlen=500)  # for event logs mounted later
         self.following: tuple[str, str] | None = None
         self.log_buffer: deque[str] = deque(maxlen=5000)
-        self.matrix_screen: MatrixScreen | None = None
         self.matrix_engine = None
         self.matrix_report = None
         self.refreshes = 0  # completed pool refreshes (tests and the benchmark wait on this)
@@ -130,15 +127,6 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         if self.fleet is not None:
             await self.fleet.close()
 
-    def register_dashboard(self, screen: DashboardScreen) -> None:
-        self.dashboard = screen
-
-    def register_logs(self, screen: LogsScreen) -> None:
-        self.logs_screen = screen
-
-    def register_matrix(self, screen: MatrixScreen) -> None:
-        self.matrix_screen = screen
-
     # --- errors: one handler for every worker ------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -158,18 +146,12 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
             # markup=False: messages carry text from pools (ids, errors) that must not be parsed as markup.
             self.notify(text, severity=level, timeout=8 if level == "error" else 4,
                         markup=False)
-        for pane in self._panes():
-            pane.add(level, text.replace("\n", " "))
+        line = (level, text.replace("\n", " "))
+        self.events_seen.append(line)
+        self.signals.event_logged.publish(line)
 
     def warn(self, message: str, hint: str | None = None) -> None:
         self.event("warning", message, hint)
-
-    def _panes(self) -> list[LogPane]:
-        panes: list[LogPane] = []
-        for screen in (self.dashboard, self.logs_screen):
-            if screen is not None and screen.is_mounted:
-                panes.extend(screen.query(LogPane))
-        return panes
 
     # --- refresh ------------------------------------------------------------------------
     def refresh_all(self, force: bool = False) -> None:
@@ -219,15 +201,8 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
 
     def _redraw(self) -> None:
         self._redraw_pending = False
-        d = self.dashboard
-        if d is not None and self.screen_stack:  # empty while the app shuts down
-            if self.screen is d:
-                try:
-                    d.render_model()
-                except Exception as exc:  # a bad document from a pool must not take the dashboard down
-                    self.report(exc, "redraw")
-            else:
-                d.stale = True
+        if self.screen_stack:  # empty while the app shuts down
+            self.signals.model_changed.publish(None)
 
     @on(PoolConn)
     def _pool_conn(self, msg: PoolConn) -> None:
@@ -251,6 +226,40 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self.model.download_event(msg.pool, msg.progress)
         self.schedule_redraw()
 
+    # --- requests from the screens ------------------------------------------------------
+    @on(RefreshRequested)
+    def _refresh_requested(self) -> None:
+        self.refresh_all(force=True)
+        self.notify("refreshing every pool", timeout=2)
+
+    @on(DownloadRequested)
+    def _download_requested(self, msg: DownloadRequested) -> None:
+        self.start_download(msg.pool, msg.model)
+
+    @on(SpawnRequested)
+    def _spawn_requested(self, msg: SpawnRequested) -> None:
+        self.spawn_worker(msg.pool, msg.params)
+
+    @on(StopRequested)
+    def _stop_requested(self, msg: StopRequested) -> None:
+        self.stop_worker(msg.pool, msg.worker_id)
+
+    @on(AddModelRequested)
+    def _add_model_requested(self, msg: AddModelRequested) -> None:
+        self.add_model(msg.pool, msg.kind, msg.params)
+
+    @on(FollowRequested)
+    def _follow_requested(self, msg: FollowRequested) -> None:
+        target = (msg.pool, msg.worker_id) if msg.pool and msg.worker_id else self.following
+        if target is None:
+            self.warn("no worker to follow", "press l on a worker in the dashboard")
+        else:
+            self.open_logs(*target)
+
+    @on(MatrixRequested)
+    def _matrix_requested(self, msg: MatrixRequested) -> None:
+        {"start": self.start_matrix, "stop": self.stop_matrix, "export": self.export_matrix}[msg.what]()
+
     # --- actions (I/O in workers) ------------------------------------------------------
     def live_fleet(self) -> Fleet:
         """The fleet the pool actions act on; a dashboard on a synthetic source (screenshots, tests) has none."""
@@ -264,8 +273,46 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
             self.warn(f"read-only: {what} is disabled", "start llorch-tui without --readonly to change pools")
         return self.readonly
 
+    def action_enabled(self, scope: str, action: str) -> bool:
+        """Whether the registry's `action` of `scope` may run now: the one check behind every screen's
+        check_action and the palette (--readonly, and a matrix run that is or is not going)."""
+        spec = spec_for(scope, action)
+        if spec is None:
+            return True
+        if self.readonly and spec.mutating:
+            return False
+        if spec.id == "matrix.start":
+            return self.matrix_engine is None
+        if spec.id == "matrix.stop":
+            return self.matrix_engine is not None
+        return True
+
+    def action_allowed(self, spec: ActionSpec) -> bool:
+        return self.action_enabled(spec.scope, spec.name)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (self.readonly and action in MUTATING)
+        return self.action_enabled("app", action)
+
+    async def run_registered(self, spec: ActionSpec) -> None:
+        """Run a registry action from anywhere (the palette): switch to its screen's mode first."""
+        if spec.scope == "app":
+            await self.run_action(spec.action)
+            return
+        if self.current_mode != spec.scope:
+            await self.switch_mode(spec.scope)
+        if getattr(self.screen, "SCOPE", None) == spec.scope:
+            await self.run_action(spec.action, self.screen)
+
+    def on_key(self, event: events.Key) -> None:
+        # A key of a mutating action reaches here only when its binding is disabled (--readonly): say so
+        # instead of ignoring it.
+        if not self.readonly:
+            return
+        scope = getattr(self.screen, "SCOPE", None)
+        spec = mutating_for_key(scope, event.key, self._keymap) if scope else None
+        if spec is not None:
+            event.stop()
+            self._refuse(spec.label.lower())
 
     # --- app-level actions --------------------------------------------------------------
     def action_help(self) -> None:
@@ -281,15 +328,6 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         keys.sort(key=lambda k: (not k[2], k[2]))  # llorch's own (remappable) keys first
         self.push_screen(HelpScreen(widget_help or getattr(self.screen, "HELP", ""), keys))
 
-    def action_dashboard_action(self, name: str) -> None:
-        self.switch_mode("dashboard")
-        if self.dashboard is not None:
-            self.call_later(self.dashboard.run_action, name)
-
-    def action_matrix_action(self, name: str) -> None:
-        self.switch_mode("matrix")
-        self.call_later(lambda: self.matrix_screen and self.matrix_screen.run_action(name))
-
 
 def run_app(args: argparse.Namespace) -> int:
     from llorch_tui.config_load import load_config
@@ -300,9 +338,8 @@ def run_app(args: argparse.Namespace) -> int:
     except LlorchError as exc:
         print(f"llorch-tui: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 2
-    warnings: list[str] = []
     try:
-        keymap = load_keymap()
+        keymap, warnings = load_keymap()
     except LlorchError as exc:
         keymap, warnings = {}, [f"{exc.message} — using the default keys"]
     if not loaded.config.pools:

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from llorch_tui.fleet import Fleet
     from llorch_tui.matrix.engine import MatrixEngine
     from llorch_tui.protocol.matrix import MatrixReport
-    from llorch_tui.tui.screens.logs import LogsScreen
-    from llorch_tui.tui.screens.matrix import MatrixScreen
+    from llorch_tui.tui.messages import AppSignals
 
 
 class AppHost(App[int]):
@@ -31,8 +30,7 @@ class AppHost(App[int]):
     model: DashboardModel
     following: tuple[str, str] | None
     log_buffer: deque[str]
-    logs_screen: LogsScreen | None
-    matrix_screen: MatrixScreen | None
+    signals: AppSignals
     matrix_engine: MatrixEngine | None
     matrix_report: MatrixReport | None
 

@@ -9,34 +9,14 @@ The file is `$LLORCH_KEYMAP`, else `keymap.toml` beside the config file (~/.conf
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import config_file
-
-# id -> (default key, description). The single list the bindings, the palette and the docs come from.
-BINDING_IDS: dict[str, tuple[str, str]] = {
-    "quit": ("q", "Quit"),
-    "help": ("question_mark", "Help"),
-    "mode.dashboard": ("1", "Dashboard"),
-    "mode.matrix": ("2", "Matrix"),
-    "mode.logs": ("3", "Logs"),
-    "refresh": ("r", "Refresh"),
-    "download": ("d", "Download"),
-    "spawn": ("s", "Spawn"),
-    "stop": ("x", "Stop"),
-    "logs": ("l", "Logs"),
-    "model.add": ("a", "Add model"),
-    "matrix": ("m", "Matrix"),
-    "filter": ("slash", "Filter"),
-    "matrix.start": ("g", "Start run"),
-    "matrix.stop": ("x", "Stop run"),
-    "matrix.export": ("e", "Export"),
-    "matrix.detail": ("i", "Cell detail"),
-    "logs.follow": ("f", "Follow"),
-}
+from llorch_tui.tui.action_registry import BY_ID
 
 
 def keymap_path() -> Path:
@@ -44,11 +24,12 @@ def keymap_path() -> Path:
     return Path(env).expanduser() if env else config_file().parent / "keymap.toml"
 
 
-def load_keymap(path: Path | None = None) -> dict[str, str]:
-    """Read the keymap file ({} when there is none). Unknown ids and bad values are a clear error."""
+def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
+    """Read the keymap file: (id -> keys, problems). An unreadable file is an error; a line with an unknown
+    id or a bad value is a problem (with a "did you mean") and the valid lines still apply."""
     path = path or keymap_path()
     if not path.is_file():
-        return {}
+        return {}, []
     try:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -58,11 +39,14 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
     if not isinstance(table, dict):
         raise LlorchError(ErrorCode.CONFIG_INVALID, f"{path}: [keymap] must be a table of id = \"keys\"")
     keymap: dict[str, str] = {}
+    problems: list[str] = []
     for key, value in table.items():
-        if key not in BINDING_IDS:
-            raise LlorchError(ErrorCode.CONFIG_INVALID, f"{path}: [keymap] {key!r} is not a binding id",
-                              f"known ids: {', '.join(BINDING_IDS)}")
-        if not isinstance(value, str) or not value.strip():
-            raise LlorchError(ErrorCode.CONFIG_INVALID, f"{path}: [keymap] {key} must be a key string like \"ctrl+d\"")
-        keymap[key] = value.strip()
-    return keymap
+        if key not in BY_ID:
+            close = difflib.get_close_matches(key, list(BY_ID), n=1)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"{path}: [keymap] {key!r} is not a binding id ({guess}known ids: {', '.join(BY_ID)})")
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(f"{path}: [keymap] {key} must be a key string like \"ctrl+d\"")
+        else:
+            keymap[key] = value.strip()
+    return keymap, problems

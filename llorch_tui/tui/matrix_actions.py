@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llorch_tui.tui.messages import MatrixIdle
 
 from llorch_tui.matrix.events import RunFinished
 
@@ -55,16 +56,11 @@ class MatrixActions(_Base):
         finally:
             self.matrix_report = engine.report
             self.matrix_engine = None
-            if self.matrix_screen is not None and self.matrix_screen.is_mounted:
-                self.matrix_screen.refresh_bindings()
+            self.signals.matrix.publish(MatrixIdle())
 
     def _show_matrix_event(self, ev: Any) -> None:
-        # A display problem is reported, and must not abort the run (its cells and report go on).
-        if self.matrix_screen is not None and self.matrix_screen.is_mounted:
-            try:
-                self.matrix_screen.on_matrix_event(ev)
-            except Exception as exc:
-                self.report(exc, "matrix display")
+        # The matrix screen's subscriber is guarded: a display problem is reported and never aborts the run.
+        self.signals.matrix.publish(ev)
 
     def stop_matrix(self) -> None:
         if self.matrix_engine is None:

@@ -17,13 +17,15 @@ from llorch_tui.tui.widgets.live_table import LiveTable
 
 def test_keymap_file(tmp_path: Path) -> None:
     f = tmp_path / "keymap.toml"
-    assert load_keymap(f) == {}
+    assert load_keymap(f) == ({}, [])
     f.write_text('[keymap]\ndownload = "D"\n"mode.matrix" = "f2,2"\n')
-    assert load_keymap(f) == {"download": "D", "mode.matrix": "f2,2"}
-    f.write_text('[keymap]\ndownlaod = "D"\n')
-    with pytest.raises(LlorchError) as err:
-        load_keymap(f)
-    assert "downlaod" in err.value.message and "download" in (err.value.hint or "")
+    assert load_keymap(f) == ({"download": "D", "mode.matrix": "f2,2"}, [])
+    # A typo costs only its own line, and says what was meant.
+    f.write_text('[keymap]\nspwan = "S"\ndownload = "D"\nhelp = ""\n')
+    keys, problems = load_keymap(f)
+    assert keys == {"download": "D"}
+    assert len(problems) == 2 and "'spwan'" in problems[0] and "did you mean 'spawn'" in problems[0]
+    assert "help must be a key string" in problems[1]
     f.write_text("[keymap\n")
     with pytest.raises(LlorchError):
         load_keymap(f)

@@ -106,6 +106,10 @@ async def test_readonly_hides_and_refuses(tui_pool: Path) -> None:
         assert "refresh" in keys and not {"spawn", "stop", "download", "model.add"} & keys
         await pilot.press("s", "a", "d")
         assert isinstance(app.screen, DashboardScreen)
+        # Refused out loud, naming the action: never silently ignored.
+        lines = [line.text for line in app.screen.query_one(LogPane).lines]
+        for what in ("spawn", "add model", "download"):
+            assert any(f"read-only: {what} is disabled" in t for t in lines), (what, lines)
         app.spawn_worker("local", {"model": "tiny-llama", "backend": "cpu"})  # refused even when called
         await pilot.pause(0.2)
         assert not app.model.pools["local"].snapshot.workers
@@ -148,13 +152,40 @@ async def test_command_palette_runs_actions(tui_pool: Path) -> None:
         await wait_for(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix mode")
 
 
-def test_palette_hides_mutating_commands_when_readonly() -> None:
-    from llorch_tui.tui.palette import COMMANDS
+async def palette_titles(pilot, app: LlorchApp) -> list[str]:
+    """The titles the command palette offers right now (its provider, as the palette asks it)."""
+    from llorch_tui.tui.palette import LlorchCommands
 
-    from llorch_tui.tui.bindings import MUTATING
+    provider = LlorchCommands(app.screen)
+    return [hit.text for hit in [h async for h in provider.discover()]]
 
-    hidden = [title for title, _, _, name in COMMANDS if name in MUTATING]
-    assert "Spawn a worker" in hidden and "Stop the matrix run" in hidden and "Refresh all pools" not in hidden
+
+async def test_palette_is_per_screen_and_hides_refused_actions(tui_pool: Path) -> None:
+    app = LlorchApp(make_config(tui_pool), readonly=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        titles = await palette_titles(pilot, app)
+        # Read-only: no mutating action; the dashboard's own actions come first.
+        assert "Spawn a worker" not in titles and "Start the matrix run" not in titles
+        assert titles[0] == "Refresh all pools" and "Export the matrix reports" in titles
+        await pilot.press("2")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix mode")
+        titles = await palette_titles(pilot, app)
+        assert titles[0] == "Export the matrix reports"
+    app = LlorchApp(make_config(tui_pool))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        titles = await palette_titles(pilot, app)
+        assert "Spawn a worker" in titles and "Start the matrix run" in titles
+        assert "Stop the matrix run" not in titles  # no run going: the matrix screen would refuse it
+
+
+def test_docs_key_table_is_the_registry() -> None:
+    from llorch_tui.tui.action_registry import docs_section, docs_table
+
+    doc = (Path(__file__).parents[2] / "docs" / "tui.md").read_text()
+    assert docs_section(doc) == docs_table(), \
+        "docs/tui.md's key table is stale: run python -m llorch_tui.tui.action_registry --write docs/tui.md"
 
 
 async def test_hung_pool_never_freezes_the_screen(tui_pool: Path) -> None:

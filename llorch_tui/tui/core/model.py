@@ -15,6 +15,7 @@ from rich.text import Text
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.fmt import fmt_bytes, fmt_duration, fmt_rate, text_bar, threshold_style
+from llorch_tui.units import fmt_size_gb
 from llorch_tui.tui.core.snapshot import PoolSnapshot
 
 HISTORY = 32
@@ -158,8 +159,7 @@ class DashboardModel:
                 for backend, rec in sorted(m.verdicts.items()):
                     mark, style = VERDICT_MARK.get(rec.verdict, ("?", ""))
                     verdicts.append(f"{backend}{mark} ", style=style)
-                size = f"{m.size_gb:.1f} GB" if m.size_gb >= 1 else f"{m.size_gb * 1000:.0f} MB"
-                row: Row = (pv.name, m.id, m.architecture, size, have, m.source, verdicts)
+                row: Row = (pv.name, m.id, m.architecture, fmt_size_gb(m.size_gb), have, m.source, verdicts)
                 if matches(row, needle):
                     rows[f"{pv.name}/{m.id}"] = row
         return rows
@@ -239,9 +239,8 @@ def gauge_text(line: GpuLine, bar_width: int = 14, mask: bool = False) -> Text:
     if mask:
         t.append(" (masked)", style="dim")
         return t
-    gib = 1024 ** 3
     if line.used is not None and line.total:
-        t.append(f" {line.used / gib:.1f}/{line.total / gib:.1f}G")
+        t.append(f" {fmt_bytes(line.used).removesuffix(' GiB')}/{fmt_bytes(line.total)}")
     if line.util is not None:
         t.append(f" {line.util}%")
     t.append(" " + sparkline(line.history, 10, top=1.0), style=style)

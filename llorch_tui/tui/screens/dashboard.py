@@ -14,8 +14,10 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 
 from llorch_tui.tui.guard import guard_handlers, guarded
-from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
+from llorch_tui.tui.messages import (AddModelRequested, DownloadRequested, FollowRequested, RefreshRequested,
+                                    SpawnRequested, StopRequested)
 from llorch_tui.tui.widgets.gauges import GaugePanel
 from llorch_tui.tui.widgets.live_table import LiveTable
 from llorch_tui.tui.widgets.log_pane import LogPane
@@ -31,10 +33,8 @@ DOWNLOAD_COLS = ("pool", "model", "progress", "bytes", "speed", "eta", "state")
 
 @guard_handlers
 class DashboardScreen(Screen[None]):
-    BINDINGS = [
-        bind("refresh", "refresh"), bind("download", "download"), bind("spawn", "spawn"), bind("stop", "stop"),
-        bind("logs", "logs"), bind("model.add", "add_model"), bind("matrix", "matrix"), bind("filter", "filter"),
-    ]
+    SCOPE = "dashboard"
+    BINDINGS = bindings("dashboard")
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,9 +73,19 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.lapp.register_dashboard(self)
+        signals = self.lapp.signals
+        signals.model_changed.subscribe(self, guarded(self._model_changed, self), immediate=True)
+        log = self.query_one(LogPane)
+        log.replay(self.lapp.events_seen)
+        signals.event_logged.subscribe(self, guarded(log.add_line, self), immediate=True)
         self.query_one("#catalog").focus()
         self.render_model()
+
+    def _model_changed(self, _: None) -> None:
+        if self.is_current:
+            self.render_model()
+        else:
+            self.stale = True  # drawn when the dashboard is shown again
 
     def on_screen_resume(self) -> None:
         if self.stale:
@@ -87,8 +97,6 @@ class DashboardScreen(Screen[None]):
 
     # --- rendering --------------------------------------------------------------------
     def render_model(self) -> None:
-        if not self.is_mounted:
-            return
         self.stale = False
         model: DashboardModel = self.lapp.model
         pool_rows = model.pool_rows()
@@ -159,13 +167,10 @@ class DashboardScreen(Screen[None]):
 
     # --- actions (the app does the I/O) -----------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MUTATING and self.lapp.readonly:
-            return False
-        return True
+        return self.lapp.action_enabled(self.SCOPE, action)
 
     def action_refresh(self) -> None:
-        self.lapp.refresh_all(force=True)
-        self.notify("refreshing every pool", timeout=2)
+        self.post_message(RefreshRequested())
 
     def action_filter(self) -> None:
         f = self.query_one("#filter", Input)
@@ -178,7 +183,7 @@ class DashboardScreen(Screen[None]):
             self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
             return
         pool, _, model = key.partition("/")
-        self.lapp.start_download(pool, model)
+        self.post_message(DownloadRequested(pool, model))
 
     def action_spawn(self) -> None:
         key = self.selected_model_key()
@@ -201,7 +206,7 @@ class DashboardScreen(Screen[None]):
 
         def done(result: dict[str, Any] | None) -> None:
             if result:
-                self.lapp.spawn_worker(pool, {"model": entry.id, **result})
+                self.post_message(SpawnRequested(pool, {"model": entry.id, **result}))
 
         self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
 
@@ -216,7 +221,7 @@ class DashboardScreen(Screen[None]):
 
         def done(ok: bool | None) -> None:
             if ok:
-                self.lapp.stop_worker(pool, rec.id)
+                self.post_message(StopRequested(pool, rec.id))
 
         question = f"Stop worker {rec.id} ({rec.model}, {rec.backend}) on {pool}?"
         self.app.push_screen(ConfirmModal(question), guarded(done, self))
@@ -227,7 +232,7 @@ class DashboardScreen(Screen[None]):
             self.lapp.warn("no worker highlighted", "move to a row of the Workers pane first")
             return
         pool, _, wid = key.partition("/")
-        self.lapp.open_logs(pool, wid)
+        self.post_message(FollowRequested(pool, wid))
 
     def action_add_model(self) -> None:
         from llorch_tui.tui.screens.modals import ModelModal
@@ -238,7 +243,7 @@ class DashboardScreen(Screen[None]):
 
         def done(result: dict[str, Any] | None) -> None:
             if result:
-                self.lapp.add_model(result.pop("pool"), result.pop("kind"), result)
+                self.post_message(AddModelRequested(result.pop("pool"), result.pop("kind"), result))
 
         self.app.push_screen(ModelModal(pools, default, presets), guarded(done, self))
 

@@ -10,8 +10,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Log
 
 
-from llorch_tui.tui.guard import guard_handlers
-from llorch_tui.tui.bindings import bind
+from llorch_tui.tui.guard import guard_handlers, guarded
+from llorch_tui.tui.messages import FollowRequested, LogUpdate
+from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.widgets.log_pane import LogPane
 
 if TYPE_CHECKING:
@@ -25,7 +26,8 @@ class WorkerLog(Log):
 
 @guard_handlers
 class LogsScreen(Screen[None]):
-    BINDINGS = [bind("logs.follow", "follow")]
+    SCOPE = "logs"
+    BINDINGS = bindings("logs")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
@@ -40,10 +42,22 @@ class LogsScreen(Screen[None]):
         return cast("LlorchApp", self.app)
 
     def on_mount(self) -> None:
-        self.lapp.register_logs(self)
+        signals = self.lapp.signals
+        events = self.query_one(LogPane)
+        events.replay(self.lapp.events_seen)
+        signals.event_logged.subscribe(self, guarded(events.add_line, self), immediate=True)
+        signals.worker_log.subscribe(self, guarded(self._worker_log, self), immediate=True)
         if self.lapp.following:
             self.start(*self.lapp.following)
             self.write_lines(list(self.lapp.log_buffer))
+
+    def _worker_log(self, update: LogUpdate) -> None:
+        if update.kind == "start":
+            self.start(update.pool, update.worker_id)
+        elif update.kind == "lines":
+            self.write_lines(update.lines)
+        else:
+            self.query_one("#logs-title", Label).update(Text(update.text))
 
     def start(self, pool: str, worker_id: str) -> None:
         # ids from pools: Text, never markup
@@ -53,11 +67,5 @@ class LogsScreen(Screen[None]):
     def write_lines(self, lines: list[str]) -> None:
         self.query_one("#worker-log", Log).write_lines(lines)
 
-    def ended(self, why: str) -> None:
-        self.query_one("#logs-title", Label).update(Text(why))
-
     def action_follow(self) -> None:
-        if self.lapp.following:
-            self.lapp.open_logs(*self.lapp.following)
-        else:
-            self.lapp.warn("no worker to follow", "press l on a worker in the dashboard")
+        self.post_message(FollowRequested())

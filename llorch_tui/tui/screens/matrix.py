@@ -14,7 +14,8 @@ from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
 
 from llorch_tui.tui.guard import guard_handlers
-from llorch_tui.tui.bindings import MUTATING, bind
+from llorch_tui.tui.messages import MatrixRequested
+from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.clock import frozen
 from llorch_tui.tui.core.matrix_grid import DRIFT_STYLE, MatrixGrid
 
@@ -49,8 +50,8 @@ class DetailModal(ModalScreen[None]):
 
 @guard_handlers
 class MatrixScreen(Screen[None]):
-    BINDINGS = [bind("matrix.start", "start_run"), bind("matrix.stop", "stop_run"),
-                bind("matrix.export", "export"), bind("matrix.detail", "detail")]
+    SCOPE = "matrix"
+    BINDINGS = bindings("matrix")
 
     def __init__(self) -> None:
         super().__init__()
@@ -69,20 +70,16 @@ class MatrixScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.lapp.register_matrix(self)
+        self.lapp.signals.matrix.subscribe(self, self.on_matrix_event, immediate=True)  # guarded: on_*
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in MUTATING and self.lapp.readonly:
-            return False
-        running = self.lapp.matrix_engine is not None
-        if action == "start_run":
-            return not running
-        if action == "stop_run":
-            return running
-        return True
+        return self.lapp.action_enabled(self.SCOPE, action)
 
     # --- events from the engine (the app's worker calls this) ---------------------------
     def on_matrix_event(self, ev: Any) -> None:
+        if ev.type == "idle":  # the run is over and the app let go of the engine: start/stop flip
+            self.refresh_bindings()
+            return
         changed = self.grid.apply(ev)
         table = self.query_one("#matrix", MatrixTable)
         if ev.type == "plan":
@@ -136,13 +133,13 @@ class MatrixScreen(Screen[None]):
 
     # --- actions ------------------------------------------------------------------------
     def action_start_run(self) -> None:
-        self.lapp.start_matrix()
+        self.post_message(MatrixRequested("start"))
 
     def action_stop_run(self) -> None:
-        self.lapp.stop_matrix()
+        self.post_message(MatrixRequested("stop"))
 
     def action_export(self) -> None:
-        self.lapp.export_matrix()
+        self.post_message(MatrixRequested("export"))
 
     def action_detail(self) -> None:
         if self.current:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from rich.text import Text
 from textual.widgets import RichLog
@@ -17,6 +18,14 @@ class LogPane(RichLog):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=500, wrap=True, markup=False, highlight=False)
+
+    def add_line(self, line: tuple[str, str]) -> None:
+        self.add(*line)
+
+    def replay(self, lines: Iterable[tuple[str, str]]) -> None:
+        """What was logged before this pane existed (a screen opened later shows the whole story)."""
+        for level, message in lines:
+            self.add(level, message)
 
     def add(self, level: str, message: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(frozen() or time.time()))
