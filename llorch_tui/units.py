@@ -1,4 +1,7 @@
-"""Human formatting of sizes, rates and durations, shared by the CLI tables, the TUI and the reports."""
+"""Human formatting of sizes, rates and durations, shared by the CLI tables, the TUI and the reports.
+
+One convention everywhere: binary units, labelled as such (KiB, MiB, GiB), one decimal.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,14 @@ def fmt_bytes(n: float | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def fmt_size_gb(size_gb: float | None) -> str:
+    """A catalog size (`ModelEntry.size_gb` is in decimal GB, 1e9 bytes) in the same binary units as every
+    other figure; an unknown size (0, e.g. a registered model not downloaded yet) is a dash, not "0 B"."""
+    if not size_gb or size_gb <= 0:
+        return DASH
+    return fmt_bytes(size_gb * 1e9)
 
 
 def fmt_rate(bps: float | None) -> str:

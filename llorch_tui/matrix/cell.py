@@ -23,6 +23,7 @@ from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, Measurements, ReasonCode, Stage, Verdict
+from llorch_tui.units import fmt_bytes
 
 log = logging.getLogger("llorch.matrix")
 ProgressFn = Callable[[Stage, "float | None", str], None]
@@ -151,7 +152,7 @@ class CellRun:
         def on_event(_ev: str, d: dict[str, Any]) -> None:
             total, done = d.get("bytes_total") or 0, d.get("bytes_done") or 0
             self.progress("downloading", (done / total) if total else None,
-                          f"{d.get('file') or ''} {done / 1e6:.1f}/{total / 1e6:.1f} MB".strip())
+                          f"{d.get('file') or ''} {fmt_bytes(done)}/{fmt_bytes(total)}".strip())
 
         try:
             await self.client.call("models.download", {"id": self.cell.key.model}, on_event)

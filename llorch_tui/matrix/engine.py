@@ -153,6 +153,7 @@ class MatrixEngine:
         await asyncio.gather(*(self._run_pool(view_by_name[n], [c for c in planned[n] if not c.skipped], emit, finish)
                                for n in names))
         report.finished_at = _now()
+        report.stopped = self._stopping
         s = self._refresh_report(t0)
         paths: dict[str, str] = {}
         report_error: str | None = None

@@ -16,6 +16,7 @@ from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.matrix import CellKey, ReasonCode
+from llorch_tui.units import fmt_bytes
 
 ALL_MODELS = "*"  # row of an offline pool whose catalog is unknown
 
@@ -81,10 +82,6 @@ def requested_backends(pool: PoolConfig, options: MatrixOptions) -> list[str]:
     return wanted
 
 
-def _fmt_gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB"
-
-
 def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None = None) -> list[PlannedCell]:
     """The cells of one pool, in a stable order (model, then backend, then dtype)."""
     backends = requested_backends(view.config, options)
@@ -138,8 +135,8 @@ def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None =
             free = view.free_bytes(backend)
             if peak and free is not None and peak > free:
                 cell.skip_code = ReasonCode.WILL_NOT_FIT
-                cell.skip_reason = (f"model {mid} needed {_fmt_gb(peak)} on {backend} last time; "
-                                    f"pool {view.name} has {_fmt_gb(free)} free")
+                cell.skip_reason = (f"model {mid} needed {fmt_bytes(peak)} on {backend} last time; "
+                                    f"pool {view.name} has {fmt_bytes(free)} free")
                 cell.skip_hint = "stop other workers on that pool or free memory, then rerun"
                 continue
             est = view.fits.get((mid, backend, dtype))

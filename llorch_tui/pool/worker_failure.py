@@ -7,16 +7,16 @@ from typing import Any
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.worker_registry import log_tail
+from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.workers import WorkerRecord
 
 TAIL_LINES = 20
 
 # The worker's LLORCH_WORKER_ERROR code -> what the operator does next.
 HINTS: dict[str, str] = {
-    "checkpoint_corrupt": "the model's files are damaged: `llorch-pool models verify {model}`, then "
-                          "`llorch-pool models download {model} --force`",
+    "checkpoint_corrupt": "the model's files are damaged: `llorch-pool models verify {model}`, then {refetch}",
     "model_invalid": "the checkpoint is not one the worker can load: `llorch-pool models verify {model}`",
-    "tokenizer_missing": "the tokenizer files are missing: `llorch-pool models download {model} --force`",
+    "tokenizer_missing": "the tokenizer files are missing: {refetch}",
     "backend_unavailable": "this backend does not work here: `llorch-pool status --probe` lists the usable ones",
     "dtype_unsupported": "{backend} cannot compute in this dtype on this machine: spawn with another --dtype "
                          "(auto picks one it supports)",
@@ -26,8 +26,19 @@ HINTS: dict[str, str] = {
 }
 
 
+def refetch_hint(model: str, entry: ModelEntry | None = None) -> str:
+    """The command that puts a model's files back, for the way this model came: a synthetic one is
+    synthesized again, a local one copied back, others downloaded again."""
+    source = entry.source if entry is not None else "hub"
+    if source == "synthetic" and entry is not None:
+        return f"`llorch-pool models synth {model} --architecture {entry.architecture} --force`"
+    if source == "local" and entry is not None:
+        return f"copy the model's files back into {entry.path} (a local model has no repository to download from)"
+    return f"`llorch-pool models download {model} --force`"
+
+
 def failure_error(rec: WorkerRecord, what: str, code: str | None = None, hint: str | None = None,
-                  reported: dict[str, Any] | None = None) -> LlorchError:
+                  reported: dict[str, Any] | None = None, entry: ModelEntry | None = None) -> LlorchError:
     """`rec` has exit info filled (fill_exit_info). `reported` is the error of a `failed` callback."""
     reason = (reported or {}).get("code") or rec.error_code
     detail = (reported or {}).get("message")
@@ -43,6 +54,7 @@ def failure_error(rec: WorkerRecord, what: str, code: str | None = None, hint: s
         code = ErrorCode.PORT_IN_USE if reason == "port_in_use" else ErrorCode.WORKER_FAILED
     if hint is None:
         hint = HINTS.get(reason or "", "the log tail is attached; all of it: llorch-pool worker logs {id}")
-        hint = hint.format(model=rec.model, backend=rec.backend, port=rec.port, id=rec.id)
+        hint = hint.format(model=rec.model, backend=rec.backend, port=rec.port, id=rec.id,
+                           refetch=refetch_hint(rec.model, entry))
     return LlorchError(code, message, hint, worker_id=rec.id, reason=reason, exit_code=rec.exit_code,
                        signal=rec.exit_signal, log_path=rec.log_path, log_tail=tail)

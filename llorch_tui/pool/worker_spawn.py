@@ -30,7 +30,7 @@ from llorch_tui.pool.ops import OpContext
 from llorch_tui.pool.ports import pick_port
 from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.probe_cache import probe_backends, usable_backends
-from llorch_tui.pool.worker_failure import failure_error
+from llorch_tui.pool.worker_failure import failure_error, refetch_hint
 from llorch_tui.pool.worker_registry import LIVE_STATES, Registry, exit_file, fill_exit_info, is_live, now
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import ModelEntry
@@ -103,7 +103,7 @@ def check_request(ctx: OpContext, p: SpawnParams) -> tuple[ModelEntry, Path]:
     mdir = model_dir(ctx, entry)
     if not (mdir / "config.json").is_file():
         raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {p.model!r} is marked downloaded but {mdir} has no config.json",
-                          f"download it again: llorch-pool models download {p.model} --force", model=p.model)
+                          f"put its files back: {refetch_hint(p.model, entry)}", model=p.model)
     if p.backend not in entry.backends:
         raise LlorchError(ErrorCode.BACKEND_UNSUPPORTED,
                           f"model {p.model!r} does not support the {p.backend} backend (it supports: "
@@ -274,7 +274,7 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
         await asyncio.to_thread(registry.put, rec)
         ctx.emit("progress", {"stage": "spawned", "pid": rec.pid, "port": rec.port, "worker_id": rec.id,
                               "log_path": rec.log_path, "timeout_s": timeout})
-        ready = await _wait_ready(ctx, rec, callback, reader, t0, timeout)
+        ready = await _wait_ready(ctx, rec, callback, reader, t0, timeout, entry)
         rec.state, rec.ready_at = "ready", now()
         rec.load_s = ready.get("load_s") if isinstance(ready.get("load_s"), (int, float)) else round(time.monotonic() - t0, 3)
         await asyncio.to_thread(registry.put, rec)
@@ -305,7 +305,7 @@ def _abandon(ctx: OpContext, rec: WorkerRecord, sup: subprocess.Popen[bytes] | N
 
 
 async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pipe: asyncio.StreamReader,
-                      t0: float, timeout: float) -> dict[str, Any]:
+                      t0: float, timeout: float, entry: ModelEntry) -> dict[str, Any]:
     """Until the ready callback (or /health ok), the worker's exit, the deadline, or a cancel."""
     exited = asyncio.ensure_future(pipe.read())  # EOF when the supervisor exits, i.e. the worker is gone
     loading_seen = False
@@ -326,9 +326,9 @@ async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pi
                     return doc
                 await asyncio.wait({exited}, timeout=KILL_GRACE_S + 2)  # let it exit: the code classifies
                 raise failure_error(fill_exit_info(ctx.settings.paths, rec), "failed while loading",
-                                    reported=doc.get("error"))
+                                    reported=doc.get("error"), entry=entry)
             if exited in done:
-                raise failure_error(fill_exit_info(ctx.settings.paths, rec), "exited before it was ready")
+                raise failure_error(fill_exit_info(ctx.settings.paths, rec), "exited before it was ready", entry=entry)
             health = await _health(rec.port)
             if health is not None and health.get("status") == "ok" and health.get("worker_id") in (None, rec.id):
                 return {"load_s": None}  # the callback got lost; /health is the same truth

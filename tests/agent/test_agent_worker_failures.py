@@ -30,9 +30,24 @@ def test_crash_while_loading_reports_reason_and_log_tail(pool: Path, synth_model
     assert err["details"]["reason"] == "checkpoint_corrupt" and err["details"]["exit_code"] == 3
     assert any("LLORCH_WORKER_ERROR" in line for line in err["details"]["log_tail"])
     assert "models verify tiny-broken" in err["hint"]
+    # Registered from a local path: the fix names no download (it has no repository to download from).
+    assert "models download" not in err["hint"] and str(broken) in err["hint"]
     assert processes_under(pool) == []
     (rec,) = agent_cli(pool, "worker", "list").result
     assert rec["state"] == "failed" and rec["error_code"] == "checkpoint_corrupt" and rec["exit_code"] == 3
+
+
+def test_refetch_hint_fits_the_model_source() -> None:
+    from llorch_tui.pool.worker_failure import refetch_hint
+    from llorch_tui.protocol.catalog import ModelEntry
+
+    def entry(source: str) -> ModelEntry:
+        return ModelEntry(id="broken", name="broken", path="/m/broken", architecture="qwen2", source=source)
+
+    assert refetch_hint("broken", entry("synthetic")) == \
+        "`llorch-pool models synth broken --architecture qwen2 --force`"
+    assert "/m/broken" in refetch_hint("broken", entry("local"))
+    assert refetch_hint("broken", entry("hub")) == "`llorch-pool models download broken --force`"
 
 
 def test_sweep_finds_a_stray_and_stops_only_it(pool: Path, make_pool, synth_models: dict[str, Path]) -> None:

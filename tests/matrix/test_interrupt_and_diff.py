@@ -64,7 +64,8 @@ def test_diff_shows_a_changed_cell(main_run: MainRun) -> None:
     live = main_run.live_report_dir
     diff = MatrixDiff.model_validate_json((live / "matrix-diff.json").read_text())
     assert [(c.key, c.before, c.after) for c in diff.changed] == [("local/cpu/tiny-llama", "pass", "skipped")]
-    assert len(diff.removed) == 14  # the other cells of the main run are not in this filtered run
+    assert len(diff.not_run) == 14  # the other cells of the main run did not run in this filtered run
+    assert not diff.partial
     assert (live / "matrix-previous.json").read_text() == (main_run.report_dir / "matrix.json").read_text()
     md = (live / "matrix-diff.md").read_text()
     assert "| `local/cpu/tiny-llama` | ✅ pass | ⏭ skipped |" in md

@@ -14,7 +14,7 @@ from llorch_tui.matrix.reports import write_reports
 from llorch_tui.protocol.matrix import CellKey, CellResult, Measurements, MatrixReport, RunSummary
 
 
-def _report(verdicts: dict[str, str], when: int = 0) -> MatrixReport:
+def _report(verdicts: dict[str, str], when: int = 0, *, stopped: bool = False) -> MatrixReport:
     cells = []
     for key, v in verdicts.items():
         cells.append(CellResult(key=CellKey.parse(key), verdict=v,  # type: ignore[arg-type]
@@ -22,7 +22,8 @@ def _report(verdicts: dict[str, str], when: int = 0) -> MatrixReport:
                                 measurements=Measurements(tokens_per_second=12.5 if v == "pass" else None)))
     s = RunSummary(passed=sum(v == "pass" for v in verdicts.values()), failed=sum(v == "fail" for v in verdicts.values()),
                    skipped=sum(v == "skipped" for v in verdicts.values()))
-    return MatrixReport(started_at=datetime(2026, 1, 1, 0, when, tzinfo=timezone.utc), cells=cells, summary=s)
+    started = datetime(2026, 1, 1, 0, when, tzinfo=timezone.utc)
+    return MatrixReport(started_at=started, finished_at=started, cells=cells, summary=s, stopped=stopped)
 
 
 def test_write_reports_keeps_previous_and_diffs(tmp_path: Path) -> None:
@@ -35,8 +36,52 @@ def test_write_reports_keeps_previous_and_diffs(tmp_path: Path) -> None:
     assert MatrixReport.model_validate_json(Path(paths["previous"]).read_text()).started_at == first.started_at
     diff = json.loads(Path(paths["diff_json"]).read_text())
     assert [(c["key"], c["before"], c["after"]) for c in diff["changed"]] == [("p/cpu/a", "pass", "fail")]
-    assert [c["key"] for c in diff["added"]] == ["p/cpu/c"] and [c["key"] for c in diff["removed"]] == ["p/cpu/b"]
+    assert [c["key"] for c in diff["added"]] == ["p/cpu/c"] and [c["key"] for c in diff["not_run"]] == ["p/cpu/b"]
+    assert "| `p/cpu/b` | ✅ pass | not run |" in Path(paths["diff"]).read_text()
     assert len(list((tmp_path / "runs").glob("*.json"))) == 2
+
+
+def _baseline(tmp_path: Path) -> datetime:
+    return MatrixReport.model_validate_json((tmp_path / "matrix-previous.json").read_text()).started_at
+
+
+def test_export_again_leaves_the_baseline(tmp_path: Path) -> None:
+    """Exporting the same run (the TUI's `e`) twice must not make that run its own baseline."""
+    first, second = _report({"p/cpu/a": "pass"}, 0), _report({"p/cpu/a": "fail"}, 1)
+    write_reports(first, tmp_path)
+    write_reports(second, tmp_path)
+    for _ in range(2):
+        paths = write_reports(second, tmp_path)
+        assert _baseline(tmp_path) == first.started_at
+        diff = json.loads(Path(paths["diff_json"]).read_text())
+        assert diff["previous_started_at"] != diff["current_started_at"]
+        assert [(c["before"], c["after"]) for c in diff["changed"]] == [("pass", "fail")]
+
+
+def test_partial_runs_never_become_the_baseline(tmp_path: Path) -> None:
+    whole = _report({"p/cpu/a": "pass", "p/cpu/b": "pass"}, 0)
+    write_reports(whole, tmp_path)
+    # A stopped run: its unstarted cells are skipped "stopped". Written and marked, compared only where it ran.
+    stopped = _report({"p/cpu/a": "fail", "p/cpu/b": "skipped"}, 1, stopped=True)
+    stopped.cells[1].reason_code = "stopped"
+    paths = write_reports(stopped, tmp_path)
+    diff = json.loads(Path(paths["diff_json"]).read_text())
+    assert diff["partial"] and [c["key"] for c in diff["changed"]] == ["p/cpu/a"]
+    assert [c["key"] for c in diff["not_run"]] == ["p/cpu/b"]  # stopped before it ran: not "skipped now"
+    assert "partial" in Path(paths["markdown"]).read_text().lower()
+    # A run exported while still going (no finished_at) is partial too.
+    running = _report({"p/cpu/a": "pass"}, 2)
+    running.finished_at = None
+    write_reports(running, tmp_path)
+    # The next whole run is compared with the last whole one, not with either partial run.
+    nxt = _report({"p/cpu/a": "pass", "p/cpu/b": "fail"}, 3)
+    paths = write_reports(nxt, tmp_path)
+    assert _baseline(tmp_path) == whole.started_at
+    diff = json.loads(Path(paths["diff_json"]).read_text())
+    assert [(c["key"], c["before"], c["after"]) for c in diff["changed"]] == [("p/cpu/b", "pass", "fail")]
+    # ...and it, being whole, is the baseline of the one after.
+    write_reports(_report({"p/cpu/a": "pass"}, 4), tmp_path)
+    assert _baseline(tmp_path) == nxt.started_at
 
 
 def test_markdown_escapes_and_shares_footnotes(tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ Layout of the report dir (every file written atomically, the dir locked against 
     matrix.md            model-support matrix + measurements, benchmarks, stability, changes
     matrix.json          MatrixReport (versioned schema, every measurement)
     matrix.junit.xml     one testcase per cell
-    matrix-diff.md/.json cells that changed verdict since the previous run
-    matrix-previous.json the run before this one (what the diff compared against)
+    matrix-diff.md/.json cells that changed verdict since the baseline
+    matrix-previous.json the baseline: the last whole run before this one (what the diff compared against)
+
+The baseline moves only when a new run is written over a whole one: exporting the same run again keeps it,
+and a partial run (stopped, or exported while running) never becomes it.
     runs/matrix-<UTC timestamp>.json   every run, for history
 """
 
@@ -43,11 +46,14 @@ def write_reports(report: MatrixReport, report_dir: Path) -> dict[str, str]:
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: report_dir / v for k, v in FILES.items()}
     with file_lock(report_dir / ".matrix.lock"):
-        prev_text = paths["json"].read_text(encoding="utf-8") if paths["json"].exists() else None
-        previous = load_report(paths["json"]) if prev_text is not None else None
+        last = load_report(paths["json"])
+        if last is not None and last.started_at != report.started_at and not last.partial:
+            # The last whole run becomes the baseline (copied as it is).
+            atomic_write_text(paths["previous"], paths["json"].read_text(encoding="utf-8"))
+        previous = load_report(paths["previous"])
+        if previous is not None and previous.started_at == report.started_at:
+            previous = None  # never compare a run with itself
         diff: MatrixDiff = diff_reports(previous, report)
-        if prev_text is not None and previous is not None:
-            atomic_write_text(paths["previous"], prev_text)
         body = report.model_dump_json(indent=2)
         atomic_write_text(paths["json"], body)
         runs = report_dir / "runs"

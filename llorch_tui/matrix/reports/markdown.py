@@ -7,6 +7,7 @@ from llorch_tui.matrix.classify import DRIFT_CODES
 from llorch_tui.matrix.reports.certificates import environment_section, parity_section
 from llorch_tui.matrix.reports.diff import MatrixDiff, diff_markdown
 from llorch_tui.protocol.matrix import CellResult, MatrixReport
+from llorch_tui.units import fmt_bytes
 
 ICONS = {"pass": "✅", "fail": "❌", "skipped": "⏭"}
 DRIFT_ICON = "⚠️"
@@ -14,15 +15,6 @@ DRIFT_ICON = "⚠️"
 
 def _esc(text: str | None) -> str:
     return (text or "").replace("|", "\\|").replace("\n", " ").strip()
-
-
-def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "—"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}" if unit == "GB" else f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def _num(v: float | int | None, fmt: str = "{:.1f}") -> str:
@@ -146,6 +138,9 @@ def markdown_report(report: MatrixReport, diff: MatrixDiff | None = None, title:
     out = [f"# {title}", "",
            f"_Produced by `{cmd}` on {report.started_at:%Y-%m-%d %H:%M} UTC (llorch {report.llorch_version}) "
            f"in {s.duration_s:.1f} s: {s.passed} passed, {s.failed} failed, {s.skipped} skipped._", ""]
+    if report.partial:
+        out += ["**Partial run**: it was stopped (or exported while running) before every cell ran. It is not the "
+                "baseline: the next run is compared with the last whole one.", ""]
     for p in report.pools:
         state = "online" if p.online else f"offline ({_esc(p.error)})"
         extra = f", GPUs: {', '.join(p.gpus)}" if p.gpus else ""

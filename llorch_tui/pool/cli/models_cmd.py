@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec, no_args
+from llorch_tui.units import fmt_size_gb
 
 
 def parse_bool(value: str) -> bool:
@@ -25,14 +26,6 @@ def split_backends(values: list[str] | None) -> list[str] | None:
     if values is None:
         return None
     return [b.strip() for v in values for b in v.split(",") if b.strip()]
-
-
-def fmt_size(size_gb: float) -> str:
-    if size_gb <= 0:
-        return "-"
-    if size_gb < 0.1:
-        return f"{size_gb * 1000:.1f} MB"
-    return f"{size_gb:.1f} GB"
 
 
 def fmt_verdicts(verdicts: dict[str, Any]) -> str:
@@ -125,7 +118,7 @@ def render_list(catalog: dict[str, Any], console: Console) -> None:
         t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
         t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
-                  fmt_size(m.get("size_gb", 0.0)), m.get("architecture", ""), " ".join(m.get("backends", [])))
+                  fmt_size_gb(m.get("size_gb")), m.get("architecture", ""), " ".join(m.get("backends", [])))
     console.print(t)
 
 
@@ -139,7 +132,7 @@ def render_catalog(catalog: dict[str, Any], console: Console) -> None:
     for m in models:
         where = (m.get("metadata") or {}).get("repo") or m.get("path", "")
         t.add_row(m["id"], f"{m.get('name', '')}\n[dim]{where}[/]", "✅" if m.get("downloaded") else "❌",
-                  fmt_size(m.get("size_gb", 0.0)), f"{m.get('architecture', '')}\n[dim]{m.get('source', '')}[/]",
+                  fmt_size_gb(m.get("size_gb")), f"{m.get('architecture', '')}\n[dim]{m.get('source', '')}[/]",
                   " ".join(m.get("backends", [])), fmt_verdicts(m.get("verdicts") or {}))
     console.print(t)
     if not models:
