@@ -130,7 +130,7 @@ class MatrixEngine:
         t0 = time.perf_counter()
         names = self._pool_names()
         report = self.report = MatrixReport(llorch_version=__version__, started_at=_now(),
-                                            options=self.options.to_dict())
+                                            options=self.options.to_dict(), partial=True)  # until it ends
         views = list(await asyncio.gather(*(self._view(n) for n in names)))
         presets = {m.id for m in self.fleet.config.models}
         planned = {v.name: plan_pool(v, self.options, presets) for v in views}
@@ -153,7 +153,7 @@ class MatrixEngine:
         await asyncio.gather(*(self._run_pool(view_by_name[n], [c for c in planned[n] if not c.skipped], emit, finish)
                                for n in names))
         report.finished_at = _now()
-        report.stopped = self._stopping
+        report.partial = self._stopping
         s = self._refresh_report(t0)
         paths: dict[str, str] = {}
         report_error: str | None = None

@@ -188,11 +188,6 @@ class MatrixReport(BaseModel):
     pools: list[PoolInfo] = Field(default_factory=list)
     cells: list[CellResult] = Field(default_factory=list)
     summary: RunSummary = Field(default_factory=RunSummary)
-    stopped: bool = False  # the run was stopped before every planned cell ran
-
-    @property
-    def partial(self) -> bool:
-        """Not a whole run: stopped, still running (an export mid-run), or with cells the stop skipped.
-        A partial report is written but never becomes the baseline the next run is compared with."""
-        return (self.stopped or self.finished_at is None
-                or any(c.reason_code == ReasonCode.STOPPED for c in self.cells))
+    # Not a whole run: stopped before every planned cell ran, or written while still running (an export
+    # mid-run). A partial report is written but never becomes the baseline the next run is compared with.
+    partial: bool = False

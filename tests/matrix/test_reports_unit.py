@@ -14,7 +14,7 @@ from llorch_tui.matrix.reports import write_reports
 from llorch_tui.protocol.matrix import CellKey, CellResult, Measurements, MatrixReport, RunSummary
 
 
-def _report(verdicts: dict[str, str], when: int = 0, *, stopped: bool = False) -> MatrixReport:
+def _report(verdicts: dict[str, str], when: int = 0, *, partial: bool = False) -> MatrixReport:
     cells = []
     for key, v in verdicts.items():
         cells.append(CellResult(key=CellKey.parse(key), verdict=v,  # type: ignore[arg-type]
@@ -23,7 +23,7 @@ def _report(verdicts: dict[str, str], when: int = 0, *, stopped: bool = False) -
     s = RunSummary(passed=sum(v == "pass" for v in verdicts.values()), failed=sum(v == "fail" for v in verdicts.values()),
                    skipped=sum(v == "skipped" for v in verdicts.values()))
     started = datetime(2026, 1, 1, 0, when, tzinfo=timezone.utc)
-    return MatrixReport(started_at=started, finished_at=started, cells=cells, summary=s, stopped=stopped)
+    return MatrixReport(started_at=started, finished_at=started, cells=cells, summary=s, partial=partial)
 
 
 def test_write_reports_keeps_previous_and_diffs(tmp_path: Path) -> None:
@@ -62,16 +62,15 @@ def test_partial_runs_never_become_the_baseline(tmp_path: Path) -> None:
     whole = _report({"p/cpu/a": "pass", "p/cpu/b": "pass"}, 0)
     write_reports(whole, tmp_path)
     # A stopped run: its unstarted cells are skipped "stopped". Written and marked, compared only where it ran.
-    stopped = _report({"p/cpu/a": "fail", "p/cpu/b": "skipped"}, 1, stopped=True)
+    stopped = _report({"p/cpu/a": "fail", "p/cpu/b": "skipped"}, 1, partial=True)
     stopped.cells[1].reason_code = "stopped"
     paths = write_reports(stopped, tmp_path)
     diff = json.loads(Path(paths["diff_json"]).read_text())
     assert diff["partial"] and [c["key"] for c in diff["changed"]] == ["p/cpu/a"]
     assert [c["key"] for c in diff["not_run"]] == ["p/cpu/b"]  # stopped before it ran: not "skipped now"
     assert "partial" in Path(paths["markdown"]).read_text().lower()
-    # A run exported while still going (no finished_at) is partial too.
-    running = _report({"p/cpu/a": "pass"}, 2)
-    running.finished_at = None
+    # A run exported while still going is partial too.
+    running = _report({"p/cpu/a": "pass"}, 2, partial=True)
     write_reports(running, tmp_path)
     # The next whole run is compared with the last whole one, not with either partial run.
     nxt = _report({"p/cpu/a": "pass", "p/cpu/b": "fail"}, 3)

@@ -29,10 +29,24 @@ async def test_matrix_run_and_export(tui_pool: Path, tmp_path: Path, monkeypatch
         table = screen.query_one("#matrix")
         assert "skip" in table.get_cell("tiny-llama", "local/cuda").plain
         assert screen.grid.reports  # the run wrote its reports
-        await pilot.press("e")
-        await wait_for(pilot, lambda: any("exported" in n.message for n in app._notifications), 30, "the export")
-    report = json.loads((tmp_path / "reports" / "matrix.json").read_text())
-    assert report["summary"]["skipped"] >= 2 and report["summary"]["passed"] == 0
+        reports = tmp_path / "reports"
+        first = json.loads((reports / "matrix.json").read_text())["started_at"]
+        # A second run: the first becomes the baseline.
+        await wait_for(pilot, lambda: app.matrix_engine is None, 10, "the engine to be let go")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: json.loads((reports / "matrix.json").read_text())["started_at"] != first
+                       and app.matrix_engine is None, 60, "the second run to finish")
+        second = json.loads((reports / "matrix.json").read_text())["started_at"]
+        # Exporting (twice) rewrites the second run's reports and leaves the baseline where it is.
+        for n in (1, 2):
+            await pilot.press("e")
+            await wait_for(pilot, lambda: sum("exported" in m.message for m in app._notifications) >= n, 30,
+                           "the export")
+            assert json.loads((reports / "matrix-previous.json").read_text())["started_at"] == first
+            diff = json.loads((reports / "matrix-diff.json").read_text())
+            assert (diff["previous_started_at"], diff["current_started_at"]) != (second, second)
+    report = json.loads((reports / "matrix.json").read_text())
+    assert report["summary"]["skipped"] >= 2 and report["summary"]["passed"] == 0 and not report["partial"]
 
 
 @pytest.mark.slow
@@ -54,6 +68,10 @@ async def test_matrix_stop_interrupts_and_cleans_up(tui_pool: Path, tmp_path: Pa
         await wait_for(pilot, lambda: screen.grid.summary is not None, 120, "the stopped run to end")
         assert screen.grid.stopped
         assert screen.grid.cells["local/cpu/tiny-llama"].status in ("fail", "skipped")
+    # The stopped run's reports are written and marked partial: never the baseline of a later run.
+    report = json.loads((tmp_path / "reports" / "matrix.json").read_text())
+    assert report["partial"] is True
+    assert "**Partial run**" in (tmp_path / "reports" / "matrix.md").read_text()
     ex = InProcessExecutor(AgentSettings(state_dir=tui_pool, pool_id="local"))
     alive = [w for w in await ex.call("workers.list", {"probe": False}) if w["state"] in ("starting", "ready")]
     assert alive == []  # the engine stopped the worker it had started
