@@ -71,14 +71,25 @@ async def shoot(out: Path, work: Path) -> None:
             await app.fleet.call("local", "workers.stop", {"all": True})
 
 
-async def _spawn(app: LlorchApp) -> None:
+async def _spawn(app: LlorchApp) -> dict:
     for attempt in range(3):
         try:
-            await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
-            return
+            return await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
         except LlorchError as exc:  # another process took the port meanwhile: the agent picks the next one
             if exc.code != ErrorCode.PORT_IN_USE or attempt == 2:
                 raise
+    raise AssertionError("unreachable")
+
+
+async def _requests(port: int, n: int = 3) -> None:
+    """Real requests to the worker, so its row shows requests, tokens/s and memory."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for _ in range(n):
+            async with http.post(f"http://127.0.0.1:{port}/v1/completions",
+                                 json={"prompt": "The dashboard", "max_tokens": 24}) as r:
+                r.raise_for_status()
 
 
 async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
@@ -86,17 +97,18 @@ async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
         await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
     await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
-    await _spawn(app)
+    rec = await _spawn(app)
+    await _requests(rec["port"])
     app.refresh_all(force=True)
     await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
     n = app.refreshes
     await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
     await pilot.pause(0.5)
     app.save_screenshot("dashboard.svg", str(out))
-    await pilot.click("#pools", offset=(2, 3))  # select recorded-gpu: its GPU gauges and history
+    await pilot.click("#pools", offset=(2, 4))  # select recorded-gpu (border, header, All, local, …)
     await pilot.pause(0.5)
     app.save_screenshot("dashboard-gpu.svg", str(out))
-    await pilot.click("#pools", offset=(2, 1))  # back to All
+    await pilot.click("#pools", offset=(2, 2))  # back to All
 
     await pilot.press("s")
     await wait(pilot, lambda: type(app.screen).__name__ == "SpawnModal", 10, "the spawn modal")
@@ -122,6 +134,13 @@ async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     await pilot.press("right")
     await pilot.pause(0.5)
     app.save_screenshot("matrix-finished.svg", str(out))
+
+    # A small terminal: 80x24 still shows pools, catalog, workers (state first) and `q` / `?` in the footer.
+    await pilot.press("1")
+    await wait(pilot, lambda: type(app.screen).__name__ == "DashboardScreen", 10, "the dashboard")
+    await pilot.resize_terminal(80, 24)
+    await pilot.pause(0.5)
+    app.save_screenshot("dashboard-80x24.svg", str(out))
 
 
 def main() -> int:

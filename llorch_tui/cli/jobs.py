@@ -22,6 +22,7 @@ from rich.table import Table
 from llorch_tui.client import PoolClient
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.textsafe import escape_controls
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
@@ -236,9 +237,9 @@ def _now() -> datetime:
 
 
 def stdout_writer(text: str) -> None:
-    sys.stdout.write(text)
+    sys.stdout.write(escape_controls(text))  # model output: a bell or an escape sequence is shown, not obeyed
     sys.stdout.flush()
 
 
 def stderr_writer(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(escape_controls(text), file=sys.stderr, flush=True)

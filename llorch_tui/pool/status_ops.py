@@ -33,6 +33,9 @@ LOW_DISK_BYTES = 2 * 1024**3
 
 class StatusParams(BaseModel):
     probe: bool = False  # run the torch probe now instead of using its cache
+    # Ask each live worker's /health for its figures (requests, tokens, memory, queue), concurrently and
+    # bounded by a short timeout: what the dashboard shows on every refresh.
+    workers_probe: bool = False
 
 
 def os_name() -> str:
@@ -99,16 +102,17 @@ def _collect(settings: AgentSettings, refresh_probe: bool) -> PoolStatus:
         kernel=platform.release(), cpu=cpu_model())
 
 
-async def pool_status(settings: AgentSettings, refresh_probe: bool = False) -> PoolStatus:
+async def pool_status(settings: AgentSettings, refresh_probe: bool = False,
+                      probe_workers: bool = False) -> PoolStatus:
     status, workers = await asyncio.gather(asyncio.to_thread(_collect, settings, refresh_probe),
-                                           list_workers(settings.paths, probe=False))
+                                           list_workers(settings.paths, probe=probe_workers))
     status.workers = workers
     return status
 
 
 @op("pool.status", StatusParams, summary="pool id, host, backends, GPUs, RAM, disk, workers")
 async def status_op(ctx: OpContext, p: StatusParams) -> PoolStatus:
-    return await pool_status(ctx.settings, p.probe)
+    return await pool_status(ctx.settings, p.probe, p.workers_probe)
 
 
 def _problems(settings: AgentSettings, status: PoolStatus) -> list[str]:

@@ -74,6 +74,8 @@ async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> bo
     rec.rss_bytes = mem.get("rss")
     rec.device_allocated_bytes = mem.get("device_allocated")
     rec.device_peak_bytes = mem.get("device_peak")
+    rec.in_flight = doc.get("in_flight") if isinstance(doc.get("in_flight"), int) else None
+    rec.queue_depth = doc.get("queue_depth") if isinstance(doc.get("queue_depth"), int) else None
     return promoted
 
 

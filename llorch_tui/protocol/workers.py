@@ -31,6 +31,8 @@ class WorkerRecord(WireModel):
     rss_bytes: int | None = None
     device_allocated_bytes: int | None = None
     device_peak_bytes: int | None = None
+    in_flight: int | None = None  # requests queued or generating (from /health)
+    queue_depth: int | None = None  # of which waiting for a batch slot
     # Added by H4: the supervisor (records the exit code), pid-reuse guard, classified failure.
     supervisor_pid: int | None = None
     create_time: float | None = None

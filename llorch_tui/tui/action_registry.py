@@ -82,6 +82,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("filter", "slash", "Filter", "dashboard", "filter",
                "filter the catalog and workers panes (substring, any column); Enter keeps it, Esc clears it",
                palette="Filter the tables", palette_help="narrow catalog and workers to matching rows"),
+    ActionSpec("workers.finished", "f", "Finished", "dashboard", "toggle_finished",
+               "show or fold away the finished (stopped, failed, dead) workers; live ones always come first",
+               palette="Show or hide finished workers", palette_help="stopped, failed and dead workers", show=False),
+    ActionSpec("workers.prune", "X", "Clear finished", "dashboard", "prune",
+               "clear the finished workers from view (the pools keep their records)",
+               palette="Clear finished workers from view", palette_help="the pools keep their records", show=False),
+    ActionSpec("focus.pools", "P", "Pools", "dashboard", "focus_pane('pools')", "focus the Pools pane",
+               palette="Focus the Pools pane", show=False),
+    ActionSpec("focus.catalog", "C", "Catalog", "dashboard", "focus_pane('catalog')", "focus the Catalog pane",
+               palette="Focus the Catalog pane", show=False),
+    ActionSpec("focus.workers", "W", "Workers", "dashboard", "focus_pane('workers')", "focus the Workers pane",
+               palette="Focus the Workers pane", show=False),
     ActionSpec("matrix.start", "g", "Start run", "matrix", "start_run",
                "start a run of the `[matrix]` configuration", mutating=True,
                palette="Start the matrix run", palette_help="every model x backend x pool"),
@@ -95,11 +107,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("matrix.detail", "i", "Cell detail", "matrix", "detail",
                "the highlighted cell full-screen: verdict, reason, hint, measurements, log tail",
                palette="Open the highlighted cell's detail", palette_help="full screen, with its log tail"),
+    ActionSpec("matrix.back", "escape", "Back", "matrix", "back", "back to the dashboard"),
+    ActionSpec("logs.back", "escape", "Back", "logs", "back", "back to the dashboard"),
     ActionSpec("logs.follow", "f", "Follow", "logs", "follow", "follow the worker's log again from its end",
                palette="Follow the log again", palette_help="restart following the worker's log"),
 )
 
 BY_ID: dict[str, ActionSpec] = {a.id: a for a in ACTIONS}
+# Shown first in every footer, so a narrow terminal never hides how to get help or leave.
+FOOTER_FIRST = frozenset({"help", "quit"})
 assert len(BY_ID) == len(ACTIONS), "binding ids must be unique"
 
 
@@ -140,7 +156,7 @@ def palette_order(scope: str) -> list[ActionSpec]:
 # --- the docs table ---------------------------------------------------------------------
 
 def _key_display(key: str) -> str:
-    names = {"question_mark": "?", "slash": "/"}
+    names = {"question_mark": "?", "slash": "/", "escape": "Esc"}
     return " ".join(f"`{names.get(k.strip(), k.strip())}`" for k in key.split(","))
 
 

@@ -31,6 +31,28 @@ class DownloadEvent(Message):
                 and message.progress.model == self.progress.model)
 
 
+def _spawn_stage(data: dict[str, Any]) -> str:
+    """A spawn progress event in words."""
+    stage = str(data.get("stage"))
+    if stage == "port":
+        return f"port {data.get('port')} reserved"
+    if stage == "spawned":
+        return f"process started (pid {data.get('pid')})"
+    if stage == "loading":
+        return "loading the model"
+    if stage == "waiting":
+        timeout = data.get("timeout_s")
+        return "waiting for it to answer" + (f" (gives up after {timeout:.0f} s)" if timeout else "")
+    if stage == "ready":
+        load = data.get("load_s")
+        return "ready" + (f", loaded in {load:.1f} s" if load is not None else "")
+    return stage
+
+
+SYNTH_STAGES = {"check": "checking the id and the architecture", "synthesize": "writing random weights",
+                "register": "adding it to the catalog", "done": "done"}
+
+
 class PoolActions(_Base):
     def start_download(self, pool: str, model: str) -> None:
         if not self._refuse("download"):
@@ -60,12 +82,16 @@ class PoolActions(_Base):
                             exit_on_error=False)
 
     async def _spawn(self, pool: str, params: dict[str, Any]) -> None:
-        self.event("information", f"spawning {params['model']} ({params['backend']}) on {pool}")
+        self.event("information", f"starting a {params['backend']} worker for {params['model']} on {pool} "
+                   "(its stages go to the event log)")
+        last = [""]
 
         def on_event(name: str, data: dict[str, Any]) -> None:
-            if name == "progress" and data.get("stage"):
-                self.event("information", f"spawn {params['model']} on {pool}: {data['stage']}"
-                           + (f" — {data['message']}" if data.get("message") else ""), notify=False)
+            if name != "progress" or not data.get("stage") or data["stage"] == last[0]:
+                return  # a stage repeated (waiting ... waiting) is news only once
+            last[0] = str(data["stage"])
+            self.event("information", f"worker for {params['model']} on {pool}: {_spawn_stage(data)}"
+                       + (f" — {data['message']}" if data.get("message") else ""), notify=False)
 
         rec = await self.live_fleet().call(pool, "workers.spawn", params, on_event)
         self.event("information", f"worker {rec.get('id')} ready on {pool} port {rec.get('port')}")
@@ -87,8 +113,18 @@ class PoolActions(_Base):
                             exit_on_error=False)
 
     async def _add_model(self, pool: str, op: str, params: dict[str, Any]) -> None:
-        self.event("information", f"{op} {params['id']} on {pool}")
-        entry = await self.live_fleet().call(pool, op, params)
+        if op == "models.synth":
+            self.event("information", f"synthesizing {params['id']} (a tiny random-weight "
+                       f"{params.get('architecture', 'llama')}) on {pool}: takes a few seconds")
+        else:
+            self.event("information", f"registering {params['id']} on {pool}")
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            stage = str(data.get("stage", ""))
+            if name == "progress" and stage in SYNTH_STAGES and stage != "done":
+                self.event("information", f"{params['id']} on {pool}: {SYNTH_STAGES[stage]}", notify=False)
+
+        entry = await self.live_fleet().call(pool, op, params, on_event)
         self.event("information", f"{entry.get('id')} is in the catalog of {pool}")
         self.refresh_all(force=True)
 

@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.textsafe import escape_controls
 from llorch_tui.tui.action_registry import ActionSpec, bindings, mutating_for_key, spec_for
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.model import DashboardModel
@@ -141,7 +142,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
                        "this is a bug in llorch; please report it with the steps that led here")
 
     def event(self, level: SeverityLevel, message: str, hint: str | None = None, notify: bool = True) -> None:
-        text = message if not hint else f"{message}\n→ {hint}"
+        text = escape_controls(message if not hint else f"{message}\n→ {hint}")
         if notify:
             # markup=False: messages carry text from pools (ids, errors) that must not be parsed as markup.
             self.notify(text, severity=level, timeout=8 if level == "error" else 4,

@@ -47,7 +47,7 @@ async def test_model_rates_and_rows() -> None:
             model.apply(snap)
     rows = model.worker_rows("*")
     assert len(rows) == 6 and all(p.conn == "online" for p in model.pools.values())
-    assert rows["pool00/w000"][9] == "50.0"  # tokens/s from the delta between two refreshes
+    assert rows["pool00/w000"][6] == "50.0"  # tokens/s from the delta between two refreshes
     assert list(model.worker_rows("pool01")) == ["pool01/w000", "pool01/w001", "pool01/w002"]
     assert list(model.worker_rows("*", "pool01/w002")) == [] and len(model.worker_rows("*", "w002")) == 2
     model.fail("pool00", "unreachable", "check the network")
@@ -55,6 +55,21 @@ async def test_model_rates_and_rows() -> None:
     model.set_conn("pool00", "connecting")
     assert model.pools["pool00"].conn == "reconnecting"  # it was online before
     assert len(model.gpu_lines("pool01")) == 3  # two GPUs and RAM
+
+
+async def test_finished_workers_collapse_and_prune() -> None:
+    src = SyntheticSource(pools=1, workers=3)
+    model = DashboardModel(src.pools)
+    snap = await src.fetch("pool00", 1)
+    snap.workers[0].state = "stopped"
+    snap.workers[1].state = "failed"
+    model.apply(snap)
+    # Live ones only by default; finished ones come after the live ones when shown.
+    assert list(model.worker_rows("*")) == ["pool00/w002"] and model.finished_count("*") == 2
+    assert list(model.worker_rows("*", show_finished=True)) == ["pool00/w002", "pool00/w000", "pool00/w001"]
+    assert model.worker_rows("*", show_finished=True)["pool00/w001"][0].plain == "failed"
+    assert model.prune_finished("*") == 2
+    assert model.finished_count("*") == 0 and list(model.worker_rows("*", show_finished=True)) == ["pool00/w002"]
 
 
 class TableApp(App[None]):
@@ -89,3 +104,24 @@ def test_matrix_detail_keeps_a_log_tail_fenced() -> None:
     detail = grid.detail(key.id)
     # The log's own ``` must not close the block: the fence is longer, and the whole tail sits inside it.
     assert "````\nloading\n```\n# not a heading: worker output\ndone\n````" in detail
+
+
+def test_matrix_grid_hides_absent_backends_and_puts_online_pools_first() -> None:
+    from llorch_tui.matrix.events import PlanReady
+    from llorch_tui.protocol.matrix import CellKey, PoolInfo
+    from llorch_tui.tui.core.matrix_grid import MatrixGrid
+
+    keys = [CellKey(pool=p, backend=b, model="m") for p in ("away", "here") for b in ("cpu", "cuda", "metal")]
+    pools = [PoolInfo(name="away", online=False), PoolInfo(name="here", online=True, backends=["cpu", "cuda"])]
+    grid = MatrixGrid()
+    grid.apply(PlanReady(cells=keys, pools=pools))
+    assert grid.hidden_backends == ["metal"]  # usable on no online pool
+    assert grid.columns == ["here/cpu", "here/cuda", "away/cpu", "away/cuda"]  # the online pool first
+    assert len(grid.cells) == 6  # hidden cells still count
+
+
+def test_control_characters_are_shown_not_obeyed() -> None:
+    from llorch_tui.textsafe import escape_controls
+
+    assert escape_controls("ok\x07bell\x0fshift\x1b[2Jclear\ttab\nline") == \
+        "ok\\x07bell\\x0fshift\\x1b[2Jclear\ttab\nline"

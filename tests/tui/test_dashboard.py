@@ -115,6 +115,25 @@ async def test_readonly_hides_and_refuses(tui_pool: Path) -> None:
         assert not app.model.pools["local"].snapshot.workers
 
 
+async def test_focus_is_visible_and_panes_have_keys(tui_pool: Path) -> None:
+    app = LlorchApp(make_config(tui_pool))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await loaded(pilot, app)
+        screen = app.screen
+        panes = {name: screen.query_one(f"#{name}", LiveTable) for name in ("pools", "catalog", "workers")}
+        assert {p.border_title for p in panes.values()} == {"Pools", "Catalog", "Workers"}
+
+        def border(name: str) -> object:
+            return panes[name].styles.border_top[1]
+
+        for key, name in (("W", "workers"), ("P", "pools"), ("C", "catalog")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda name=name: panes[name].has_focus, 5, f"focus on {name}")
+            await pilot.pause()
+            others = [border(n) for n in panes if n != name]
+            assert all(border(name) != o for o in others), (name, border(name), others)  # it stands out
+
+
 async def test_small_terminal_collapses_panes(tui_pool: Path) -> None:
     app = LlorchApp(make_config(tui_pool))
     async with app.run_test(size=(80, 24)) as pilot:
@@ -123,6 +142,33 @@ async def test_small_terminal_collapses_panes(tui_pool: Path) -> None:
         assert screen.has_class("-narrow") and screen.has_class("-short")
         assert not screen.query_one(LogPane).display or screen.query_one(LogPane).size.height == 0
         assert screen.query_one("#catalog", LiveTable).size.height >= 2
+        # Help and quit keep their place in the footer however narrow it gets.
+        from textual.widgets._footer import FooterKey
+
+        shown = {k.key: k for k in screen.query(FooterKey)}
+        for key in ("question_mark", "q"):
+            assert screen.region.contains_region(shown[key].region), key
+        # The worker state column is on screen.
+        workers = screen.query_one("#workers", LiveTable)
+        assert workers.ordered_columns[0].label.plain == "state"
+        # The add-model modal scrolls: its every field and its buttons are reachable with Tab.
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ModelModal), 5, "the add-model modal")
+        modal = app.screen
+        assert modal.query_one("#model-id", Input).has_focus
+        seen = set()
+        for _ in range(12):
+            focused = app.focused
+            if focused is not None and focused.id:
+                await pilot.pause()
+                assert modal.region.contains_region(focused.region), f"{focused.id} is off screen"
+                seen.add(focused.id)
+            if focused is not None and focused.id == "cancel":
+                break
+            await pilot.press("tab")
+        assert {"model-id", "repo", "ok", "cancel"} <= seen, seen
+        await pilot.press("enter")  # Cancel, reached and pressed
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the modal closed")
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "HelpScreen", 5, "help")
         await pilot.press("escape")

@@ -46,7 +46,8 @@ def agents_of(state: Path) -> list[psutil.Process]:
     return found
 
 
-def test_tui_in_tmux(tui_pool: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width,height", [(120, 40), (80, 24)])
+def test_tui_in_tmux(tui_pool: Path, tmp_path: Path, width: int, height: int) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[[pools]]\nname = "local"\nstate_dir = "{tui_pool}"\n')
     keymap = tmp_path / "keymap.toml"
@@ -54,12 +55,17 @@ def test_tui_in_tmux(tui_pool: Path, tmp_path: Path) -> None:
     sock = f"llorch-test-{uuid.uuid4().hex[:8]}"
     exe = str(Path(sys.executable).with_name("llorch-tui"))
     env = f"LLORCH_KEYMAP={keymap} TERM=xterm-256color"
-    tmux(sock, "-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40",
+    tmux(sock, "-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height),
          f"env {env} {exe} --config {cfg}")
     try:
-        tmux(sock, "resize-window", "-t", "tui", "-x", "120", "-y", "40")
+        tmux(sock, "resize-window", "-t", "tui", "-x", str(width), "-y", str(height))
         screen = wait_screen(sock, "tiny-llama")
-        assert "online" in wait_screen(sock, "online")
+        screen = wait_screen(sock, "online")
+        lines = screen.rstrip("\n").split("\n")
+        assert len(lines) <= height and all(len(line) <= width for line in lines)
+        # How to get help and how to leave stay in the footer (the last line) at any size.
+        assert "q Quit" in lines[-1] and "h Help" in lines[-1], lines[-1]
+        assert "╭─ Catalog" in screen and "╭─ Workers" in screen  # titled panes
         tmux(sock, "send-keys", "-t", "tui", "h")
         screen = wait_screen(sock, "Keys")
         assert "h Help — id help" in screen

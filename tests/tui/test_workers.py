@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import aiohttp
 import psutil
 import pytest
 
@@ -32,20 +33,33 @@ async def test_spawn_logs_stop(tui_pool: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, SpawnModal), 5, "the spawn modal")
         await pilot.press("enter")  # Spawn is focused; backend cpu
         workers = app.screen.query_one("#workers", LiveTable)
-        await wait_for(pilot, lambda: any(r[6].plain == "ready" for r in workers.shown.values()), 180,
+        await wait_for(pilot, lambda: any(r[0].plain == "ready" for r in workers.shown.values()), 180,
                        "a ready worker in the Workers pane")
-        key = next(k for k, r in workers.shown.items() if r[6].plain == "ready")
+        key = next(k for k, r in workers.shown.items() if r[0].plain == "ready")
         wid = key.split("/", 1)[1]
         rec = next(w for w in await agent_workers(tui_pool) if w["id"] == wid)
         assert rec["state"] == "ready" and psutil.pid_exists(rec["pid"])  # really running, per the agent
+
+        # A real request to the worker: the next refreshes probe its /health, and the row shows the figures.
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{rec['port']}/v1/completions",
+                                 json={"prompt": "hello", "max_tokens": 8}) as r:
+                assert r.status == 200, await r.text()
+        await wait_for(pilot, lambda: workers.shown[key][5] not in ("—", "0"), 30, "the request count in the row")
+        row = workers.shown[key]
+        assert int(row[5]) >= 1 and row[7] == "0"  # requests served; nothing queued now
+        assert row[8].endswith("iB")  # memory (RSS on cpu), binary units
+        await wait_for(pilot, lambda: workers.shown[key][6] not in ("—",), 30, "tokens/s")
 
         workers.focus()
         await pilot.press("l")
         await wait_for(pilot, lambda: isinstance(app.screen, LogsScreen), 5, "the logs mode")
         log = app.screen.query_one("#worker-log")
-        await wait_for(pilot, lambda: log.line_count > 0, 30, "log lines of the worker")
+        await wait_for(pilot, lambda: len(log.lines) > 0, 30, "log lines of the worker")
+        # The event log of the logs mode tells the story so far (what happened before it was opened too).
+        assert any("ready" in line.text for line in app.screen.query_one("#events").lines)
 
-        await pilot.press("1")
+        await pilot.press("escape")  # back, as the footer says
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), 5, "the dashboard")
         app.screen.query_one("#workers", LiveTable).focus()
         await pilot.press("x")
@@ -55,8 +69,11 @@ async def test_spawn_logs_stop(tui_pool: Path) -> None:
             return not psutil.pid_exists(rec["pid"]) or psutil.Process(rec["pid"]).status() == "zombie"
 
         await wait_for(pilot, proc_gone, 60, "the worker process to exit")
-        await wait_for(pilot, lambda: not any(r[6].plain in ("ready", "starting")
-                                              for r in app.screen.query_one("#workers", LiveTable).shown.values()),
-                       30, "the Workers pane to show it stopped")
+        table = app.screen.query_one("#workers", LiveTable)
+        await wait_for(pilot, lambda: key not in table.shown, 30, "the stopped worker folded away")
+        assert "1 finished hidden" in str(table.border_subtitle)
+        await pilot.press("f")  # finished workers shown again, after the live ones
+        await wait_for(pilot, lambda: key in table.shown, 5, "the finished worker shown")
+        assert table.shown[key][0].plain in ("stopped", "dead")
     states = {w["id"]: w["state"] for w in await agent_workers(tui_pool)}
     assert states.get(wid) in (None, "stopped")

@@ -37,13 +37,23 @@ class MatrixGrid:
     reports: dict[str, str] = field(default_factory=dict)
     running: bool = False
     stopped: bool = False
+    # Backends usable on no online pool: their columns would be all "skip backend_absent", so they are
+    # left out of the grid (and said so once, in the status line). Their cells still count.
+    hidden_backends: list[str] = field(default_factory=list)
 
     def apply(self, ev: Any) -> list[str]:
         """Apply one engine event; returns the ids of the cells whose look changed."""
         kind = getattr(ev, "type", "")
         if kind == "plan":
+            pools = getattr(ev, "pools", [])
+            online = [p for p in pools if p.online]
+            usable = {b for p in online for b in p.backends}
+            self.hidden_backends = sorted({k.backend for k in ev.cells} - usable) if online else []
+            # Online pools' columns first (in the order the pools are configured), offline ones last.
+            rank = {p.name: (not p.online, i) for i, p in enumerate(pools)}
+            shown = {k.column: k.pool for k in ev.cells if k.backend not in self.hidden_backends}
+            self.columns = sorted(shown, key=lambda c: (rank.get(shown[c], (True, len(rank))), c))
             self.models = sorted({k.model for k in ev.cells})
-            self.columns = sorted({k.column for k in ev.cells})
             self.cells = {k.id: CellState(k) for k in ev.cells}
             self.summary, self.reports, self.running, self.stopped = None, {}, True, False
             return list(self.cells)

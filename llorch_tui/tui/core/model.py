@@ -16,6 +16,7 @@ from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.fmt import fmt_bytes, fmt_duration, fmt_rate, text_bar, threshold_style
 from llorch_tui.units import fmt_size_gb
+from llorch_tui.protocol.workers import WorkerRecord
 from llorch_tui.tui.core.snapshot import PoolSnapshot
 
 HISTORY = 32
@@ -24,6 +25,7 @@ Row = tuple[str | Text, ...]
 CONN_STYLE = {"online": "green", "connecting": "yellow", "reconnecting": "yellow", "offline": "red"}
 STATE_STYLE = {"ready": "green", "starting": "yellow", "stopping": "yellow", "stopped": "dim",
                "dead": "red", "failed": "red"}
+LIVE_STATES = ("ready", "starting", "stopping")
 VERDICT_MARK = {"pass": ("✓", "green"), "fail": ("✗", "red"), "skipped": ("–", "dim")}
 
 
@@ -76,6 +78,7 @@ class DashboardModel:
         self.gpu_history: dict[tuple[str, int], deque[float]] = {}
         self.ram_history: dict[str, deque[float]] = {}
         self._tokens: dict[tuple[str, str], tuple[int, float, float | None]] = {}
+        self.pruned: set[str] = set()  # "pool/worker id" of finished workers the user cleared away
 
     # --- inputs -------------------------------------------------------------------------
     def set_conn(self, pool: str, conn: str, reason: str | None = None, hint: str | None = None) -> None:
@@ -164,23 +167,45 @@ class DashboardModel:
                     rows[f"{pv.name}/{m.id}"] = row
         return rows
 
-    def worker_rows(self, selection: str, needle: str = "") -> dict[str, Row]:
+    def _workers(self, selection: str) -> tuple[list[tuple[str, WorkerRecord]], list[tuple[str, WorkerRecord]]]:
+        """(live, finished) workers of the selection; finished ones the user pruned are left out."""
+        live: list[tuple[str, WorkerRecord]] = []
+        finished: list[tuple[str, WorkerRecord]] = []
+        for pv in self.selected(selection):
+            for w in pv.snapshot.workers if pv.snapshot else []:
+                if w.state in LIVE_STATES:
+                    live.append((pv.name, w))
+                elif f"{pv.name}/{w.id}" not in self.pruned:
+                    finished.append((pv.name, w))
+        return live, finished
+
+    def finished_count(self, selection: str) -> int:
+        return len(self._workers(selection)[1])
+
+    def prune_finished(self, selection: str) -> int:
+        """Hide the finished workers shown now for good (the pools keep their records); returns how many."""
+        _, finished = self._workers(selection)
+        self.pruned.update(f"{pool}/{w.id}" for pool, w in finished)
+        return len(finished)
+
+    def worker_rows(self, selection: str, needle: str = "", show_finished: bool = False) -> dict[str, Row]:
+        """Live workers first (then finished ones, only when asked for), each with its probed figures."""
         rows: dict[str, Row] = {}
         t = now()
-        for pv in self.selected(selection):
-            if not pv.snapshot:
-                continue
-            for w in pv.snapshot.workers:
-                rate = self._tokens.get((pv.name, w.id), (0, 0.0, None))[2]
-                alive = w.state in ("ready", "starting")
-                uptime = fmt_duration(t - w.started_at.timestamp()) if alive else "—"
-                mem = w.device_allocated_bytes if w.device_allocated_bytes else w.rss_bytes
-                row: Row = (pv.name, w.id, w.model, w.backend, "—" if w.gpu is None else str(w.gpu), str(w.port),
-                            Text(w.state, style=STATE_STYLE.get(w.state, "")), uptime,
-                            "—" if w.requests is None else str(w.requests),
-                            "—" if rate is None else f"{rate:.1f}", fmt_bytes(mem))
-                if matches(row, needle):
-                    rows[f"{pv.name}/{w.id}"] = row
+        live, finished = self._workers(selection)
+        for pool, w in live + (finished if show_finished else []):
+            rate = self._tokens.get((pool, w.id), (0, 0.0, None))[2]
+            alive = w.state in LIVE_STATES
+            uptime = fmt_duration(t - w.started_at.timestamp()) if alive else "—"
+            mem = w.device_allocated_bytes if w.device_allocated_bytes else w.rss_bytes
+            row: Row = (Text(w.state, style=STATE_STYLE.get(w.state, "")), pool, w.id, w.model, w.backend,
+                        "—" if w.requests is None else str(w.requests),
+                        "—" if rate is None or not alive else f"{rate:.1f}",
+                        "—" if w.in_flight is None or not alive else str(w.in_flight),
+                        fmt_bytes(mem) if alive else "—", uptime,
+                        "—" if w.gpu is None else str(w.gpu), str(w.port))
+            if matches(row, needle):
+                rows[f"{pool}/{w.id}"] = row
         return rows
 
     def download_rows(self, selection: str) -> dict[str, Row]:

@@ -63,7 +63,7 @@ class FleetSource:
                               "the pool is slow or stuck; it is retried on the next refresh") from None
 
     async def fetch(self, pool: str, timeout: float) -> PoolSnapshot:
-        results = await asyncio.gather(self._call(pool, "pool.status", {}, timeout),
+        results = await asyncio.gather(self._call(pool, "pool.status", {"workers_probe": True}, timeout),
                                        self._call(pool, "models.list", {}, timeout), return_exceptions=True)
         status, catalog = results
         workers: list[dict[str, Any]] | None = None
@@ -97,6 +97,7 @@ class SyntheticSource:
             "port": 20000 + i, "pid": 1000 + i, "state": "ready", "started_at": self.started,
             "log_path": f"/tmp/{pool}/w{i}.log", "requests": t * (i + 1), "tokens_generated": t * 50 * (i + 1),
             "rss_bytes": (1 + i % 3) * gib, "device_allocated_bytes": (2 + i % 5) * gib,
+            "in_flight": (t + i) % 4, "queue_depth": (t + i) % 2,
         } for i in range(self.n_workers)]
         gpus = [{"index": g, "name": "NVIDIA H100", "memory_total": 80 * gib,
                  "memory_used": int((40 + 30 * math.sin(t / 7 + g)) * gib), "utilization": (t * 7 + g * 13) % 100}

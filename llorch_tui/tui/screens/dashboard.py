@@ -9,10 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Footer, Header, Input, Static
 
 
+from llorch_tui.tui.screens.base import ModeScreen
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 
 POOL_COLS = ("pool", "state", "backends", "workers")
 CATALOG_COLS = ("pool", "model", "arch", "size", "have", "source", "verdicts")
-WORKER_COLS = ("pool", "id", "model", "backend", "gpu", "port", "state", "uptime", "reqs", "tok/s", "memory")
+# State first: it must stay visible at 80 columns; gpu and port are the least needed.
+WORKER_COLS = ("state", "pool", "id", "model", "backend", "reqs", "tok/s", "queue", "memory", "uptime", "gpu", "port")
 DOWNLOAD_COLS = ("pool", "model", "progress", "bytes", "speed", "eta", "state")
 
 
 @guard_handlers
-class DashboardScreen(Screen[None]):
+class DashboardScreen(ModeScreen):
     SCOPE = "dashboard"
     BINDINGS = bindings("dashboard")
 
@@ -41,6 +42,7 @@ class DashboardScreen(Screen[None]):
         self.selection = ALL
         self.needle = ""
         self.stale = True
+        self.show_finished = False
         self._last_detail: Text | None = None
 
     @property
@@ -52,22 +54,22 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield LiveTable(POOL_COLS, "**Pools**: every configured pool and its connection state. "
-                                "Select one to narrow the other panes to it, or `All`.", id="pools")
+                                "Select one to narrow the other panes to it, or `All`.", id="pools", title="Pools")
                 yield Static("", id="pool-detail")
                 yield GaugePanel(id="gauges")
             with Vertical(id="right"):
-                yield Label("Catalog", classes="pane-title")
                 yield LiveTable(CATALOG_COLS, "**Catalog**: the models each pool knows. `have` ✓ = downloaded "
                                 "(a percentage while downloading); `verdicts` = last matrix result per backend. "
                                 "`d` downloads the highlighted model, `s` spawns a worker for it, `a` registers "
-                                "or synthesizes a model.", id="catalog")
-                yield Label("Workers", classes="pane-title")
-                yield LiveTable(WORKER_COLS, "**Workers**: inference workers on the pools. `tok/s` is measured "
-                                "between refreshes. `x` stops the highlighted worker (after a confirmation), "
-                                "`l` follows its log.", id="workers")
-                yield Label("Downloads", classes="pane-title", id="downloads-title")
+                                "or synthesizes a model.", id="catalog", title="Catalog")
+                yield LiveTable(WORKER_COLS, "**Workers**: inference workers on the pools, live ones first, with "
+                                "the figures of their /health on every refresh: requests served, `tok/s` (measured "
+                                "between refreshes), `queue` (requests queued or generating), memory (device, else "
+                                "RSS). Finished workers are folded away: `f` shows them, `X` clears them from view. "
+                                "`x` stops the highlighted worker (after a confirmation), `l` follows its log.",
+                                id="workers", title="Workers")
                 yield LiveTable(DOWNLOAD_COLS, "**Downloads** started from this dashboard: progress, bytes, "
-                                "speed and time left.", id="downloads")
+                                "speed and time left.", id="downloads", title="Downloads")
         yield Input(placeholder="filter catalog and workers (Enter keeps it, Esc clears)", id="filter")
         yield LogPane(id="log")
         yield Footer()
@@ -106,12 +108,20 @@ class DashboardScreen(Screen[None]):
         downloads = model.download_rows(self.selection)
         with self.app.batch_update():
             self.query_one("#pools", LiveTable).sync(pools)
-            self.query_one("#catalog", LiveTable).sync(model.catalog_rows(self.selection, self.needle))
-            self.query_one("#workers", LiveTable).sync(model.worker_rows(self.selection, self.needle))
+            catalog = self.query_one("#catalog", LiveTable)
+            catalog.sync(model.catalog_rows(self.selection, self.needle))
+            catalog.set_empty_hint(None if catalog.row_count else
+                                   "no models yet: a adds one (synthesize a tiny one, or register a preset)")
+            workers = self.query_one("#workers", LiveTable)
+            workers.sync(model.worker_rows(self.selection, self.needle, self.show_finished))
+            finished = model.finished_count(self.selection)
+            workers.border_subtitle = (None if not finished else
+                                       f"{finished} finished · f hides · X clears" if self.show_finished else
+                                       f"{finished} finished hidden · f shows")
             dl = self.query_one("#downloads", LiveTable)
             dl.sync(downloads)
             if dl.display != bool(downloads):
-                dl.display = self.query_one("#downloads-title").display = bool(downloads)
+                dl.display = bool(downloads)
             self.query_one("#gauges", GaugePanel).show(model.gpu_lines(self.selection))
             detail = self._detail(model)
             if detail != self._last_detail:  # Static.update re-lays out the screen: only on a change
@@ -249,3 +259,16 @@ class DashboardScreen(Screen[None]):
 
     def action_matrix(self) -> None:
         self.app.switch_mode("matrix")
+
+    def action_toggle_finished(self) -> None:
+        self.show_finished = not self.show_finished
+        self.render_model()
+
+    def action_prune(self) -> None:
+        n = self.lapp.model.prune_finished(self.selection)
+        self.lapp.event("information", f"cleared {n} finished worker{'s' * (n != 1)} from view" if n else
+                        "no finished workers to clear")
+        self.render_model()
+
+    def action_focus_pane(self, pane: str) -> None:
+        self.query_one(f"#{pane}").focus()

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Log
+from textual.widgets import Footer, Header, Label, RichLog
 
 
+from llorch_tui.textsafe import escape_controls
+from llorch_tui.tui.screens.base import ModeScreen
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.messages import FollowRequested, LogUpdate
 from llorch_tui.tui.action_registry import bindings
@@ -19,20 +20,25 @@ if TYPE_CHECKING:
     from llorch_tui.tui.app import LlorchApp
 
 
-class WorkerLog(Log):
+class WorkerLog(RichLog):
+    """Long lines wrap (a log line is never cut at the screen's edge); pool text is never markup."""
+
     HELP = ("**Worker log**: the followed worker's log file, live. `f` restarts following; `l` on a worker of "
-            "the dashboard picks another one.")
+            "the dashboard picks another one; Esc goes back to the dashboard.")
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, max_lines=5000, wrap=True, markup=False, highlight=False)
 
 
 @guard_handlers
-class LogsScreen(Screen[None]):
+class LogsScreen(ModeScreen):
     SCOPE = "logs"
     BINDINGS = bindings("logs")
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Label("No worker followed: press l on a worker in the dashboard.", id="logs-title", classes="pane-title")
-        yield WorkerLog(id="worker-log", max_lines=5000, highlight=False)
+        yield WorkerLog(id="worker-log")
         yield Label("Event log", classes="pane-title")
         yield LogPane(id="events")
         yield Footer()
@@ -62,10 +68,15 @@ class LogsScreen(Screen[None]):
     def start(self, pool: str, worker_id: str) -> None:
         # ids from pools: Text, never markup
         self.query_one("#logs-title", Label).update(Text(f"Log of worker {worker_id} on {pool} (following)"))
-        self.query_one("#worker-log", Log).clear()
+        self.query_one("#worker-log", WorkerLog).clear()
 
     def write_lines(self, lines: list[str]) -> None:
-        self.query_one("#worker-log", Log).write_lines(lines)
+        log = self.query_one("#worker-log", WorkerLog)
+        for line in lines:
+            log.write(Text(escape_controls(line)))
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
 
     def action_follow(self) -> None:
         self.post_message(FollowRequested())

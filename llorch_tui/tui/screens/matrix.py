@@ -9,10 +9,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, Markdown, Static
 
 
+from llorch_tui.tui.screens.base import ModeScreen
 from llorch_tui.tui.guard import guard_handlers
 from llorch_tui.tui.messages import MatrixRequested
 from llorch_tui.tui.action_registry import bindings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from llorch_tui.tui.app import LlorchApp
 
 IDLE = "No run yet. g starts the matrix (every model x backend x pool of the [matrix] config)."
+IDLE_READONLY = "No run yet. Read-only: matrix runs are disabled (start llorch-tui without --readonly to run one)."
 
 
 class MatrixTable(DataTable[Text]):
@@ -41,7 +43,7 @@ class DetailModal(ModalScreen[None]):
         self.text = text
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog help"):
+        with VerticalScroll(classes="dialog detail"):
             yield Markdown(self.text)
 
     def action_close(self) -> None:
@@ -49,7 +51,7 @@ class DetailModal(ModalScreen[None]):
 
 
 @guard_handlers
-class MatrixScreen(Screen[None]):
+class MatrixScreen(ModeScreen):
     SCOPE = "matrix"
     BINDINGS = bindings("matrix")
 
@@ -64,7 +66,7 @@ class MatrixScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield Static(Text(IDLE), id="matrix-status")
+        yield Static(Text(IDLE_READONLY if self.lapp.readonly else IDLE), id="matrix-status")
         yield MatrixTable(id="matrix", cursor_type="cell")
         yield Markdown("", id="cell-detail")
         yield Footer()
@@ -90,11 +92,17 @@ class MatrixScreen(Screen[None]):
             for model in self.grid.models:
                 table.add_row(Text(model, style="bold"), *[self.grid.cell_text(f"{c}/{model}") for c in self.grid.columns],
                               key=model)
+            if self.grid.columns and self.grid.models:
+                # Start on the first cell, so its detail shows at once (not on the model name).
+                table.move_cursor(row=0, column=1)
+                self.current = f"{self.grid.columns[0]}/{self.grid.models[0]}"
         else:
             with self.app.batch_update():
                 for cid in changed:
                     cell = self.grid.cells[cid]
-                    table.update_cell(cell.key.model, cell.key.column, self.grid.cell_text(cid), update_width=True)
+                    if cell.key.column in self.grid.columns:  # not a hidden (absent backend) column
+                        table.update_cell(cell.key.model, cell.key.column, self.grid.cell_text(cid),
+                                          update_width=True)
         self._status()
         if self.current in changed or ev.type in ("plan", "run_finished"):
             self._show_detail()
@@ -116,6 +124,9 @@ class MatrixScreen(Screen[None]):
         t.append(f" · {n['skipped']} skipped · {n['running']} running · {n['pending']} pending")
         if g.summary is not None and frozen() is None:  # no clock figures in frozen (snapshot) mode
             t.append(f" · {g.summary.duration_s:.0f} s")
+        if g.hidden_backends:
+            t.append(f"\n{', '.join(g.hidden_backends)}: usable on no online pool, columns hidden "
+                     "(their cells count as skipped)", style="dim")
         if g.reports:
             t.append("\nreports: " + "  ".join(g.reports.values()), style="dim")
         self.query_one("#matrix-status", Static).update(t)
@@ -140,6 +151,9 @@ class MatrixScreen(Screen[None]):
 
     def action_export(self) -> None:
         self.post_message(MatrixRequested("export"))
+
+    def action_back(self) -> None:
+        self.app.switch_mode("dashboard")
 
     def action_detail(self) -> None:
         if self.current:

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
 
@@ -59,7 +59,7 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
         self.pool, self.model, self.backends, self.gpus = pool, model, backends, gpus
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with VerticalScroll(classes="dialog"):
             # Names come from pools and config: Text, never markup.
             yield Label(Text.assemble("Spawn a worker for ", (self.model, "bold"), " on ", (self.pool, "bold")),
                         classes="question")
@@ -106,7 +106,7 @@ class ModelModal(ModalScreen[dict[str, Any] | None]):
         self.pools, self.pool, self.presets = pools, pool, presets
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
+        with VerticalScroll(classes="dialog"):
             yield Label("Add a model", classes="question")
             with RadioSet(id="kind"):
                 yield RadioButton("synthesize", value=True, id="synth")

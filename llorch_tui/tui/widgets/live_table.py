@@ -24,13 +24,21 @@ class LiveTable(DataTable[str | Text]):
 
     HELP = "Arrow keys move the cursor; Enter shows details."
 
-    def __init__(self, columns: tuple[str, ...], help_text: str = "", *, id: str | None = None) -> None:
+    def __init__(self, columns: tuple[str, ...], help_text: str = "", *, id: str | None = None,
+                 title: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.column_names = columns
         self.shown: dict[str, Row] = {}
+        # A titled border on every pane; the focused one's is highlighted (llorch.tcss).
+        self.border_title = title
         if help_text:
             # Textual's help panel reads HELP from the focused widget: each table has its own text.
             self.HELP = help_text  # type: ignore[misc]
+
+    def set_empty_hint(self, hint: str | None) -> None:
+        """What an empty pane tells the user to do (in its border, so it costs no row)."""
+        if self.border_subtitle != hint:
+            self.border_subtitle = hint
 
     def on_mount(self) -> None:
         for name in self.column_names:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
+from llorch_tui.textsafe import escape_controls
 from llorch_tui.tui.core.clock import frozen
 
 LEVEL_STYLE = {"information": "", "warning": "yellow", "error": "red"}
@@ -29,4 +30,4 @@ class LogPane(RichLog):
 
     def add(self, level: str, message: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(frozen() or time.time()))
-        self.write(Text.assemble((stamp + " ", "dim"), (message, LEVEL_STYLE.get(level, ""))))
+        self.write(Text.assemble((stamp + " ", "dim"), (escape_controls(message), LEVEL_STYLE.get(level, ""))))
