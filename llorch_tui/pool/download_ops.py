@@ -29,6 +29,7 @@ from llorch_tui.pool.hub_fetch import RemoteFile, RepoPlan, RetryPolicy
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, validate_model_id, validate_revision
 from llorch_tui.protocol.downloads import DownloadResult
+from llorch_tui.units import fmt_bytes
 
 MANIFEST = ".manifest.json"
 LOCK_WAIT_S = 5.0
@@ -70,10 +71,6 @@ def already_downloaded(entry: ModelEntry, target: Path) -> bool:
         if not p.is_file() or p.stat().st_size != f.size:
             return False
     return True
-
-
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 class Staging:
@@ -126,7 +123,7 @@ def check_disk(model_id: str, need: int, staging_dir: Path, target: Path, total:
         if needed + DISK_MARGIN_BYTES > free:
             raise LlorchError(
                 ErrorCode.DISK_FULL,
-                f"not enough disk space for {model_id}: it needs {_gb(needed)} more in {where}, only {_gb(free)} free",
+                f"not enough disk space for {model_id}: it needs {fmt_bytes(needed)} more in {where}, only {fmt_bytes(free)} free",
                 "free some space (`llorch-pool models rm ID` removes a model's files) or point --models-dir / "
                 "LLORCH_MODELS_DIR at a larger disk", need_bytes=needed, free_bytes=free, path=str(where))
 

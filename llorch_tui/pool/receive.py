@@ -26,6 +26,7 @@ from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.download_ops import DISK_MARGIN_BYTES, free_bytes
 from llorch_tui.pool.hashing import hash_file
 from llorch_tui.protocol.catalog import MODEL_ID_RE, ModelEntry, ModelFile, ModelOrigin, validate_model_id
+from llorch_tui.units import fmt_bytes
 
 INCOMING = "incoming.json"
 LOCK_WAIT_S = 15.0
@@ -92,8 +93,8 @@ class Incoming:
         need = total - sum(have.values())
         free = free_bytes(self.dir)
         if need + DISK_MARGIN_BYTES > free:
-            raise LlorchError(ErrorCode.DISK_FULL, f"not enough disk space for {entry.id}: it needs {need / 1e9:.2f} GB "
-                              f"more in {self.dir}, only {free / 1e9:.2f} GB free",
+            raise LlorchError(ErrorCode.DISK_FULL, f"not enough disk space for {entry.id}: it needs {fmt_bytes(need)} "
+                              f"more in {self.dir}, only {fmt_bytes(free)} free",
                               "free some space (`llorch-pool models rm ID`) or point --models-dir at a larger disk",
                               need_bytes=need, free_bytes=free)
         save_state_file(self.doc_file, json.dumps({"expect": want, "entry": entry.model_dump(mode="json"),

@@ -81,4 +81,4 @@ def test_disk_check_reports_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(LlorchError) as info:
         download_ops.check_disk("m", 3_000_000_000, tmp_path, tmp_path, 3_000_000_000)
     assert info.value.code == "disk_full"
-    assert "3.00 GB" in info.value.message and "2.00 GB free" in info.value.message
+    assert "2.8 GiB" in info.value.message and "1.9 GiB free" in info.value.message  # binary units, as everywhere
