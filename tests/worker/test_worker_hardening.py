@@ -160,12 +160,12 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
 
 
 async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path, synth_models: dict) -> None:
-    from netprobe import closed_by_server, half_request, raw_get
+    from netprobe import closed_by_server, connect, half_request, raw_get
 
     token_file = tmp_path / "token"
     token_file.write_text("file-token\n")
     w = WorkerProc(synth_models["llama"], "--idle-timeout", "2", "--max-connections", "3",
-                   "--token-file", str(token_file), worker_id="limits")
+                   "--token-file", str(token_file), worker_id="limits", env={"LLORCH_WORKER_BODY_TIMEOUT_S": "1"})
     try:
         w.wait_ready()
         slow = [half_request(w.url) for _ in range(3)]
@@ -180,6 +180,15 @@ async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path
         assert status == 200
         assert raw_get(w.url, "/v1/models", "Authorization: Bearer other\r\n")[0] == 401
         assert "file-token" not in " ".join(w.cmd)
+        # a body that stops arriving is a 408, not a handler waiting for ever
+        s = connect(w.url)
+        s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer file-token\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\": ")
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer, answer[:300]
     finally:
         w.close()
 

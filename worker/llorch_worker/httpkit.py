@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -47,7 +48,8 @@ def state_of(request: web.Request) -> WorkerState:
     return request.app[STATE_KEY]
 
 
-BODY_TIMEOUT_S = 30.0  # a client gets this long to send its body once the headers are in
+# a client gets this long to send its body once the headers are in
+BODY_TIMEOUT_S = float(os.environ.get("LLORCH_WORKER_BODY_TIMEOUT_S", "30"))
 _PARSE_OFF_LOOP = 1 << 20  # bodies above 1 MiB are parsed in a thread: /health keeps answering
 LOGIT_BIAS_MAX = 1024  # entries in one request's logit_bias
 

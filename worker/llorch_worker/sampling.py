@@ -66,10 +66,12 @@ def choose_batch(logits: torch.Tensor, rows: list[Any]) -> list[int | SamplingEr
     Returns a token id per row, or a SamplingError for a row whose logits are not usable."""
     logits = logits.float().cpu()
     apply_logit_bias(logits, rows)
-    # max() propagates NaN and shows +inf and all -inf: one reduction checks every row
-    finite = torch.isfinite(logits.max(dim=-1).values).tolist()
+    # One reduction gives both the greedy choice (first maximum, as argmax) and the check: max()
+    # propagates NaN, and shows +inf and an all -inf row.
+    best, best_ids = logits.max(dim=-1)
+    finite = torch.isfinite(best).tolist()
     if all(finite) and all(is_greedy(r.temperature) for r in rows):
-        return torch.argmax(logits, dim=-1).tolist()
+        return best_ids.tolist()
     out: list[int | SamplingError] = []
     for i, r in enumerate(rows):
         if not finite[i]:
