@@ -35,6 +35,7 @@ OP_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.fit_ops",
     "llorch_tui.pool.transfer_ops",
     "llorch_tui.pool.archive_ops",
+    "llorch_tui.pool.fingerprint_ops",
 )
 
 

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol import WireModel
+from llorch_tui.protocol.parity import Fingerprint
 
 CATALOG_VERSION = 1
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -105,6 +106,8 @@ class ModelEntry(WireModel):
     peak_memory: dict[str, int] = Field(default_factory=dict)
     # Set when the files were copied from another pool or imported from an archive.
     origin: ModelOrigin | None = None
+    # the reference every pool and backend is compared against (recorded on cpu float32)
+    fingerprint: Fingerprint | None = None
 
 
 class Catalog(WireModel):

@@ -25,6 +25,7 @@ ParityVerdict = Literal["pass", "parity_drift", "wrong_answer", "no_reference"]
 class TopLogprob(WireModel):
     token_id: int
     logprob: float
+    text: str | None = None     # the token decoded (special tokens shown)
 
 
 class FingerprintStep(WireModel):
@@ -98,6 +99,30 @@ class ParityResult(WireModel):
     weights_changed: bool = False               # weights hash differs from the fingerprint's
     weights_sha256: str | None = None
     tolerances: dict[str, float] = Field(default_factory=dict)  # the limits applied (per dtype)
+    tokens_tied: int = 0                        # of tokens_agreed: disagreements within the tie margin
+    first_free_divergence: Divergence | None = None  # where the free greedy text departs (what a user sees)
+    reference_weights_sha256: str | None = None  # the fingerprint's weights hash
+    golden_set_version: str | None = None
+
+
+class ModelReference(WireModel):
+    """`models.reference`: what a cell needs to certify a model on a pool."""
+
+    model: str
+    source: str = "hub"
+    weights_sha256: str         # measured now, on the files
+    fingerprint: Fingerprint | None = None
+    weights_changed: bool = False   # a fingerprint exists and its hash is not weights_sha256
+
+
+class FingerprintReport(WireModel):
+    """`models.fingerprint`: the reference after the call, and whether this call recorded it."""
+
+    model: str
+    recorded: bool
+    weights_sha256: str
+    weights_changed: bool = False
+    fingerprint: Fingerprint
 
 
 class EnvFingerprint(WireModel):
@@ -119,3 +144,5 @@ class EnvFingerprint(WireModel):
 
 
 Fingerprint.model_rebuild()
+ModelReference.model_rebuild()
+FingerprintReport.model_rebuild()

@@ -100,7 +100,7 @@ def _logprobs_doc(st: WorkerState, s: dict[str, Any], k: int, echo: bool) -> dic
         for tid, lp in e[1]:
             doc.setdefault(eng.token_text(tid), lp)  # two ids with the same text: the likelier one
         top_docs.append(doc)
-        top_ids.append([{"token_id": tid, "logprob": lp} for tid, lp in e[1]])
+        top_ids.append([{"token_id": tid, "token": eng.token_text(tid), "logprob": lp} for tid, lp in e[1]])
     return {"tokens": tokens, "token_logprobs": [None if e is None else e[0] for e in entries],
             "top_logprobs": top_docs if k > 0 else [None if e is None else {} for e in entries],
             "text_offset": offsets, "token_ids": ids, "top_token_logprobs": top_ids if k > 0 else None}

@@ -114,11 +114,14 @@ def render_list(catalog: dict[str, Any], console: Console) -> None:
                       "Register one: llorch-pool models register tinyllama", highlight=False)
         return
     t = Table(title=f"Models on {catalog.get('pool_id')}")
-    for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends"):
+    from llorch_tui.pool.cli.fingerprint_cmd import describe
+
+    for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends", "Reference"):
         t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
         t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
-                  fmt_size_gb(m.get("size_gb")), m.get("architecture", ""), " ".join(m.get("backends", [])))
+                  fmt_size_gb(m.get("size_gb")), m.get("architecture", ""), " ".join(m.get("backends", [])),
+                  describe(m.get("fingerprint")))
     console.print(t)
 
 

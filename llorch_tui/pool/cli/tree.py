@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.cli.status_cmd",
     "llorch_tui.pool.cli.fit_cmd",
     "llorch_tui.pool.cli.archive_cmd",
+    "llorch_tui.pool.cli.fingerprint_cmd",
 )
 
 

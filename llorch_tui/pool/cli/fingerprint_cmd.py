@@ -1,0 +1,117 @@
+"""`llorch-pool models fingerprint | fingerprint-export | fingerprint-import`: a model's reference.
+
+Export and import read and write files where the command runs, so with `llorch pool ... --host H`
+a fingerprint travels from one pool to another through the operator's machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.pool.cli.worker_cmd import SpawnProgress
+
+
+def describe(fp: dict[str, Any] | None) -> str:
+    """One line for a fingerprint: suite, size, perplexity, when and where (also `models list`)."""
+    if not fp:
+        return "-"
+    prompts = fp.get("prompts") or []
+    steps = len((prompts[0] or {}).get("steps") or []) if prompts else 0
+    ppl = fp.get("perplexity")
+    return (f"{fp.get('prompt_set_version')} ({len(prompts)}×{steps} tokens, top-{fp.get('top_k')}"
+            + (f", ppl {ppl:.3f}" if isinstance(ppl, (int, float)) else "")
+            + f") {fp.get('backend')}/{fp.get('dtype')} {str(fp.get('recorded_at', ''))[:16]} on {fp.get('recorded_on') or '?'}"
+            + f", weights {str(fp.get('weights_sha256', ''))[:12]}")
+
+
+def _fingerprint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="model id")
+    p.add_argument("--accept", action="store_true",
+                   help="record a new reference and replace the stored one (after a deliberate change of weights)")
+    p.add_argument("--timeout", type=float, dest="timeout_s", help="seconds the reference worker may take to load")
+
+
+class FingerprintProgress(SpawnProgress):
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if data.get("stage") == "recording":
+            if self.status is not None:
+                self.status.stop()
+            self.console.print(f"recording the reference ({data.get('prompt_set')}) with worker {data.get('worker_id')}",
+                               highlight=False)
+            self.status = self.console.status("recording...")
+            self.status.start()
+        else:
+            super().__call__(event, data)
+
+
+def render_fingerprint(rep: dict[str, Any], console: Console) -> None:
+    verb = "recorded" if rep.get("recorded") else "kept (already recorded; --accept records a new one)"
+    console.print(f"{rep['model']}: reference {verb}", highlight=False)
+    console.print(f"  {describe(rep.get('fingerprint'))}", highlight=False)
+    if rep.get("weights_changed"):
+        console.print(f"  [bold yellow]the weights changed since it was recorded[/] (now "
+                      f"{str(rep.get('weights_sha256'))[:12]}): matrix runs compare against the stored reference "
+                      f"and say so; `llorch-pool models fingerprint {rep['model']} --accept` makes the new weights "
+                      "the reference", highlight=False)
+
+
+def render_export(ref: dict[str, Any], console: Console) -> None:
+    """The bare fingerprint JSON on stdout (redirect it to a file), or a note on stderr when there is none."""
+    fp = ref.get("fingerprint")
+    if fp is None:
+        Console(stderr=True).print(f"{ref['model']} has no reference fingerprint yet: "
+                                   f"`llorch-pool models fingerprint {ref['model']}` records one", highlight=False)
+        return
+    sys.stdout.write(json.dumps(fp, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _id_only(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="model id")
+
+
+def _import_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", help="model id (on this pool)")
+    p.add_argument("file", help="a fingerprint JSON written by `models fingerprint-export` ('-' = stdin)")
+    p.add_argument("--accept", action="store_true",
+                   help="replace an existing reference / import one recorded from other weights")
+
+
+def _import_params(a: argparse.Namespace) -> dict[str, Any]:
+    try:
+        raw = sys.stdin.read() if a.file == "-" else Path(a.file).read_text(encoding="utf-8")
+        doc = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"cannot read a fingerprint from {a.file}: {exc}",
+                          "give a file written by `llorch-pool models fingerprint-export ID -o FILE`") from None
+    if isinstance(doc, dict) and "fingerprint" in doc and "prompts" not in doc:
+        doc = doc["fingerprint"]  # the --json output of fingerprint-export / models.reference
+    return {"id": a.id, "fingerprint": doc, "accept": bool(a.accept)}
+
+
+def _render_imported(entry: dict[str, Any], console: Console) -> None:
+    console.print(f"{entry['id']}: reference imported — {describe(entry.get('fingerprint'))}", highlight=False)
+
+
+COMMANDS: list[CommandSpec] = [
+    CommandSpec(("models", "fingerprint"),
+                "record the model's reference fingerprint on cpu float32 (shown if one exists; --accept replaces it)",
+                _fingerprint_args, op="models.fingerprint",
+                to_params=lambda a: {k: v for k, v in {"id": a.id, "accept": a.accept, "timeout_s": a.timeout_s}.items()
+                                     if v is not None},
+                render=render_fingerprint, events=FingerprintProgress),
+    CommandSpec(("models", "fingerprint-export"), "print the model's reference fingerprint as JSON (> FILE to save it)",
+                _id_only, op="models.reference",
+                to_params=lambda a: {"id": a.id}, render=render_export,
+                exit_code=lambda ref: 0 if ref.get("fingerprint") else 1),
+    CommandSpec(("models", "fingerprint-import"), "import a reference fingerprint from a JSON file (another pool's)",
+                _import_args, op="models.set_fingerprint", to_params=_import_params, render=_render_imported),
+]

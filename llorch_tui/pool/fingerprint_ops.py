@@ -1,0 +1,122 @@
+"""Ops `models.reference | fingerprint | set_fingerprint`: a model's reference fingerprint on this pool.
+
+A fingerprint is recorded once, on cpu float32, by a worker this op starts and stops; it is never
+replaced silently: an existing one is kept unless the caller passes `accept` (the explicit
+"the new weights are the reference now").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import aiohttp
+from pydantic import BaseModel, Field
+
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.parity.record import record_fingerprint
+from llorch_tui.parity.suite import prompt_suite
+from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
+from llorch_tui.pool.models_ops import IdParams, store_of
+from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.pool.weights_hash import weights_sha256
+from llorch_tui.pool.worker_ops import stop_record
+from llorch_tui.pool.worker_spawn import SpawnParams, model_dir, spawn_worker
+from llorch_tui.protocol.catalog import ModelEntry
+from llorch_tui.protocol.parity import Fingerprint, FingerprintReport, ModelReference
+
+REFERENCE_BACKEND, REFERENCE_DTYPE = "cpu", "float32"
+# One recording per model at a time in this agent (two matrix cells of one model may both ask).
+_RECORDING: dict[str, asyncio.Lock] = {}
+
+
+class FingerprintParams(IdParams):
+    accept: bool = False    # replace an existing fingerprint with a new recording
+    timeout_s: float | None = Field(default=None, gt=0)   # the reference worker's load timeout
+
+
+class SetFingerprintParams(IdParams):
+    fingerprint: Fingerprint
+    accept: bool = False    # replace an existing one / import one taken from other weights
+
+
+def _current(ctx: OpContext, model_id: str) -> tuple[ModelEntry, str]:
+    entry = store_of(ctx).get(model_id)
+    if not entry.downloaded:
+        raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {model_id!r} is not downloaded on this pool",
+                          f"download it first: llorch-pool models download {model_id}", model=model_id)
+    return entry, weights_sha256(model_dir(ctx, entry))
+
+
+def _reference(entry: ModelEntry, sha: str) -> ModelReference:
+    fp = entry.fingerprint
+    return ModelReference(model=entry.id, source=entry.source, weights_sha256=sha, fingerprint=fp,
+                          weights_changed=fp is not None and fp.weights_sha256 != sha)
+
+
+def _store(ctx: OpContext, model_id: str, fp: Fingerprint, accept: bool) -> ModelEntry:
+    """Set the fingerprint; an existing one stays unless `accept` (whoever recorded first wins)."""
+    store = store_of(ctx)
+    with store.edit() as catalog:
+        entry = store.require(catalog, model_id)
+        if entry.fingerprint is None or accept:
+            entry.fingerprint = fp
+    return entry
+
+
+@op("models.reference", IdParams, summary="a model's reference fingerprint and the hash of its weights now")
+async def models_reference(ctx: OpContext, p: IdParams) -> ModelReference:
+    entry, sha = await asyncio.to_thread(_current, ctx, p.id)
+    return _reference(entry, sha)
+
+
+@op("models.fingerprint", FingerprintParams, streams=True,
+    summary="record the model's reference fingerprint on cpu float32 (kept unless --accept)")
+async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> FingerprintReport:
+    async with _RECORDING.setdefault(p.id, asyncio.Lock()):
+        entry, sha = await asyncio.to_thread(_current, ctx, p.id)
+        if entry.fingerprint is not None and not p.accept:
+            return FingerprintReport(model=p.id, recorded=False, weights_sha256=sha,
+                                     weights_changed=entry.fingerprint.weights_sha256 != sha,
+                                     fingerprint=entry.fingerprint)
+        ctx.emit("progress", {"stage": "spawning", "backend": REFERENCE_BACKEND, "dtype": REFERENCE_DTYPE})
+        rec = await spawn_worker(ctx, SpawnParams(backend=REFERENCE_BACKEND, model=p.id, dtype=REFERENCE_DTYPE,
+                                                  timeout_s=p.timeout_s))
+        try:
+            ctx.emit("progress", {"stage": "recording", "worker_id": rec.id, "prompt_set": prompt_suite().version})
+            async with aiohttp.ClientSession() as session:
+                http = ParityHTTP(session, f"http://127.0.0.1:{rec.port}")
+                try:
+                    fp = await record_fingerprint(http, weights_sha256=sha, pool_id=ctx.settings.pool_id)
+                except (WorkerAnswerError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raise LlorchError(ErrorCode.WORKER_FAILED,
+                                      f"recording the fingerprint of {p.id!r} failed: {exc}",
+                                      f"see the worker's log: llorch-pool worker logs {rec.id}") from exc
+        finally:
+            await asyncio.shield(asyncio.to_thread(stop_record, ctx.settings.paths, rec.id, 10.0))
+        entry = await asyncio.to_thread(_store, ctx, p.id, fp, p.accept)
+        assert entry.fingerprint is not None
+        ctx.emit("progress", {"stage": "done"})
+        return FingerprintReport(model=p.id, recorded=entry.fingerprint is fp, weights_sha256=sha,
+                                 weights_changed=entry.fingerprint.weights_sha256 != sha, fingerprint=entry.fingerprint)
+
+
+@op("models.set_fingerprint", SetFingerprintParams,
+    summary="import a reference fingerprint (from another pool or a file); kept unless --accept")
+async def models_set_fingerprint(ctx: OpContext, p: SetFingerprintParams) -> ModelEntry:
+    prompt_suite(p.fingerprint.prompt_set_version)  # a suite this llorch does not ship cannot be compared
+
+    def run() -> ModelEntry:
+        entry, sha = _current(ctx, p.id)
+        old = entry.fingerprint
+        if old is not None and old != p.fingerprint and not p.accept:
+            raise LlorchError(ErrorCode.ALREADY_EXISTS,
+                              f"model {p.id!r} already has a reference fingerprint (recorded "
+                              f"{old.recorded_at:%Y-%m-%d %H:%M} UTC on {old.recorded_on or '?'})",
+                              "pass --accept to replace it", model=p.id)
+        if p.fingerprint.weights_sha256 != sha and not p.accept:
+            raise LlorchError(ErrorCode.BAD_REQUEST,
+                              f"that fingerprint was recorded from other weights than {p.id!r} has on this pool "
+                              f"(sha256 {p.fingerprint.weights_sha256[:12]}… vs {sha[:12]}…)",
+                              "compare the model files of both pools; pass --accept to import it anyway", model=p.id)
+        return _store(ctx, p.id, p.fingerprint, accept=True)
+
+    return await asyncio.to_thread(run)
