@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--bench", type=int, metavar="N", help="benchmark mode: N iterations per cell")
     m.add_argument("--stability", action="store_true", help="stability mode: 1000 requests, bursts, edge cases")
     m.add_argument("--stability-requests", type=int, default=1000, metavar="N", help=argparse.SUPPRESS)
+    m.add_argument("--no-parity", action="store_true",
+                   help="skip the parity certificate (comparison with the model's reference fingerprint)")
     m.add_argument("--json", action="store_true", help="print one JSON event per line instead of text")
     return p
 

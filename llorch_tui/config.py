@@ -91,6 +91,7 @@ class MatrixConfig(StrictModel):
     load_timeout_s: float = 300.0
     request_timeout_s: float = 120.0
     report_dir: str = "reports"
+    parity: bool = True  # certify each cell against the model's reference fingerprint (docs/matrix.md)
 
 
 class Config(StrictModel):

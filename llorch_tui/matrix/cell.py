@@ -20,6 +20,7 @@ from llorch_tui.matrix.classify import SKIP_CODES, classify_download_error, clas
 from llorch_tui.matrix.environment import env_fingerprint, fetch_worker_info
 from llorch_tui.matrix.modes import run_bench, run_stability
 from llorch_tui.matrix.options import MatrixOptions
+from llorch_tui.matrix.parity import DRIFT_HINT, ParityUnavailable, certify_cell, drift_code
 from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, Measurements, ReasonCode, Stage, Verdict
@@ -93,7 +94,8 @@ class CellRun:
         self.m.cell_s = round(time.perf_counter() - t0, 4)
         if self.m.worker_start_s is not None and self.m.generation_s is not None:
             # What the engine adds beyond the worker's own start+load, generations and shutdown.
-            own = self.m.worker_start_s + self.m.generation_s + self._modes_s + (self.m.stop_s or 0.0)
+            own = (self.m.worker_start_s + self.m.generation_s + self._modes_s + (self.m.stop_s or 0.0)
+                   + (self.m.parity_s or 0.0))
             self.m.overhead_s = round(self.m.cell_s - own, 4)
         result.measurements, result.worker_id, result.finished_at = self.m, self.worker_id, _now()
         return result
@@ -124,6 +126,8 @@ class CellRun:
                 await run_probes(http, self.options, self.m)
                 self.worker_info = await fetch_worker_info(http)
                 self.m.probe_s = round(time.perf_counter() - t_probe, 4)
+                if self.options.parity:
+                    await self._parity(result, session, url)
                 t_modes = time.perf_counter()
                 if self.options.bench:
                     self.progress("benchmark", 0.0, f"{self.options.bench} iterations")
@@ -141,10 +145,21 @@ class CellRun:
                 self.m.peak_rss_bytes, self.m.device_peak_bytes = http.peak_rss, http.device_peak
             except ProbeFailure as pf:
                 raise await self._maybe_crash(pf.code, pf.reason, pf.hint) from None
+            except ParityUnavailable as pu:
+                raise await self._maybe_crash(ReasonCode.WRONG_OUTPUT, str(pu)) from None
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
                 code = ReasonCode.TIMEOUT if isinstance(exc, asyncio.TimeoutError) else ReasonCode.CONNECTION_LOST
                 what = "timed out" if code == ReasonCode.TIMEOUT else f"failed: {type(exc).__name__}: {exc}"
                 raise await self._maybe_crash(code, f"request to the worker {what}") from None
+
+    async def _parity(self, result: CellResult, session: aiohttp.ClientSession, url: str) -> None:
+        """The correctness certificate against the model's reference; a drifting cell fails with the evidence."""
+        t = time.perf_counter()
+        result.parity = await certify_cell(self.client, self.cell.key, session, url, self.options, self.progress)
+        self.m.parity_s = round(time.perf_counter() - t, 4)
+        code = drift_code(result.parity)
+        if code is not None:
+            raise CellFailed(code, result.parity.reason or code, DRIFT_HINT)
 
     async def _download(self) -> None:
         self.progress("downloading", 0.0, "")

@@ -158,9 +158,9 @@ def _flags(args: argparse.Namespace) -> list[str]:
     for name in ("models", "backends", "pools", "dtypes"):
         if getattr(args, name, None):
             out += [f"--{name}", *getattr(args, name)]
-    for name in ("download", "stability"):
+    for name in ("download", "stability", "no_parity"):
         if getattr(args, name, False):
-            out.append(f"--{name}")
+            out.append(f"--{name.replace('_', '-')}")
     if getattr(args, "bench", None):
         out += ["--bench", str(args.bench)]
     return out

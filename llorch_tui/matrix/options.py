@@ -30,6 +30,7 @@ class MatrixOptions:
     burst_size: int = 10
     bursts: int = 3
     record_verdicts: bool = True        # write verdicts/peak memory into the pools' catalogs
+    parity: bool = True                 # certify every cell against its model's reference fingerprint
     command: str = "llorch-tui --run-matrix"  # shown in the reports' header
 
     @classmethod
@@ -38,7 +39,7 @@ class MatrixOptions:
                 dtypes=list(matrix.dtypes),
                 prompt=matrix.prompt, second_prompt=matrix.second_prompt, max_tokens=matrix.max_tokens,
                 seed=matrix.seed, download=matrix.download, load_timeout_s=matrix.load_timeout_s,
-                request_timeout_s=matrix.request_timeout_s, report_dir=matrix.report_dir)
+                request_timeout_s=matrix.request_timeout_s, report_dir=matrix.report_dir, parity=matrix.parity)
         if args is None:
             return o
         # Flags narrow or override the config; an absent flag leaves the config's value.
@@ -60,6 +61,8 @@ class MatrixOptions:
             o.stability = True
         if getattr(args, "stability_requests", None):
             o.stability_requests = args.stability_requests
+        if getattr(args, "no_parity", False):
+            o.parity = False
         return o
 
     @classmethod

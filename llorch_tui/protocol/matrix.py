@@ -108,6 +108,7 @@ class Measurements(BaseModel):
     cell_s: float | None = None            # engine wall time for the whole cell
     # cell_s - worker_start_s - generation_s - bench/stability wall - stop_s: what the engine itself costs
     overhead_s: float | None = None
+    parity_s: float | None = None          # engine wall time of the parity certificate (recording included)
     sample_text: str | None = None         # the first probe's text (truncated)
 
 

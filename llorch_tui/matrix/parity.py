@@ -1,0 +1,111 @@
+"""A cell's parity certificate: fetch the model's reference (recording it first when the model has
+none), compare the cell's worker with it, and say in the event log what was done.
+
+Recording: a cpu float32 cell records the reference from its own worker; any other cell asks the
+pool agent (`models.fingerprint`), which starts a cpu float32 worker for it. Whoever stores first
+wins (the agent keeps an existing reference), so cells of one model running side by side agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import aiohttp
+
+from llorch_tui.client import PoolClient
+from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.parity.compare import certify
+from llorch_tui.parity.record import record_fingerprint
+from llorch_tui.parity.suite import golden_suite
+from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
+from llorch_tui.protocol.matrix import CellKey, ReasonCode, Stage
+from llorch_tui.protocol.parity import Fingerprint, ModelReference, ParityResult
+
+ProgressFn = Callable[[Stage, "float | None", str], None]
+HASH_TIMEOUT_S = 900.0       # hashing a big model's weights on a slow disk
+RECORD_SLACK_S = 900.0       # beyond the reference worker's load timeout
+SYNTHETIC_SKIP = "synthetic random-weight checkpoint: its answers are noise by construction"
+NO_TEMPLATE_SKIP = "the model has no chat template (not an instruct model): golden prompts need one"
+
+
+class ParityUnavailable(Exception):
+    """The worker could not answer a parity request (an older worker, a failure): a probe failure."""
+
+
+async def _reference(client: PoolClient, model: str) -> ModelReference:
+    return ModelReference.model_validate(await client.call("models.reference", {"id": model}, timeout=HASH_TIMEOUT_S))
+
+
+async def _record_here(client: PoolClient, http: ParityHTTP, ref: ModelReference) -> tuple[Fingerprint, bool]:
+    """Record from this (cpu float32) worker and store it; (the stored reference, whether it is ours)."""
+    fp = await record_fingerprint(http, weights_sha256=ref.weights_sha256, pool_id=client.pool.name)
+    try:
+        await client.call("models.set_fingerprint", {"id": ref.model, "fingerprint": fp.model_dump(mode="json")},
+                          timeout=HASH_TIMEOUT_S)
+        return fp, True
+    except LlorchError as exc:
+        if exc.code != ErrorCode.ALREADY_EXISTS:
+            raise
+    again = await _reference(client, ref.model)  # another cell stored one meanwhile: that one is the reference
+    assert again.fingerprint is not None
+    return again.fingerprint, False
+
+
+async def certify_cell(client: PoolClient, key: CellKey, session: aiohttp.ClientSession, url: str,
+                       options: Any, progress: ProgressFn) -> ParityResult:
+    http = ParityHTTP(session, url, options.request_timeout_s)
+    try:
+        return await _certify(client, key, http, options, progress)
+    except WorkerAnswerError as exc:
+        raise ParityUnavailable(f"parity check: {exc}") from exc
+
+
+async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: Any,
+                   progress: ProgressFn) -> ParityResult:
+    ref = await _reference(client, key.model)
+    health = await http.health()
+    backend, dtype = str(health.get("backend") or key.backend), str(health.get("dtype") or "")
+    note = ""
+    fp = ref.fingerprint
+    if fp is None:
+        try:
+            if backend == "cpu" and dtype == "float32":
+                progress("probing", None, f"no reference fingerprint for {key.model} yet: recording it from this "
+                                          "cpu float32 worker")
+                fp, ours = await _record_here(client, http, ref)
+                note = "reference recorded by this cell; " if ours else ""
+            else:
+                progress("probing", None, f"no reference fingerprint for {key.model} yet: recording one on cpu "
+                                          "float32 (llorch-pool models fingerprint)")
+                rep = await client.call("models.fingerprint", {"id": key.model, "timeout_s": options.load_timeout_s},
+                                        timeout=options.load_timeout_s + RECORD_SLACK_S)
+                fp = Fingerprint.model_validate(rep["fingerprint"])
+                note = "reference recorded on cpu float32 for this run; " if rep.get("recorded") else ""
+        except LlorchError as exc:
+            if exc.code == ErrorCode.CONNECTION_LOST:
+                raise
+            return ParityResult(verdict="no_reference", dtype=dtype or "float32", weights_sha256=ref.weights_sha256,
+                                reason=f"no reference fingerprint, and recording one failed: {exc.message}")
+        progress("probing", None, f"reference recorded ({fp.prompt_set_version}, {len(fp.prompts)} prompts)")
+    elif ref.weights_changed:
+        progress("probing", None, f"the weights of {key.model} changed since its reference was recorded: "
+                                  "comparing against the stored reference")
+    golden_skip = None
+    if ref.source == "synthetic":
+        golden_skip = SYNTHETIC_SKIP
+    elif not (await http.tokenize_chat([{"role": "user", "content": golden_suite().prompts[0].question}]))[2]:
+        golden_skip = NO_TEMPLATE_SKIP
+    progress("probing", None, f"parity: comparing with the reference ({fp.prompt_set_version})")
+    result = await certify(http, fp, weights_sha256=ref.weights_sha256, golden_skip=golden_skip)
+    if note:
+        result.reason = note + (result.reason or "")
+    return result
+
+
+def drift_code(result: ParityResult) -> str | None:
+    """The cell's reason code when its certificate failed."""
+    return {"parity_drift": ReasonCode.PARITY_DRIFT, "wrong_answer": ReasonCode.WRONG_ANSWER}.get(result.verdict)
+
+
+DRIFT_HINT = ("compare the worker's environment with the reference's (see the diff report); after a deliberate "
+              "change of weights, `llorch-pool models fingerprint MODEL --accept` makes them the reference")
