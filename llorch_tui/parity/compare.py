@@ -13,7 +13,6 @@ import asyncio
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from llorch_tui.parity.record import perplexity, steps_of, suite_prompt_ids
 from llorch_tui.parity.suite import GoldenPrompt, golden_suite, prompt_suite

@@ -8,8 +8,9 @@ replaced silently: an existing one is kept unless the caller passes `accept` (th
 from __future__ import annotations
 
 import asyncio
+
 import aiohttp
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.parity.record import record_fingerprint
