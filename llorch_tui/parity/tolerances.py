@@ -33,7 +33,7 @@ class Tolerances:
 TOLERANCES: dict[str, Tolerances] = {
     "float32": Tolerances("float32", max_logprob_delta=0.02, tie_margin=0.02, perplexity_ratio=0.005),
     "float16": Tolerances("float16", max_logprob_delta=0.25, tie_margin=0.25, perplexity_ratio=0.03),
-    "bfloat16": Tolerances("bfloat16", max_logprob_delta=0.6, tie_margin=0.6, perplexity_ratio=0.05),
+    "bfloat16": Tolerances("bfloat16", max_logprob_delta=0.5, tie_margin=0.5, perplexity_ratio=0.05),
 }
 
 
