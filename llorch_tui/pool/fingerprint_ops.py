@@ -23,8 +23,10 @@ from llorch_tui.pool.worker_ops import stop_record
 from llorch_tui.pool.worker_spawn import SpawnParams, model_dir, spawn_worker
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.parity import Fingerprint, FingerprintReport, ModelReference
+from llorch_tui.protocol.workers import WorkerRecord
 
 REFERENCE_BACKEND, REFERENCE_DTYPE = "cpu", "float32"
+SPAWN_ATTEMPTS = 3
 # One recording per model at a time in this agent (two matrix cells of one model may both ask).
 _RECORDING: dict[str, asyncio.Lock] = {}
 
@@ -63,6 +65,18 @@ def _store(ctx: OpContext, model_id: str, fp: Fingerprint, accept: bool) -> Mode
     return entry
 
 
+async def _spawn_reference(ctx: OpContext, p: FingerprintParams) -> WorkerRecord:
+    params = SpawnParams(backend=REFERENCE_BACKEND, model=p.id, dtype=REFERENCE_DTYPE, timeout_s=p.timeout_s)
+    for attempt in range(SPAWN_ATTEMPTS):
+        try:
+            return await spawn_worker(ctx, params)
+        except LlorchError as exc:
+            # another process took the port between the pick and the worker's bind: the next pick differs
+            if exc.code != ErrorCode.PORT_IN_USE or attempt == SPAWN_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @op("models.reference", IdParams, summary="a model's reference fingerprint and the hash of its weights now")
 async def models_reference(ctx: OpContext, p: IdParams) -> ModelReference:
     entry, sha = await asyncio.to_thread(_current, ctx, p.id)
@@ -79,8 +93,7 @@ async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> Fingerprin
                                      weights_changed=entry.fingerprint.weights_sha256 != sha,
                                      fingerprint=entry.fingerprint)
         ctx.emit("progress", {"stage": "spawning", "backend": REFERENCE_BACKEND, "dtype": REFERENCE_DTYPE})
-        rec = await spawn_worker(ctx, SpawnParams(backend=REFERENCE_BACKEND, model=p.id, dtype=REFERENCE_DTYPE,
-                                                  timeout_s=p.timeout_s))
+        rec = await _spawn_reference(ctx, p)
         try:
             ctx.emit("progress", {"stage": "recording", "worker_id": rec.id, "prompt_set": prompt_suite().version})
             async with aiohttp.ClientSession() as session:
