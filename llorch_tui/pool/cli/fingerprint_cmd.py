@@ -32,6 +32,15 @@ def describe(fp: dict[str, Any] | None) -> str:
             + f", weights {str(fp.get('weights_sha256', ''))[:12]}")
 
 
+def brief(fp: dict[str, Any] | None) -> str:
+    """A few words for a table cell: suite, perplexity, date."""
+    if not fp:
+        return "-"
+    ppl = fp.get("perplexity")
+    return " ".join(x for x in (str(fp.get("prompt_set_version")), f"ppl {ppl:.2f}" if isinstance(ppl, (int, float)) else "",
+                                str(fp.get("recorded_at", ""))[:10]) if x)
+
+
 def _fingerprint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="model id")
     p.add_argument("--accept", action="store_true",

@@ -114,14 +114,16 @@ def render_list(catalog: dict[str, Any], console: Console) -> None:
                       "Register one: llorch-pool models register tinyllama", highlight=False)
         return
     t = Table(title=f"Models on {catalog.get('pool_id')}")
-    from llorch_tui.pool.cli.fingerprint_cmd import describe
+    from llorch_tui.pool.cli.fingerprint_cmd import brief
 
-    for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends", "Reference"):
+    # the reference column only once some model has one: the seed's table stays as it was otherwise
+    refs = any(m.get("fingerprint") for m in models)
+    for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends") + (("Reference",) if refs else ()):
         t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
         t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
                   fmt_size_gb(m.get("size_gb")), m.get("architecture", ""), " ".join(m.get("backends", [])),
-                  describe(m.get("fingerprint")))
+                  *((brief(m.get("fingerprint")),) if refs else ()))
     console.print(t)
 
 
