@@ -84,10 +84,31 @@ def select_files(names: list[str]) -> list[str]:
 MIRROR_TOKEN_ENV = "LLORCH_MIRROR_TOKEN"
 
 
+MIRROR_TOKEN_FILE_ENV = "LLORCH_MIRROR_TOKEN_FILE"
+
+
 def mirror_token() -> str | None:
     """The shared secret of llorch mirrors: what `mirror serve` requires and what downloads from
-    any endpoint other than the Hub send."""
-    return os.environ.get(MIRROR_TOKEN_ENV) or None
+    any endpoint other than the Hub send. From $LLORCH_MIRROR_TOKEN, else the file named by
+    $LLORCH_MIRROR_TOKEN_FILE (a path is no secret: it may sit in a pool's `env` in the config,
+    whose values are visible in `ps` on the pool)."""
+    token = os.environ.get(MIRROR_TOKEN_ENV)
+    if token:
+        return token
+    path = os.environ.get(MIRROR_TOKEN_FILE_ENV)
+    return read_token_file(path) if path else None
+
+
+def read_token_file(path: str) -> str:
+    """The token in FILE (surrounding whitespace stripped); an unreadable or empty file is an error."""
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"cannot read the token file {path}: {exc}",
+                          "give a readable file holding the token on one line") from None
+    if not token:
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"the token file {path} is empty", "write the token into it")
+    return token
 
 
 def endpoint_token(endpoint: str) -> str | bool | None:

@@ -61,8 +61,11 @@ def test_hub_token_never_reaches_a_mirror(locked: MirrorProc, tmp_path: Path, hf
         code, _, err = dest.json("models", "download", "tl", "--endpoint", proxy.url)
         assert code != 0 and err["error"]["code"] == "gated", err
         assert "LLORCH_MIRROR_TOKEN" in err["error"]["hint"]
+        # the token from a file (its path is no secret; LLORCH_MIRROR_TOKEN works the same way)
+        token_file = tmp_path / "mirror.token"
+        token_file.write_text(MIRROR_TOKEN + "\n")
         code, _, done = dest.json("models", "download", "tl", "--endpoint", proxy.url,
-                                  env={"LLORCH_MIRROR_TOKEN": MIRROR_TOKEN})
+                                  env={"LLORCH_MIRROR_TOKEN_FILE": str(token_file)})
         assert code == 0, done
     assert dest.entry("tl")["downloaded"] is True
     assert len(proxy.seen) >= 4  # model info, and the files

@@ -9,7 +9,6 @@ import ipaddress
 import json
 import sys
 
-from pathlib import Path
 
 from llorch_worker.httpguard import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 from rich.console import Console
@@ -28,7 +27,8 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="answer like a gated Hub repo: downloads of REPO need the token, other repos are public "
                         "(repeatable; needs a token)")
     p.add_argument("--token-file", metavar="FILE",
-                   help="file holding the bearer token (default: $LLORCH_MIRROR_TOKEN). With a token and no "
+                   help="file holding the bearer token (default: $LLORCH_MIRROR_TOKEN, or the file named by "
+                        "$LLORCH_MIRROR_TOKEN_FILE). With a token and no "
                         "--gated, every request needs it")
     p.add_argument("--token", help=argparse.SUPPRESS)  # refused: argv is visible to every user in ps
     p.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S, metavar="S",
@@ -37,18 +37,6 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="open connections at most; beyond, a connection gets 503 and is closed")
     p.add_argument("--rate-limit", type=float, metavar="BYTES_PER_S",
                    help="cap each download's speed (keeps the LAN usable while pools copy models)")
-
-
-def read_token_file(path: str) -> str:
-    """The token in FILE (surrounding whitespace stripped); an unreadable or empty file is an error."""
-    try:
-        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LlorchError(ErrorCode.BAD_REQUEST, f"cannot read the token file {path}: {exc}",
-                          "give a readable file holding the token on one line") from None
-    if not token:
-        raise LlorchError(ErrorCode.BAD_REQUEST, f"the token file {path} is empty", "write the token into it")
-    return token
 
 
 def _is_loopback(host: str) -> bool:
@@ -61,7 +49,7 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from llorch_worker.httpguard import ConnectionLimits
 
-    from llorch_tui.pool.hub_fetch import MIRROR_TOKEN_ENV, mirror_token
+    from llorch_tui.pool.hub_fetch import MIRROR_TOKEN_ENV, mirror_token, read_token_file
     from llorch_tui.pool.mirror import MirrorOptions, serve_mirror
 
     if args.token is not None:
