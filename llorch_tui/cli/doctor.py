@@ -75,15 +75,17 @@ async def _check_agent_version(client: PoolClient, checks: list[Check]) -> bool:
     if r.rc != 0:
         if looks_like_missing_command(r.rc, r.stderr):
             checks.append(Check("pool agent", "fail", f"`{client.pool.agent_command}` not found on the pool: {r.stderr.strip()[-200:]}",
-                                f"on the pool: `{INSTALL_HINT}`, or set agent_command to its absolute path"))
+                                f"`llorch pool install --host {client.pool.name}` (or on the pool: `{INSTALL_HINT}`), "
+                                "or set agent_command to its absolute path"))
         else:
             checks.append(Check("pool agent", "fail", f"`{shlex.join(argv)}` exited {r.rc}: {r.stderr.strip()[-300:]}",
                                 "run that command on the pool to see the full error"))
         return False
     remote = r.stdout.strip().split()[-1] if r.stdout.strip() else "?"
     if remote != __version__:
-        checks.append(Check("pool agent", "warn", f"llorch {remote} on the pool, {__version__} here",
-                            f"install the same version on both sides (`pip install llorch=={__version__}` on the pool)"))
+        checks.append(Check("pool agent", "warn", f"version skew: llorch {remote} on the pool, {__version__} here",
+                            f"`llorch pool install --host {client.pool.name} --upgrade` installs this machine's "
+                            f"llorch {__version__} there"))
     else:
         checks.append(Check("pool agent", "ok", f"llorch-pool {remote} ({client.pool.agent_command})"))
     return True

@@ -4,6 +4,7 @@
     llorch pool status --all                              every configured pool at once
     llorch pool doctor --host POOL                        what works there and what to fix
     llorch pool trust --host POOL [--yes] [--replace]     accept the pool's SSH host key
+    llorch pool install --host POOL [--torch ..]          this llorch (+ worker, torch) on a pool, agent_command recorded
     llorch jobs submit|list|cancel                        prompts to running workers
     llorch models place ID                                where a model would run, best first, and why
     llorch models copy ID --from A --to B                 a model pool to pool, through this machine
@@ -44,6 +45,10 @@ def _pool_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     doctor.add_argument("--host", metavar="POOL", required=True, help="the pool to check")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.set_defaults(handler=_doctor)
+
+    from llorch_tui.cli.install_cli import add_install_command
+
+    add_install_command(psub)
 
     trust = psub.add_parser("trust", help="show a pool's SSH host key fingerprint and add it to known_hosts")
     trust.add_argument("--host", metavar="POOL", required=True, help="the pool whose key to accept")

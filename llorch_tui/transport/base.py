@@ -78,3 +78,7 @@ class Transport(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def put_file(self, local: str, remote: str) -> None:
+        """Copy a file of this machine to `remote` (an absolute path) on the pool: SFTP over SSH."""
+        raise NotImplementedError(f"{type(self).__name__} cannot copy files")

@@ -113,5 +113,8 @@ class LocalTransport(Transport):
     async def forward_port(self, remote_port: int) -> int:
         return remote_port
 
+    async def put_file(self, local: str, remote: str) -> None:
+        await asyncio.to_thread(shutil.copyfile, local, remote)
+
     async def close(self) -> None:
         self.set_state("offline")

@@ -209,6 +209,22 @@ class SSHTransport(Transport):
                                "sshd may limit sessions (MaxSessions) or forbid forwarding (AllowTcpForwarding)")
         return ssh_errors.connection_lost(self.pool, e)
 
+    async def put_file(self, local: str, remote: str) -> None:
+        """SFTP over the pool's existing connection (no second login); `remote` is written whole or fails."""
+        conn = await self._live()
+        try:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.put(local, remote)
+        except asyncssh.SFTPError as e:
+            raise LlorchError(ErrorCode.BAD_REQUEST, f"pool {self.pool.name}: copying {local} to {remote} failed: "
+                              f"{e.reason}", "check the directory exists and is writable on the pool") from None
+        except asyncssh.ChannelOpenError as e:
+            raise LlorchError(ErrorCode.UNREACHABLE, f"pool {self.pool.name}: the server refused an SFTP session: "
+                              f"{e.reason}", "enable sshd's sftp subsystem on the pool (`Subsystem sftp "
+                              "internal-sftp` in sshd_config)") from None
+        except (asyncssh.Error, OSError) as e:
+            raise self._lost_or(e) from None
+
     # -- port forwarding ------------------------------------------------------------------
     async def forward_port(self, remote_port: int) -> int:
         """A local 127.0.0.1 port that reaches the pool's 127.0.0.1:remote_port (cached per port).

@@ -49,6 +49,7 @@ MaxSessions 10
 AllowTcpForwarding yes
 PermitUserEnvironment no
 LogLevel VERBOSE
+Subsystem sftp internal-sftp
 """
 
 
