@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -74,3 +75,20 @@ def make_pool(tmp_path_factory: pytest.TempPathFactory, synth_models: dict[str, 
         return state
 
     return factory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_worker_template_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Drain the warm worker templates of the pools the tests made (by design they idle for minutes)."""
+    yield
+    import psutil
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "llorch_worker.template" in cmd and "--state-dir" in cmd[:-1]:
+            if base in Path(cmd[cmd.index("--state-dir") + 1]).resolve().parents:
+                try:
+                    proc.terminate()  # drains: it exits once the workers it forked have
+                except psutil.Error:
+                    pass

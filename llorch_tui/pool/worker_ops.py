@@ -14,10 +14,11 @@ from pydantic import BaseModel, Field
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.pool import template_client
 from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.worker_registry import (LIVE_STATES, Registry, fill_exit_info, is_live, is_worker_cmdline,
                                              log_tail, now)
-from llorch_tui.pool.worker_spawn import SpawnParams, reap_supervisors, spawn_worker
+from llorch_tui.pool.worker_spawn import SpawnParams, reap_supervisors, spawn_worker, worker_command
 from llorch_tui.protocol.workers import WorkerRecord
 
 HEALTH_TIMEOUT_S = 1.5
@@ -38,6 +39,10 @@ class LogsParams(BaseModel):
     id: str
     lines: int = Field(default=100, ge=0, le=100_000)
     follow: bool = False
+
+
+class TemplateParams(BaseModel):
+    stop: bool = False
 
 
 class SweepParams(BaseModel):
@@ -225,6 +230,8 @@ def find_workers(paths: PoolPaths) -> tuple[list[dict[str, Any]], list[dict[str,
     others: list[dict[str, Any]] = []
     for proc in psutil.process_iter(["pid", "cmdline", "create_time"]):
         cmd = proc.info.get("cmdline") or []
+        while cmd and not cmd[-1]:
+            cmd = cmd[:-1]  # a worker forked from the template: its title is NUL-padded to the template's argv
         if not is_worker_cmdline(cmd) or proc.pid in known:
             continue
         try:
@@ -233,10 +240,15 @@ def find_workers(paths: PoolPaths) -> tuple[list[dict[str, Any]], list[dict[str,
             continue  # another user's process: not ours to report or stop
         sd = env.get("LLORCH_STATE_DIR")
         item = {"pid": proc.pid, "cmdline": redact_cmdline(cmd)[:500], "create_time": proc.info.get("create_time"),
-                "state_dir": sd, "worker_id": env.get("LLORCH_WORKER_ID")}
+                "state_dir": sd, "worker_id": env.get("LLORCH_WORKER_ID") or _flag(cmd, "--worker-id")}
         # A worker another agent (another state dir) started is that agent's business, not a stray.
         (others if sd and Path(sd).resolve() != ours else strays).append(item)
     return strays, others
+
+
+def _flag(cmd: list[str], flag: str) -> str | None:
+    """The value after `flag` (a forked worker's environment is its template's: its id is only in argv)."""
+    return cmd[cmd.index(flag) + 1] if flag in cmd[:-1] else None
 
 
 def _stop_stray(item: dict[str, Any], grace_s: float) -> dict[str, Any]:
@@ -265,3 +277,16 @@ async def sweep_op(ctx: OpContext, p: SweepParams) -> dict[str, Any]:
                               "`llorch-pool worker sweep` lists the strays")
         stopped = list(await asyncio.gather(*(asyncio.to_thread(_stop_stray, s, p.grace_s) for s in targets)))
     return {"strays": strays, "stopped": stopped, "other_state_dirs": others}
+
+
+@op("workers.template", TemplateParams, summary="the warm worker template of this pool; stop=true drains it")
+async def template_op(ctx: OpContext, p: TemplateParams) -> dict[str, Any]:
+    state = ctx.settings.state_dir
+    doc = await asyncio.to_thread(template_client.ping, state)
+    out: dict[str, Any] = {"running": doc is not None, "disabled": template_client.disabled_reason(worker_command()),
+                           "socket": template_client.socket_name(state), "stopped": False}
+    if doc is not None:
+        out.update({k: doc.get(k) for k in ("pid", "fingerprint", "children", "stale")})
+    if p.stop and doc is not None:
+        out["stopped"] = await asyncio.to_thread(template_client.stop, state)
+    return out

@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool import template_client
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.ops import OpContext
 from llorch_tui.pool.ports import pick_port
@@ -71,6 +72,7 @@ def reap_supervisors() -> None:
     for proc in list(_SUPERVISORS):
         if proc.poll() is not None:
             _SUPERVISORS.remove(proc)
+    template_client.reap()
 
 
 def model_dir(ctx: OpContext, entry: ModelEntry) -> Path:
@@ -176,9 +178,14 @@ def _reserve(ctx: OpContext, p: SpawnParams, worker_id: str) -> WorkerRecord:
     return rec
 
 
-def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the supervisor in a new session; returns it and the read end of its pid pipe."""
-    argv = [*worker_command(), "--worker-id", rec.id, "--model", str(mdir), "--backend", rec.backend,
+def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str,
+            template: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start the supervisor in a new session; returns it and the read end of its pid pipe.
+
+    With `template` (the pool's warm template socket), the supervisor has the worker forked there.
+    """
+    command = worker_command()
+    argv = [*command, "--worker-id", rec.id, "--model", str(mdir), "--backend", rec.backend,
             "--port", str(rec.port), "--host", "127.0.0.1", "--callback-url", callback_url]
     if rec.gpu is not None:
         argv += ["--gpu", str(rec.gpu)]
@@ -192,12 +199,15 @@ def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str) ->
     r, w = os.pipe()
     try:
         with open(rec.log_path, "ab") as log:
-            log.write(f"# llorch-pool: starting worker {rec.id} at {now().isoformat()}: {shlex.join(argv)}\n".encode())
+            how = "forked from the warm template" if template else f"exec ({rec.start_note})"
+            log.write(f"# llorch-pool: starting worker {rec.id} at {now().isoformat()} ({how}): "
+                      f"{shlex.join(argv)}\n".encode())
             log.flush()
+            fork = ["--template", template, "--command-words", str(len(command))] if template else []
             # Never the agent's stdin/stdout (the protocol channel): /dev/null in, the log file out.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "llorch_tui.pool.supervise", "--exit-file", str(exit_file(paths, rec.id)),
-                 "--pid-fd", str(w), "--", *argv],
+                 "--pid-fd", str(w), *fork, "--", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 pass_fds=(w,), env=env, cwd=str(ctx.settings.state_dir))
     except BaseException:
@@ -245,7 +255,12 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     entry, mdir = await asyncio.to_thread(check_request, ctx, p)
     timeout = spawn_timeout(entry, mdir, p.timeout_s)
     worker_id = f"{p.model}-{p.backend}{'' if p.gpu is None else p.gpu}-{secrets.token_hex(3)}"
+    # The warm template first (its first start imports torch): the port is picked after, so it is
+    # still free when the worker binds it.
+    template, note = await asyncio.to_thread(
+        template_client.ensure, ctx.settings.state_dir, ctx.settings.paths.ensure().logs_dir, worker_command())
     rec = await asyncio.to_thread(_reserve, ctx, p, worker_id)
+    rec.start_note = note
     registry = Registry(ctx.settings.paths)
     ctx.emit("progress", {"stage": "port", "port": rec.port, "worker_id": rec.id})
     callback = _Callback(rec.id)
@@ -254,18 +269,22 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     t0 = time.monotonic()
     try:
         await callback.start()
-        sup, fd = _launch(ctx, rec, mdir, callback.url)
+        sup, fd = _launch(ctx, rec, mdir, callback.url, template)
         reader, pipe = await _open_pipe(fd)
         try:
             line = (await asyncio.wait_for(reader.readline(), PID_WAIT_S)).strip()
         except asyncio.TimeoutError:  # an overloaded pool: a LlorchError, and _abandon kills what did start
             raise failure_error(rec, f"did not start within {PID_WAIT_S:.0f}s", code=ErrorCode.WORKER_TIMEOUT,
                                 hint="the pool is overloaded (see `llorch-pool status`); try again") from None
-        if not line.isdigit():
+        pid, _, how = line.decode(errors="replace").partition(" ")
+        if not pid.isdigit():
             raise failure_error(fill_exit_info(ctx.settings.paths, rec), "the worker process did not start")
         import psutil
 
-        rec.pid = rec.pgid = int(line)
+        rec.pid = rec.pgid = int(pid)
+        mode, _, note = how.partition(" ")
+        rec.start_mode = mode or "exec"
+        rec.start_note = note or (None if mode == "fork" else rec.start_note)
         rec.supervisor_pid = sup.pid
         try:
             rec.create_time = psutil.Process(rec.pid).create_time()
@@ -273,7 +292,8 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
             rec.create_time = None
         await asyncio.to_thread(registry.put, rec)
         ctx.emit("progress", {"stage": "spawned", "pid": rec.pid, "port": rec.port, "worker_id": rec.id,
-                              "log_path": rec.log_path, "timeout_s": timeout})
+                              "log_path": rec.log_path, "timeout_s": timeout, "start_mode": rec.start_mode,
+                              "start_note": rec.start_note})
         ready = await _wait_ready(ctx, rec, callback, reader, t0, timeout, entry)
         rec.state, rec.ready_at = "ready", now()
         rec.load_s = ready.get("load_s") if isinstance(ready.get("load_s"), (int, float)) else round(time.monotonic() - t0, 3)

@@ -41,3 +41,7 @@ class WorkerRecord(WireModel):
     error_code: str | None = None
     dtype: str | None = None
     stopped_at: datetime | None = None
+    # How the worker started: "fork" (from the pool's warm template) or "exec"; start_note says
+    # why an exec happened where a fork was possible (switched off, macOS, template failure).
+    start_mode: str | None = None
+    start_note: str | None = None

@@ -13,14 +13,20 @@ from typing import Any
 
 import psutil
 
+from llorch_tui.pool import template_client
+
 AGENT = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
 POOL_ID = "test"
 # Every state dir these tests drove: the session-end guard looks for processes left in any of them.
 STATE_DIRS: set[Path] = set()
 
 
+# Kept from the outer environment: `LLORCH_WORKER_TEMPLATE=off make test` runs these tests with cold starts.
+PASSED_THROUGH = ("LLORCH_WORKER_TEMPLATE",)
+
+
 def agent_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLORCH_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLORCH_") or k in PASSED_THROUGH}
     return {**env, **(extra or {})}
 
 
@@ -51,8 +57,16 @@ def agent_cli(state: Path, *args: str, timeout: float = 240, env: dict[str, str]
     return out
 
 
-def processes_under(root: Path) -> list[psutil.Process]:
-    """Processes of this user whose LLORCH_STATE_DIR lies under `root` (workers and their supervisors)."""
+def is_template(proc: psutil.Process) -> bool:
+    try:
+        return "llorch_worker.template" in proc.cmdline()
+    except psutil.Error:
+        return False
+
+
+def processes_under(root: Path, templates: bool = False) -> list[psutil.Process]:
+    """Processes of this user whose LLORCH_STATE_DIR lies under `root` (workers and their supervisors;
+    the pool's warm worker template only with `templates`: it outlives workers by design)."""
     root = root.resolve()
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -63,7 +77,7 @@ def processes_under(root: Path) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
         if sd and (Path(sd).resolve() == root or root in Path(sd).resolve().parents):
-            if proc.info.get("cmdline") and "serve" not in proc.info["cmdline"]:
+            if proc.info.get("cmdline") and "serve" not in proc.info["cmdline"] and (templates or not is_template(proc)):
                 found.append(proc)
     return found
 
@@ -136,10 +150,19 @@ class RawAgent:
             return await self.proc.wait()
 
 
+def stop_templates(state: Path) -> None:
+    """Drain the pool's warm template (it exits once its workers have) and wait for it to go."""
+    template_client.stop(state)
+    for proc in processes_under(state, templates=True):
+        if is_template(proc):
+            wait_gone(proc.pid, 30)
+
+
 def stop_everything(state: Path) -> None:
     """Finalizer of every fixture that starts workers: the agent's own stop, then a hard kill of what is left."""
     agent_cli(state, "worker", "stop", "--all", "--grace", "3", timeout=60)
-    for proc in processes_under(state):
+    stop_templates(state)
+    for proc in processes_under(state, templates=True):
         try:
             proc.kill()
         except psutil.Error:

@@ -12,13 +12,15 @@ from typing import Iterator
 
 import pytest
 
-from agent_helpers import STATE_DIRS, processes_under, stop_everything
+from agent_helpers import STATE_DIRS, processes_under, stop_everything, stop_templates
 
 
 @pytest.fixture(scope="session", autouse=True)
 def no_worker_left_behind() -> Iterator[None]:
     yield
-    left = [p for state in sorted(STATE_DIRS) for p in processes_under(state)]
+    for state in sorted(STATE_DIRS):
+        stop_templates(state)
+    left = [p for state in sorted(STATE_DIRS) for p in processes_under(state, templates=True)]
     for proc in left:
         try:
             proc.kill()

@@ -80,8 +80,9 @@ def test_sweep_finds_a_stray_and_stops_only_it(pool: Path, make_pool, synth_mode
 
 
 def test_readiness_timeout_kills_the_worker(pool: Path) -> None:
-    # 1 s is far less than `import torch` takes: the deadline passes while the worker loads.
-    res = agent_cli(pool, "worker", "spawn", "cpu", "--model", "tiny-llama", "--timeout", "1")
+    # 1 s is far less than `import torch` takes (a cold start: a warm one could be ready in time).
+    res = agent_cli(pool, "worker", "spawn", "cpu", "--model", "tiny-llama", "--timeout", "1",
+                    env={"LLORCH_WORKER_TEMPLATE": "off"})
     assert res.rc == 1 and res.error["code"] == "worker_timeout", (res.error, res.result)
     assert "not ready after 1s" in res.error["message"] and "--timeout" in res.error["hint"]
     assert processes_under(pool) == []

@@ -1,4 +1,4 @@
-"""`llorch-pool worker spawn|list|stop|logs|sweep`."""
+"""`llorch-pool worker spawn|list|stop|logs|sweep|template`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ class SpawnProgress:
         if stage == "port":
             self.console.print(f"worker {data.get('worker_id')}: port {data.get('port')}", highlight=False)
         elif stage == "spawned":
-            self.console.print(f"started pid {data.get('pid')} (log: {data.get('log_path')})", highlight=False)
+            how = "forked from the warm template" if data.get("start_mode") == "fork" else \
+                f"exec: {data.get('start_note')}" if data.get("start_note") else "exec"
+            self.console.print(f"started pid {data.get('pid')} ({how}; log: {data.get('log_path')})", highlight=False)
             self.status = self.console.status(f"loading (timeout {data.get('timeout_s', 0):.0f}s)...")
             self.status.start()
         elif stage == "waiting" and self.status is not None:
@@ -171,6 +173,20 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-probe", action="store_true", help="skip the /health probes")
 
 
+def render_template(result: dict[str, Any], console: Console) -> None:
+    if result.get("disabled"):
+        console.print(f"Warm starts are off on this pool: {result['disabled']}", highlight=False)
+    elif not result.get("running"):
+        console.print("No worker template running (the next spawn starts one).", highlight=False)
+    else:
+        kids = result.get("children") or []
+        console.print(f"worker template pid {result.get('pid')} (package {result.get('fingerprint')}): "
+                      f"{len(kids)} worker(s) forked and running"
+                      f"{'; draining' if result.get('stale') or result.get('stopped') else ''}", highlight=False)
+    if result.get("stopped"):
+        console.print("Asked it to stop: it takes no more spawns and exits after its last worker.")
+
+
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("worker", "spawn"), "start an inference worker and wait until it is ready", _spawn_args,
                 op="workers.spawn", to_params=_spawn_params, render=render_spawned, events=SpawnProgress),
@@ -185,4 +201,8 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec(("worker", "sweep"), "find llorch-worker processes the registry does not know", _sweep_args,
                 op="workers.sweep", to_params=lambda a: {"stop": a.stop, "pids": a.pids, "grace_s": a.grace},
                 render=render_sweep),
+    CommandSpec(("worker", "template"), "the pool's warm worker template (forks workers with torch imported)",
+                lambda p: p.add_argument("--stop", action="store_true",
+                                         help="drain it: no more forks; it exits after its last worker"),
+                op="workers.template", to_params=lambda a: {"stop": a.stop}, render=render_template),
 ]
