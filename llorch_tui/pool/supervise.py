@@ -9,7 +9,7 @@ nothing heavy (no torch, no pydantic): it costs a few MB next to a worker.
                                         -- llorch-worker ARGS...
 
 With --pid-fd, the worker's pid and how it started are written to that fd as one line
-(`PID fork`, or `PID exec [why not forked]`); the fd stays open until this process exits, so the
+(`PID`, `PID fork`, or `PID exec WHY` when a fork was asked for and failed); the fd stays open until this process exits, so the
 agent sees EOF exactly when the worker is gone. With --template, the worker is forked by the
 pool's warm template (its argv is the command minus its first K words) and the template reports
 its exit status here; if the template cannot, the command is exec'd as usual and the log says why.
@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in pending:
         forward(signum, None)
     if pid_out is not None:
-        pid_out.write(f"{worker_pid} {mode} {note}".rstrip() + "\n")
+        # A plain exec keeps the original one-word line.
+        pid_out.write((f"{worker_pid} {mode} {note}".rstrip() if mode == "fork" or note else str(worker_pid)) + "\n")
         pid_out.flush()
     doc: dict[str, object] = {"worker_pid": worker_pid, "start": mode, "time": 0.0}
     if child is not None:

@@ -173,6 +173,10 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-probe", action="store_true", help="skip the /health probes")
 
 
+def _template_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stop", action="store_true", help="drain it: no more forks; it exits after its last worker")
+
+
 def render_template(result: dict[str, Any], console: Console) -> None:
     if result.get("disabled"):
         console.print(f"Warm starts are off on this pool: {result['disabled']}", highlight=False)
@@ -202,7 +206,5 @@ COMMANDS: list[CommandSpec] = [
                 op="workers.sweep", to_params=lambda a: {"stop": a.stop, "pids": a.pids, "grace_s": a.grace},
                 render=render_sweep),
     CommandSpec(("worker", "template"), "the pool's warm worker template (forks workers with torch imported)",
-                lambda p: p.add_argument("--stop", action="store_true",
-                                         help="drain it: no more forks; it exits after its last worker"),
-                op="workers.template", to_params=lambda a: {"stop": a.stop}, render=render_template),
+                _template_args, op="workers.template", to_params=lambda a: {"stop": a.stop}, render=render_template),
 ]
