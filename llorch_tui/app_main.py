@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--report-dir", help="where reports go (default: [matrix] report_dir)")
     m.add_argument("--download", action="store_true", help="download models that are missing on a pool")
     m.add_argument("--bench", type=int, metavar="N", help="benchmark mode: N iterations per cell")
+    m.add_argument("--bench-pp", type=int, metavar="TOKENS", help="--bench: prompt tokens of the pp runs (default 128)")
+    m.add_argument("--bench-tg", type=int, metavar="TOKENS", help="--bench: generated tokens of the tg runs (default 32)")
+    m.add_argument("--bench-concurrency", type=int, nargs="+", metavar="C",
+                   help="--bench: concurrency levels for TTFT/TPOT/ITL percentiles (default 1 4)")
     m.add_argument("--stability", action="store_true", help="stability mode: 1000 requests, bursts, edge cases")
     m.add_argument("--stability-requests", type=int, default=1000, metavar="N", help=argparse.SUPPRESS)
     m.add_argument("--no-parity", action="store_true",

@@ -36,6 +36,9 @@ def cell_line(r: CellResult) -> str:
                  f"{m.tokens_per_second:.1f} tok/s" if m.tokens_per_second is not None else ""]
         if r.bench:
             parts.append(f"bench {r.bench.tokens_per_second_mean:.1f} tok/s mean")
+            if r.bench.pp_tps_mean is not None:
+                parts.append(f"pp{r.bench.pp_tokens} {r.bench.pp_tps_mean:.1f}±{r.bench.pp_tps_sd or 0:.1f} "
+                             f"tg{r.bench.tg_tokens} {r.bench.tg_tps_mean or 0:.1f}±{r.bench.tg_tps_sd or 0:.1f} tok/s")
         if r.stability:
             parts.append(f"stability {r.stability.requests} req, p99 {r.stability.latency_ms_p99 or 0:.0f}ms")
         detail = "  ".join(p for p in parts if p)
@@ -163,4 +166,9 @@ def _flags(args: argparse.Namespace) -> list[str]:
             out.append(f"--{name.replace('_', '-')}")
     if getattr(args, "bench", None):
         out += ["--bench", str(args.bench)]
+    for name in ("bench_pp", "bench_tg"):
+        if getattr(args, name, None):
+            out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if getattr(args, "bench_concurrency", None):
+        out += ["--bench-concurrency", *map(str, args.bench_concurrency)]
     return out

@@ -10,6 +10,8 @@ from typing import Awaitable, Callable
 
 import aiohttp
 
+from llorch_tui.bench_metrics import percentile
+from llorch_tui.matrix.bench_run import run_llama_bench
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP
 from llorch_tui.protocol.matrix import BenchResult, StabilityResult
@@ -21,15 +23,6 @@ UNICODE_PROMPT = "Grüße aus Zürich — 日本語のテキスト, emoji 🦙�
 MAX_ERROR_SAMPLES = 10
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100): p99 of 1000 samples is the 990th, not an interpolation."""
-    s = sorted(values)
-    if not s:
-        return 0.0
-    rank = max(1, min(len(s), round(q / 100 * len(s) + 0.5 - 1e-9)))
-    return s[rank - 1]
-
-
 async def run_bench(http: WorkerHTTP, options: MatrixOptions, progress: Progress) -> BenchResult:
     n = max(1, options.bench or 1)
     tps: list[float] = []
@@ -39,8 +32,10 @@ async def run_bench(http: WorkerHTTP, options: MatrixOptions, progress: Progress
         tps.append(float(gen.tokens_per_second or 0.0))
         ttft.append(float(gen.ttft_ms or 0.0))
         progress((i + 1) / n, f"iteration {i + 1}/{n}: {gen.tokens_per_second or 0:.1f} tok/s")
-    await http.health()
-    return BenchResult(iterations=n, max_tokens=options.max_tokens,
+    health = await http.health()
+    std = await run_llama_bench(http, n, options.bench_pp, options.bench_tg, options.bench_concurrency, options.seed,
+                                progress)
+    return BenchResult(iterations=n, max_tokens=options.max_tokens, **std, startup=health.get("startup") or {},
                        tokens_per_second_mean=round(statistics.fmean(tps), 3),
                        tokens_per_second_p50=round(statistics.median(tps), 3),
                        ttft_ms_mean=round(statistics.fmean(ttft), 3), ttft_ms_p50=round(statistics.median(ttft), 3),

@@ -25,6 +25,9 @@ class MatrixOptions:
     request_timeout_s: float = 120.0
     report_dir: str | None = "reports"  # None: write no reports
     bench: int | None = None            # --bench N: N timed iterations per cell
+    bench_pp: int = 128                 # --bench-pp: prompt tokens of the pp runs (llama-bench pp128)
+    bench_tg: int = 32                  # --bench-tg: generated tokens of the tg runs and concurrency levels
+    bench_concurrency: list[int] = field(default_factory=lambda: [1, 4])  # --bench-concurrency 1 4 16
     stability: bool = False
     stability_requests: int = 1000
     burst_size: int = 10
@@ -57,6 +60,9 @@ class MatrixOptions:
             o.download = True
         if getattr(args, "bench", None) is not None:
             o.bench = args.bench
+        for name in ("bench_pp", "bench_tg", "bench_concurrency"):
+            if getattr(args, name, None):
+                setattr(o, name, getattr(args, name))
         if getattr(args, "stability", False):
             o.stability = True
         if getattr(args, "stability_requests", None):

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.models_ops import IdParams, check_backends, store_of
@@ -33,12 +33,34 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+LIKE_NAMES = ("tinyllama", "qwen-0.5b", "phi3", "mistral")
+LIKE_ARCHITECTURE = {"tinyllama": "llama", "qwen-0.5b": "qwen2", "phi3": "phi3", "mistral": "mistral"}
+
+
 class SynthParams(IdParams):
-    architecture: Literal["llama", "qwen2", "phi3", "mistral"]
+    architecture: Literal["llama", "qwen2", "phi3", "mistral"] | None = None
     size: Literal["tiny", "small"] = "tiny"
     seed: int = Field(default=0, ge=0)
     backends: list[str] | None = None
     force: bool = False  # replace an existing entry (and its directory)
+    # The exact configuration of an original model (real size, random weights), in this dtype.
+    like: Literal["tinyllama", "qwen-0.5b", "phi3", "mistral"] | None = None
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SynthParams":
+        if self.like is None and self.architecture is None:
+            raise ValueError("give an architecture (a tiny/small checkpoint) or like (a real-size one)")
+        if self.like is not None:
+            if self.architecture not in (None, LIKE_ARCHITECTURE[self.like]):
+                raise ValueError(f"like={self.like} is a {LIKE_ARCHITECTURE[self.like]} model, "
+                                 f"not {self.architecture}; leave the architecture out")
+            self.architecture = LIKE_ARCHITECTURE[self.like]  # type: ignore[assignment]
+        return self
+
+    @property
+    def what(self) -> str:
+        return f"{self.like}-like ({self.dtype})" if self.like else f"{self.architecture}/{self.size}"
 
 
 def _exists_error(model_id: str) -> LlorchError:
@@ -51,13 +73,13 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
     if importlib.util.find_spec("llorch_worker") is None:
         raise LlorchError(ErrorCode.AGENT_MISSING, "the worker package (llorch_worker) is not installed on this pool",
                           "install it next to the agent: pip install -e ./worker (or pip install llorch-worker)")
-    argv = [sys.executable, "-m", "llorch_worker.synth", "--out", str(out), "--architecture", p.architecture,
-            "--size", p.size, "--seed", str(p.seed), "--json"]
+    kind = ["--like", p.like, "--dtype", p.dtype] if p.like else ["--architecture", str(p.architecture), "--size", p.size]
+    argv = [sys.executable, "-m", "llorch_worker.synth", "--out", str(out), *kind, "--seed", str(p.seed), "--json"]
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 env=child_env())
     ctx.emit("progress", {"stage": "synthesize", "model": p.id, "architecture": p.architecture, "size": p.size,
-                          "pid": proc.pid})
+                          "like": p.like, "pid": proc.pid})
     try:
         stdout, stderr = await proc.communicate()
     finally:
@@ -67,7 +89,7 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
     if proc.returncode != 0:
         tail = stderr.decode(errors="replace").strip()[-STDERR_TAIL:]
         last = tail.splitlines()[-1] if tail else f"exit status {proc.returncode}"
-        raise LlorchError(ErrorCode.INTERNAL, f"synthesizing {p.architecture}/{p.size} failed: {last}",
+        raise LlorchError(ErrorCode.INTERNAL, f"synthesizing {p.what} failed: {last}",
                           "check that torch, transformers and tokenizers are installed in the agent's Python "
                           f"({sys.executable})", stderr=tail)
     try:
@@ -82,8 +104,11 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
 def _entry(p: SynthParams, path: Path, info: dict[str, Any]) -> ModelEntry:
     files = [ModelFile(name=f["name"], size=int(f["size"]), sha256=f.get("sha256")) for f in info["files"]]
     size_bytes = int(info.get("size_bytes") or sum(f.size for f in files))
+    name = f"synthetic {p.architecture} ({p.size}, seed {p.seed})"
+    if p.like:  # real size: say loudly that it is not the real model
+        name = f"SYNTHETIC {p.like}-like: random weights, {p.dtype}, seed {p.seed} (shapes of {info.get('original')})"
     return ModelEntry(
-        id=p.id, name=f"synthetic {p.architecture} ({p.size}, seed {p.seed})", path=str(path),
+        id=p.id, name=name, path=str(path),
         architecture=p.architecture, downloaded=True, backends=check_backends(p.backends) or list(BACKENDS),
         metadata=ModelMetadata(context_length=info.get("context_length"), vocab_size=info.get("vocab_size")),
         files=files, size_gb=size_bytes / 1e9, source="synthetic")

@@ -112,6 +112,24 @@ class Measurements(BaseModel):
     sample_text: str | None = None         # the first probe's text (truncated)
 
 
+class BenchLevel(BaseModel):
+    """One concurrency level of a cell's --bench: latency percentiles (ms) and throughput."""
+
+    concurrency: int
+    requests: int
+    tokens: int = 0
+    throughput_tps: float = 0.0
+    ttft_ms_p50: float = 0.0
+    ttft_ms_p90: float = 0.0
+    ttft_ms_p99: float = 0.0
+    tpot_ms_p50: float = 0.0
+    tpot_ms_p90: float = 0.0
+    tpot_ms_p99: float = 0.0
+    itl_ms_p50: float = 0.0
+    itl_ms_p90: float = 0.0
+    itl_ms_p99: float = 0.0
+
+
 class BenchResult(BaseModel):
     iterations: int
     max_tokens: int
@@ -122,6 +140,15 @@ class BenchResult(BaseModel):
     peak_rss_bytes: int | None = None
     device_peak_bytes: int | None = None
     samples_tokens_per_second: list[float] = Field(default_factory=list)
+    # llama-bench / vLLM conventions (definitions: llorch_tui/bench_metrics.py, docs/benchmarks.md):
+    pp_tokens: int | None = None       # prompt length of the pp runs (exact, token ids)
+    tg_tokens: int | None = None       # generated tokens of the tg runs and the concurrency levels
+    pp_tps_mean: float | None = None
+    pp_tps_sd: float | None = None
+    tg_tps_mean: float | None = None
+    tg_tps_sd: float | None = None
+    levels: list[BenchLevel] = Field(default_factory=list)
+    startup: dict[str, float] = Field(default_factory=dict)  # stage -> seconds (process, weights_to_ram, ...)
 
 
 class StabilityResult(BaseModel):

@@ -152,6 +152,13 @@ class WorkerProcess:
         await self._shutdown()
         return EXIT_OK
 
+    @staticmethod
+    def t_created_to_load(t_load: float) -> float:
+        """Seconds from the process's creation to `t_load` (a monotonic time)."""
+        import psutil
+
+        return (time.time() - (time.monotonic() - t_load)) - psutil.Process().create_time()
+
     def _model_path(self) -> Any:
         from pathlib import Path
 
@@ -202,10 +209,14 @@ class WorkerProcess:
         scheduler = Scheduler(engine, Metrics(), max_batch=self.args.max_batch, queue_limit=self.args.queue_limit)
         # warmup: its own cache, dropped with its batch; nothing survives into real requests.
         # It is counted in a throwaway Metrics so /metrics shows only real traffic.
+        t_warm = time.monotonic()
         scheduler.run_now(Job("warmup", engine.encode("Hello, world!") or [engine.pad_id], 4, lambda ev: None))
         metrics = scheduler.metrics = Metrics()
         scheduler.start()
         engine.load_s = time.monotonic() - t0
+        # process: from this process's start (exec, or the fork of a warm template) to loading
+        engine.stages = {"process": round(max(0.0, self.t_created_to_load(t0)), 3), **engine.stages,
+                         "warmup": round(time.monotonic() - t_warm, 3)}
         self.state.engine, self.state.scheduler, self.state.metrics = engine, scheduler, metrics
         self.state.dtype = engine.dtype_name
         self.state.device = engine.device
@@ -215,7 +226,8 @@ class WorkerProcess:
         self.state.status = "ok"
         payload = {"worker_id": self.args.worker_id, "status": "ready", "port": self.port, "model": eng.name,
                    "model_path": str(eng.path), "backend": self.args.backend, "device": eng.device,
-                   "dtype": eng.dtype_name, "load_s": round(eng.load_s, 3), "pid": os.getpid()}
+                   "dtype": eng.dtype_name, "load_s": round(eng.load_s, 3), "pid": os.getpid(),
+                   "startup": eng.stages}
         print(f"LLORCH_WORKER_READY {json.dumps(payload)}", flush=True)
         await _post(self.args.callback_url, payload)
 

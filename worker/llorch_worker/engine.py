@@ -72,6 +72,12 @@ def check_dtype(device: str, torch_dtype: Any) -> None:
                                                "use another --dtype (auto picks one the device supports)")
 
 
+def torch_sync(device: str) -> None:
+    import torch
+
+    torch.cuda.synchronize(device)
+
+
 def configure_threads() -> int:
     """Use every core we are allowed on; one inter-op thread (the scheduler thread is the only caller)."""
     import torch
@@ -111,6 +117,9 @@ class Engine:
     max_prompt_chars: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     noise: Any = None  # faults.LogitNoise when fault injection is on (tests and demos only)
+    # Start-up stages in seconds (definitions: llorch_tui/bench_metrics.py): weights_to_ram, to_device,
+    # then warmup and process added by the worker's start-up.
+    stages: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path, backend: str, gpu: int, dtype: str, logit_noise: float = 0.0) -> Engine:
@@ -129,6 +138,7 @@ class Engine:
         except Exception as e:
             raise WorkerError("tokenizer_missing", f"{path}: the tokenizer does not load: {type(e).__name__}: {e}",
                               file=str(path / "tokenizer.json")) from e
+        t_weights = time.monotonic()
         try:
             model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
         except (ValueError, KeyError, OSError, RuntimeError) as e:
@@ -136,11 +146,15 @@ class Engine:
                 raise WorkerError("oom", f"out of memory loading {path}: {e}") from e
             raise WorkerError("checkpoint_corrupt", f"{path}: the model does not load: {type(e).__name__}: {e}",
                               file=str(path)) from e
+        t_device = time.monotonic()
         try:
             model.to(device)
+            if device.startswith("cuda"):
+                torch_sync(device)  # the copy is asynchronous: count it here, not in the warm-up
         except RuntimeError as e:
             code = "oom" if "out of memory" in str(e).lower() else "internal"
             raise WorkerError(code, f"moving the model to {device} failed: {e}") from e
+        stages = {"weights_to_ram": round(t_device - t_weights, 3), "to_device": round(time.monotonic() - t_device, 3)}
         model.eval()
         import inspect
 
@@ -164,7 +178,7 @@ class Engine:
         return cls(model=model, tokenizer=tokenizer, device=device, dtype=loaded_dtype, path=path,
                    name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
                    load_s=time.monotonic() - t0, cache_kw=cache_kw, noise=noise,
-                   max_prompt_chars=prompt_char_limit(tokenizer, context))
+                   max_prompt_chars=prompt_char_limit(tokenizer, context), stages=stages)
 
     @property
     def dtype_name(self) -> str:

@@ -84,9 +84,13 @@ async def health(request: web.Request) -> web.Response:
     }
     if eng is not None:
         body["context_length"] = eng.context_length
+        body["startup"] = eng.stages
         body["vocab_size"] = eng.vocab_size
         if eng.noise is not None:
             body["fault_injection"] = {"logit_noise": eng.noise.sigma}
+        synthetic = getattr(eng.model.config, "llorch_synthetic", None)
+        if synthetic:  # `models synth --like`: real shapes, random weights; never mistaken for the real model
+            body["synthetic"] = synthetic
     if st.stopping:
         body["stopping"] = True
     if st.error:

@@ -199,24 +199,33 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .synth_like import DTYPES, LIKE, synthesize_like
+
     p = argparse.ArgumentParser(prog="python -m llorch_worker.synth",
                                 description="Write a random-weight checkpoint of a real architecture.")
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
-    p.add_argument("--architecture", required=True, choices=ARCHITECTURES)
+    p.add_argument("--architecture", choices=ARCHITECTURES, help="a tiny/small checkpoint of this architecture")
+    p.add_argument("--like", choices=tuple(LIKE), help="the exact configuration of this original model instead")
     p.add_argument("--size", default="tiny", choices=SIZES)
+    p.add_argument("--dtype", default="bfloat16", choices=DTYPES, help="weights dtype with --like (default bfloat16)")
     p.add_argument("--seed", default=0, type=int)
     p.add_argument("--json", action="store_true", help="print one JSON document describing the checkpoint")
     args = p.parse_args(argv)
+    if (args.architecture is None) == (args.like is None):
+        p.error("give exactly one of --architecture and --like")
     try:
-        info = synthesize(args.out, args.architecture, args.size, args.seed)
+        if args.like:
+            info = synthesize_like(args.out, args.like, args.dtype, args.seed)
+        else:
+            info = synthesize(args.out, args.architecture, args.size, args.seed)
     except OSError as e:
         print(f"error: cannot write checkpoint to {args.out}: {e}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"wrote {args.architecture}/{args.size} ({info['params']:,} params, "
-              f"{info['size_bytes']:,} bytes) to {args.out}")
+        what = f"{args.like}-like ({args.dtype})" if args.like else f"{args.architecture}/{args.size}"
+        print(f"wrote {what} ({info['params']:,} params, {info['size_bytes']:,} bytes) to {args.out}")
     return 0
 
 

@@ -3,6 +3,7 @@ per failure or skip reason, then measurements, benchmarks, stability and the dif
 
 from __future__ import annotations
 
+from llorch_tui.matrix.reports.bench_tables import bench_convention_sections
 from llorch_tui.matrix.classify import DRIFT_CODES
 from llorch_tui.matrix.reports.certificates import environment_section, parity_section
 from llorch_tui.matrix.reports.diff import MatrixDiff, diff_markdown
@@ -151,7 +152,8 @@ def markdown_report(report: MatrixReport, diff: MatrixDiff | None = None, title:
             f"{DRIFT_ICON} runs but drifted from its reference (parity_drift, wrong_answer) · ⏭ skipped", ""]
     if foot:
         out += ["Notes:", "", *foot, ""]
-    out += parity_section(report) + _measurements(report) + _bench(report) + _stability(report)
+    out += parity_section(report) + _measurements(report) + _bench(report) + bench_convention_sections(report)
+    out += _stability(report)
     out += environment_section(report) + _failures(report)
     if diff is not None:
         out.append(diff_markdown(diff))

@@ -1,4 +1,4 @@
-"""`llorch-pool models synth ID --architecture A [--size] [--seed] [--force]`: an offline test model."""
+"""`llorch-pool models synth ID --architecture A [--size] | --like NAME [--dtype] [--seed] [--force]`: offline models."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from llorch_tui.pool.cli.spec import CommandSpec
 
 STAGE_TEXT = {
     "check": "checking the catalog",
-    "synthesize": "training a tokenizer and writing random weights (imports torch: a few seconds)",
+    "synthesize": "training a tokenizer and writing random weights (imports torch: seconds; real sizes: minutes)",
     "register": "registering in the catalog",
 }
 
@@ -45,8 +45,14 @@ class SynthProgress:
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="catalog id for the new model, e.g. tiny-llama")
-    p.add_argument("--architecture", required=True, choices=["llama", "qwen2", "phi3", "mistral"],
-                   help="real transformers architecture to build")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--architecture", choices=["llama", "qwen2", "phi3", "mistral"],
+                      help="real transformers architecture to build (tiny or small)")
+    kind.add_argument("--like", choices=["tinyllama", "qwen-0.5b", "phi3", "mistral"],
+                      help="the exact configuration of this original model: real size, random weights "
+                           "(bfloat16: 1.0 GB, 2.2 GB, 7.6 GB, 14.5 GB on disk)")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="weights dtype with --like (default bfloat16)")
     p.add_argument("--size", default="tiny", choices=["tiny", "small"],
                    help="tiny: loads and generates in well under a second; small: ~30M parameters, for benchmarks")
     p.add_argument("--seed", type=int, default=0, help="weight seed; the same seed gives the same bytes (default 0)")
@@ -55,15 +61,19 @@ def _args(p: argparse.ArgumentParser) -> None:
 
 
 def _params(a: argparse.Namespace) -> dict[str, Any]:
-    d: dict[str, Any] = {"id": a.id, "architecture": a.architecture, "size": a.size, "seed": a.seed,
-                         "force": a.force}
+    d: dict[str, Any] = {"id": a.id, "size": a.size, "seed": a.seed, "force": a.force}
+    if a.like:
+        d.update(like=a.like, dtype=a.dtype)
+    else:
+        d["architecture"] = a.architecture
     if a.backends:
         d["backends"] = split_backends(a.backends)
     return d
 
 
 COMMANDS: list[CommandSpec] = [
-    CommandSpec(("models", "synth"), "write a tiny random-weight checkpoint of a real architecture and register it",
+    CommandSpec(("models", "synth"), "write a random-weight checkpoint (tiny, or the exact shape of a real model) "
+                "and register it",
                 _args, op="models.synth", to_params=_params, render=render_entry("synthesized"),
                 events=SynthProgress),
 ]
