@@ -105,8 +105,18 @@ def test_bench_table(main_run: MainRun) -> None:
         b = _cell(main_run, f"local/cpu/{model}").bench
         assert b is not None and b.iterations == 2 and len(b.samples_tokens_per_second) == 2
         assert b.tokens_per_second_mean > 0 and b.tokens_per_second_p50 > 0 and b.ttft_ms_p50 > 0
+        # llama-bench rates at exact lengths, vLLM-style percentiles per concurrency, start-up stages
+        assert (b.pp_tokens, b.tg_tokens) == (128, 32) and b.pp_tps_mean and b.tg_tps_mean, b
+        assert b.pp_tps_sd is not None and b.tg_tps_sd is not None
+        assert [(lv.concurrency, lv.requests, lv.tokens) for lv in b.levels] == [(1, 2, 64), (4, 8, 256)]
+        for lv in b.levels:
+            assert 0 < lv.ttft_ms_p50 <= lv.ttft_ms_p90 <= lv.ttft_ms_p99 and lv.throughput_tps > 0
+            assert 0 < lv.itl_ms_p50 <= lv.itl_ms_p99 and lv.tpot_ms_p50 > 0
+        assert set(b.startup) == {"process", "weights_to_ram", "to_device", "warmup"}
     md = (main_run.report_dir / "matrix.md").read_text()
     assert "## Performance benchmarks" in md
+    assert "## Prompt processing and generation (llama-bench style, mean ± σ)" in md
+    assert "## Latency per concurrency (ms, p50 / p90 / p99)" in md and "## Start-up stages (s)" in md
     rows = [l for l in md.splitlines() if "| local/cpu | 2 × 8 |" in l]
     for model in PASSING:  # (the killed cell may have a row too: its bench ran before the kill)
         assert any(l.startswith(f"| {model} |") for l in rows), rows

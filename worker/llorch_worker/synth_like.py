@@ -161,7 +161,7 @@ def synthesize_like(out_dir: Path, like: str, dtype: str = "bfloat16", seed: int
          "do_sample": False})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    listing = []
+    listing: list[dict[str, Any]] = []
     for name in sorted(files):
         _atomic_write(out_dir / name, files[name])
         listing.append({"name": name, "size": len(files[name]), "sha256": hashlib.sha256(files[name]).hexdigest()})
@@ -177,7 +177,7 @@ def synthesize_like(out_dir: Path, like: str, dtype: str = "bfloat16", seed: int
         Path(tmp).unlink(missing_ok=True)
         raise
     listing.append({"name": "model.safetensors", "size": size, "sha256": sha})
-    listing.sort(key=lambda f: f["name"])
+    listing.sort(key=lambda f: str(f["name"]))
     params = sum(_numel(shape) for _, shape in items)
     return {
         "architecture": LIKE[like][1], "size": "like", "like": like, "original": LIKE[like][0], "dtype": dtype,
