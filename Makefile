@@ -7,7 +7,7 @@ TORCH_VERSION ?= 2.13.0
 # On a CUDA or Apple machine: make setup TORCH_SPEC=torch
 TORCH_SPEC ?= torch==$(TORCH_VERSION)
 
-.PHONY: setup run lint test bench screenshots clean
+.PHONY: setup run lint test bench gpu-check screenshots clean
 
 $(BIN)/.llorch-installed: pyproject.toml worker/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: setup lint
 
 bench: setup
 	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Real-size figures on a CUDA machine, offline (docs/gpu-check.md); ARGS=--dry-run proves it on the cpu.
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py $(ARGS)
 
 screenshots: setup
 	$(BIN)/python scripts/screenshots.py

@@ -28,11 +28,15 @@ from typing import Any
 import aiohttp
 
 PROMPTS = [f"Request {i}: tell me about the pool number {i} and its models." for i in range(32)]
+# --backend / --dtype: the same device and dtype for the worker, the raw baseline and transformers serve.
+TARGET = {"backend": "cpu", "dtype": "float32"}
+SERVE_DEVICE = {"cpu": "cpu", "cuda": "cuda", "metal": "mps"}
 
 
 def start_worker(model: Path, max_batch: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "llorch_worker", "--worker-id", "bench", "--model", str(model),
-                             "--backend", "cpu", "--port", "0", "--dtype", "float32", "--max-batch", str(max_batch)],
+                             "--backend", TARGET["backend"], "--port", "0", "--dtype", TARGET["dtype"],
+                             "--max-batch", str(max_batch)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "LLORCH_WORKER_LOG": "WARNING"})
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -86,13 +90,21 @@ async def burst(url: str, n: int, max_tokens: int, concurrent: bool, api: str = 
 def raw_generate_tps(model: Any, tok: Any, max_tokens: int) -> float:
     import torch
 
-    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]], device=model.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id)
     n = out.shape[1] - ids.shape[1]
+    sync(model)
     return n / (time.perf_counter() - t0)
+
+
+def sync(model: Any) -> None:
+    import torch
+
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
 
 
 def raw_loop_tps(model: Any, tok: Any, max_tokens: int) -> float:
@@ -100,7 +112,7 @@ def raw_loop_tps(model: Any, tok: Any, max_tokens: int) -> float:
     import torch
     from transformers import DynamicCache
 
-    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]])
+    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]], device=model.device)
     params = __import__("inspect").signature(model.forward).parameters
     kw = "cache" if "cache" in params else "past_key_values"
     t0 = time.perf_counter()
@@ -111,6 +123,7 @@ def raw_loop_tps(model: Any, tok: Any, max_tokens: int) -> float:
         for _ in range(max_tokens - 1):
             out = model(input_ids=nxt, use_cache=True, **{kw: cache})
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+    sync(model)
     return max_tokens / (time.perf_counter() - t0)
 
 
@@ -120,7 +133,8 @@ class RawChild:
     slower than a fresh process, which would flatter the worker."""
 
     def __init__(self, model: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--raw-child", str(model)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, __file__, "--raw-child", str(model), "--backend",
+                                      TARGET["backend"], "--dtype", TARGET["dtype"]], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
@@ -142,12 +156,13 @@ def raw_child_main(model: str) -> int:
     import torch
     import transformers
 
-    from llorch_worker.engine import configure_threads
+    from llorch_worker.engine import configure_threads, resolve_device
 
     configure_threads()
     transformers.utils.logging.disable_progress_bar()
     tok = transformers.AutoTokenizer.from_pretrained(model)
-    m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    device = resolve_device(TARGET["backend"], 0)
+    m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, TARGET["dtype"])).to(device).eval()
     raw_generate_tps(m, tok, 8)
     print("ready", flush=True)
     for line in sys.stdin:
@@ -162,7 +177,7 @@ def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
         return None
     port = _free_port()
     proc = subprocess.Popen([exe, "serve", "--continuous-batching", "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu", "--dtype", "float32", str(model)],
+                             "--device", SERVE_DEVICE[TARGET["backend"]], "--dtype", TARGET["dtype"], str(model)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     SERVE_MODEL["name"] = str(model)
@@ -204,8 +219,12 @@ def main() -> int:
     p.add_argument("--burst-tokens", type=int, default=64)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--skip-serve", action="store_true", help="skip (c), transformers serve")
+    p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "metal"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     p.add_argument("--raw-child", help=argparse.SUPPRESS)
     args = p.parse_args()
+    TARGET.update(backend=args.backend, dtype=args.dtype)
     if args.raw_child:
         return raw_child_main(args.raw_child)
 
@@ -280,7 +299,10 @@ def main() -> int:
             stop(serve[0])
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    results.update(backend=args.backend, dtype=args.dtype)
     print(json.dumps(results))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
