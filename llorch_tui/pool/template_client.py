@@ -7,7 +7,9 @@ supervisor asks it to fork each worker (`fork_worker`), then waits on the same c
 worker's exit status. Whenever a warm start is not possible, the reason is returned so the caller
 can say so and exec the worker the plain way.
 
-Standard library only: the supervisor imports this and must stay a few MB.
+Standard library only (and child_env, itself stdlib): the supervisor imports this and must stay a few MB.
+The template gets the same allow-listed environment as every torch process the agent starts
+(`child_env`): the agent's secrets never reach it, nor the workers it forks.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llorch_tui.pool.child_env import child_env
+
 ENV_SWITCH = "LLORCH_WORKER_TEMPLATE"  # off|0|false|no: always exec (also settable in a pool's `env`)
 ENV_IDLE = "LLORCH_WORKER_TEMPLATE_IDLE_S"
 DEFAULT_IDLE_S = 900.0
 START_TIMEOUT_S = 120.0  # the template's imports: seconds on a quiet machine, more on a loaded one
 REPLY_TIMEOUT_S = 10.0
 LOG_NAME = "template.log"
+# Room in the template's environment block for a forked worker's id (llorch_worker.template.set_worker_id):
+# /proc/PID/environ shows the block a process was exec'd with, and sweep reads a worker's id there.
+ID_PLACEHOLDER = {"LLORCH_WORKER_ID": "-" * 256}
 # Templates this process started: reaped so a long-lived agent leaves no zombie behind.
 _STARTED: list[subprocess.Popen[bytes]] = []
 
@@ -151,7 +158,8 @@ def _start(name: str, state_dir: Path, logs_dir: Path, python: str) -> dict[str,
             # and the template is that worker's parent). Never the agent's stdio: that is the protocol.
             proc = subprocess.Popen([*argv, "--ready-fd", str(w)], stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(w,),
-                                    env={**os.environ, "LLORCH_STATE_DIR": str(state_dir)}, cwd=str(state_dir))
+                                    env=child_env({"LLORCH_STATE_DIR": str(state_dir), **ID_PLACEHOLDER}),
+                                    cwd=str(state_dir))
     except OSError as exc:
         os.close(r)
         return {"ok": False, "error": f"cannot run {python}: {exc}"}

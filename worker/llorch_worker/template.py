@@ -106,17 +106,53 @@ def fork_hazard() -> str | None:
     return None
 
 
+ID_VAR = "LLORCH_WORKER_ID"
+PAD_VAR = b"LLORCH_ENV_PAD"  # fills what the id leaves of the placeholder
+
+def _proc_stat_addresses() -> list[int]:
+    with open("/proc/self/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    # after the command: field 3 is index 0; arg_start/arg_end/env_start/env_end are fields 48..51
+    return [int(fields[i]) for i in (45, 46, 47, 48)]
+
+
+def _poke(address: int, data: bytes) -> None:
+    with open("/proc/self/mem", "r+b", buffering=0) as mem:
+        mem.seek(address)
+        mem.write(data)
+
+
 def set_title(words: list[str]) -> None:
     """Make /proc/PID/cmdline read like the worker's command line (ps, `worker sweep`), in the room
-    the template's own argv left; the environment block is untouched. Best effort."""
+    the template's own argv left. Best effort."""
     try:
-        with open("/proc/self/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48, 49 of stat)
+        start, end, _, _ = _proc_stat_addresses()
         data = b"\0".join(w.encode(errors="replace") for w in words)[: end - start - 1]
-        with open("/proc/self/mem", "r+b", buffering=0) as mem:
-            mem.seek(start)
-            mem.write(data.ljust(end - start, b"\0"))
+        _poke(start, data.ljust(end - start, b"\0"))
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def set_worker_id(worker_id: str) -> None:
+    """Write the worker's id over the placeholder value in /proc/PID/environ (the block the kernel
+    shows is the one the template was exec'd with): sweep and ps tools read a worker's id there.
+    Best effort; the block stays well-formed."""
+    try:
+        _, _, env_start, env_end = _proc_stat_addresses()
+        with open("/proc/self/environ", "rb") as fh:
+            block = fh.read()
+        key = f"{ID_VAR}=".encode()
+        at = block.find(b"\0" + key)
+        at = 0 if block.startswith(key) else at + 1 if at >= 0 else -1
+        if at < 0:
+            return
+        room = block.index(b"\0", at) - at - len(key)
+        value = worker_id.encode(errors="replace")[:room]
+        rest = room - len(value)
+        # The rest becomes a filler variable: a NUL run would end the block for readers (psutil).
+        filler = b"\0" + PAD_VAR + b"=" + b"-" * (rest - len(PAD_VAR) - 2) if rest >= len(PAD_VAR) + 2 else b" " * rest
+        if env_start + at + len(key) + room <= env_end:
+            _poke(env_start + at + len(key), value + filler)
     except (OSError, ValueError, IndexError):
         pass
 
@@ -287,6 +323,7 @@ class Template:
             os.environ.update({str(k): str(v) for k, v in req["env"].items()})
             sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             set_title(["llorch-worker", *argv])
+            set_worker_id(os.environ.get(ID_VAR, ""))
             from .cli import main
 
             code = main(argv)  # ends in os._exit; a return is a bug, reported as 70
