@@ -5,7 +5,6 @@ it really computed in), plus the model's content hash — and what changed betwe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
@@ -14,11 +13,10 @@ import aiohttp
 from llorch_tui.matrix.probes import WorkerHTTP
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellKey
-from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
+from llorch_tui.protocol.parity import WEIGHT_SUFFIXES, EnvFingerprint, ParityResult, weights_digest
 
 log = logging.getLogger("llorch.matrix")
 
-WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
 # How the diff names a field; every EnvFingerprint field is compared.
 LABELS = {"llorch_version": "llorch", "worker_version": "llorch-worker", "python": "Python", "torch": "torch",
           "transformers": "transformers", "os": "OS", "kernel": "kernel", "cpu": "CPU", "gpu": "GPU",
@@ -41,19 +39,17 @@ async def fetch_worker_info(http: WorkerHTTP) -> dict[str, Any] | None:
 
 
 def model_sha256(entry: ModelEntry | None, parity: ParityResult | None = None) -> str | None:
-    """The weights' content hash: the parity check's own measurement when it made one, else from the
-    catalog's per-file sha256 (one weight file: its hash; several: the hash of their sorted hashes).
-    None when any weight file's hash is unknown (a registered local directory nobody hashed yet)."""
+    """The weights' content hash (`weights_digest`): the parity check's own measurement on the files when
+    it made one, else the same digest of the catalog's per-file sha256. None when any weight file's hash
+    is unknown (a registered local directory nobody hashed yet)."""
     if parity is not None and parity.weights_sha256:
         return parity.weights_sha256
     if entry is None:
         return None
-    weights = sorted((f.name, f.sha256) for f in entry.files if f.name.endswith(WEIGHT_SUFFIXES))
+    weights = [(f.name, f.sha256) for f in entry.files if f.name.endswith(WEIGHT_SUFFIXES)]
     if not weights or any(sha is None for _, sha in weights):
         return None
-    if len(weights) == 1:
-        return weights[0][1]
-    return hashlib.sha256("".join(f"{sha}  {name}\n" for name, sha in weights).encode()).hexdigest()
+    return weights_digest((name, sha) for name, sha in weights if sha is not None)
 
 
 def env_fingerprint(key: CellKey, pool_status: dict[str, Any] | None, info: dict[str, Any] | None,

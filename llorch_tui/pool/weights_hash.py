@@ -9,14 +9,13 @@ notice a file that changed after it was registered); per-file hashes are cached 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.hashing import hash_file
+from llorch_tui.protocol.parity import WEIGHT_SUFFIXES, weights_digest
 
-WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
 _CACHE: dict[tuple[str, int, int, int], str] = {}
 _LOCK = threading.Lock()
 
@@ -47,5 +46,4 @@ def weights_sha256(path: Path) -> str:
     if not files:
         raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"no weight files ({', '.join(WEIGHT_SUFFIXES)}) at {path}",
                           "download or register the model's files first")
-    lines = "".join(f"{f.name}\0{_file_sha256(f)}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return weights_digest((f.name, _file_sha256(f)) for f in files)

@@ -12,12 +12,25 @@ Fields are only ever added (like every wire model).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
 from llorch_tui.protocol import WireModel
+
+# The files a model's weights hash covers, and how: sha256 over one `NAME NUL SHA256 LF` line per weight
+# file, sorted by name. The agent measures it on the files (pool/weights_hash.py); the matrix derives the
+# same value from the catalog's per-file hashes when no parity check measured it.
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth")
+
+
+def weights_digest(file_hashes: Iterable[tuple[str, str]]) -> str:
+    """The weights hash from (file name, file sha256) pairs, in any order."""
+    return hashlib.sha256("".join(f"{name}\0{sha}\n" for name, sha in sorted(file_hashes)).encode()).hexdigest()
+
 
 ParityVerdict = Literal["pass", "parity_drift", "wrong_answer", "no_reference"]
 

@@ -19,9 +19,10 @@ from llorch_tui.matrix.classify import SKIP_CODES, classify_spawn_error
 from llorch_tui.matrix.environment import env_changes, env_fingerprint, model_sha256
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PoolView, plan_pool
+from llorch_tui.pool.weights_hash import weights_sha256
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 from llorch_tui.protocol.matrix import CellKey, CellResult, MatrixReport
-from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
+from llorch_tui.protocol.parity import EnvFingerprint, ParityResult, weights_digest
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -76,7 +77,7 @@ def test_a_dtype_the_backend_cannot_do_is_a_skip() -> None:
 
 def test_model_hash_prefers_the_parity_measurement_then_the_catalog() -> None:
     one = _entry([{"name": "model.safetensors", "size": 1, "sha256": SHA_A}, {"name": "config.json", "size": 1}])
-    assert model_sha256(one) == SHA_A
+    assert model_sha256(one) == weights_digest([("model.safetensors", SHA_A)])  # config.json is not a weight
     two = _entry([{"name": "b.safetensors", "size": 1, "sha256": SHA_B}, {"name": "a.safetensors", "size": 1,
                                                                              "sha256": SHA_A}])
     assert model_sha256(two) not in (None, SHA_A, SHA_B) and model_sha256(two) == model_sha256(
@@ -101,7 +102,8 @@ def test_environment_from_pool_and_worker_and_what_changed() -> None:
     assert env_changes(EnvFingerprint(), newer) == [] and env_changes(None, newer) == []
 
 
-def test_headless_run_in_two_dtypes_records_the_environment(make_pool, tmp_path: Path) -> None:
+def test_headless_run_in_two_dtypes_records_the_environment(make_pool, synth_models: dict[str, Path],
+                                                            tmp_path: Path) -> None:
     state = make_pool(models=("llama",), pool_id="local")
     config = write_config(tmp_path / "config.toml", state, tmp_path / "reports", parallel=2, max_tokens=6)
     run = run_headless(config, "--backends", "cpu", "--dtypes", "float32", "bfloat16")
@@ -122,7 +124,10 @@ def test_headless_run_in_two_dtypes_records_the_environment(make_pool, tmp_path:
         assert env.transformers == importlib.metadata.version("transformers")
         assert env.python == platform.python_version() and env.kernel == platform.release()
         assert env.os and env.cpu and env.llorch_version and env.worker_version
-        assert env.model_sha256 and len(env.model_sha256) == 64
+        # The agent's measurement on the files (the parity check's), the same digest the catalog gives.
+        assert env.model_sha256 == weights_sha256(synth_models["llama"]) == model_sha256(
+            ModelEntry.model_validate(json.loads((state / "catalog.json").read_text())["models"][0]))
+        assert cell.parity is not None and cell.parity.verdict == "pass" and cell.parity.golden_skipped_reason
         assert env.gpu is None  # a cpu cell
     catalog = json.loads((state / "catalog.json").read_text())
     verdicts = catalog["models"][0]["verdicts"]
@@ -130,6 +135,10 @@ def test_headless_run_in_two_dtypes_records_the_environment(make_pool, tmp_path:
     assert set(catalog["models"][0]["peak_memory"]) == {"cpu:float32", "cpu:bfloat16"}
     md = (tmp_path / "reports" / "matrix.md").read_text()
     assert "| Model | local/cpu:float32 | local/cpu:bfloat16 |" in md
+    parity_rows = [l for l in md[md.index("## Parity"):].splitlines() if l.startswith("| tiny-llama |")]
+    assert [r.split(" | ")[1:3] for r in parity_rows] == [["local/cpu/bfloat16", "✅ pass"],
+                                                         ["local/cpu/float32", "✅ pass"]]
+    assert "skipped: synthetic random-weight checkpoint" in parity_rows[0]
     cases = ET.fromstring((tmp_path / "reports" / "matrix.junit.xml").read_text()).iter("testcase")
     assert {c.get("classname") for c in cases} == {"llorch.matrix.local.cpu.float32", "llorch.matrix.local.cpu.bfloat16"}
     assert worker_processes(state) == []

@@ -22,6 +22,13 @@ def divergence_text(d: Divergence | None) -> str:
     return text + (", a tie" if d.tie else "")
 
 
+def tokens_text(p: ParityResult) -> str:
+    """"126/128 (2 ties)": agreed counts tokens within the tie margin, which the ties say."""
+    if not p.tokens_total:
+        return "—"
+    return f"{p.tokens_agreed}/{p.tokens_total}" + (f" ({p.tokens_tied} ties)" if p.tokens_tied else "")
+
+
 def golden_text(p: ParityResult) -> str:
     if p.golden_total:
         failed = [g.prompt_id for g in p.golden if not g.ok]
@@ -36,11 +43,13 @@ def _num(v: float | None, spec: str) -> str:
 def parity_figures(p: ParityResult) -> list[tuple[str, str]]:
     """(label, value) pairs, in reading order; the same figures everywhere the certificate is shown."""
     out = [("parity", PARITY_ICONS.get(p.verdict, p.verdict) + (f" — {p.reason}" if p.reason else "")),
-           ("tokens agreed", f"{p.tokens_agreed}/{p.tokens_total}" if p.tokens_total else "—"),
-           ("first divergence", divergence_text(p.first_divergence)),
-           ("max |Δ log-prob|", _num(p.max_logprob_delta, ".4g")),
-           ("perplexity ratio", _num(p.perplexity_ratio, ".4f")),
-           ("golden", golden_text(p))]
+           ("tokens agreed", tokens_text(p)),
+           ("first divergence", divergence_text(p.first_divergence))]
+    if p.first_free_divergence is not None:
+        out.append(("free-text divergence", divergence_text(p.first_free_divergence)))
+    out += [("max |Δ log-prob|", _num(p.max_logprob_delta, ".4g")),
+            ("perplexity ratio", _num(p.perplexity_ratio, ".4f")),
+            ("golden", golden_text(p))]
     if p.weights_changed:
         out.append(("weights", "changed since the reference was recorded"
                                + (f" (now sha256 {p.weights_sha256[:12]})" if p.weights_sha256 else "")))
@@ -51,7 +60,7 @@ def parity_brief(p: ParityResult) -> str:
     """One line for the headless runner: "parity pass 128/128 tokens, max Δ 0.0004, ppl ×1.0000, golden 2/2"."""
     parts = [f"parity {p.verdict}"]
     if p.tokens_total:
-        parts.append(f"{p.tokens_agreed}/{p.tokens_total} tokens")
+        parts.append(f"{p.tokens_agreed}/{p.tokens_total} tokens" + (f" ({p.tokens_tied} ties)" if p.tokens_tied else ""))
     if p.max_logprob_delta is not None:
         parts.append(f"max Δ {p.max_logprob_delta:.4g}")
     if p.perplexity_ratio is not None:
@@ -134,9 +143,11 @@ def junit_properties(c: CellResult) -> list[tuple[str, str]]:
     p = c.parity
     if p is not None:
         props += [("parity.verdict", p.verdict), ("parity.tokens_agreed", str(p.tokens_agreed)),
-                  ("parity.tokens_total", str(p.tokens_total))]
+                  ("parity.tokens_total", str(p.tokens_total)), ("parity.tokens_tied", str(p.tokens_tied))]
         if p.first_divergence is not None:
             props.append(("parity.first_divergence", divergence_text(p.first_divergence)))
+        if p.first_free_divergence is not None:
+            props.append(("parity.first_free_divergence", divergence_text(p.first_free_divergence)))
         for name in ("max_logprob_delta", "perplexity", "perplexity_ratio"):
             v = getattr(p, name)
             if v is not None:
