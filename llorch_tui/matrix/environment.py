@@ -20,7 +20,8 @@ log = logging.getLogger("llorch.matrix")
 # How the diff names a field; every EnvFingerprint field is compared.
 LABELS = {"llorch_version": "llorch", "worker_version": "llorch-worker", "python": "Python", "torch": "torch",
           "transformers": "transformers", "os": "OS", "kernel": "kernel", "cpu": "CPU", "gpu": "GPU",
-          "driver": "driver", "cuda": "CUDA", "dtype": "dtype", "model_sha256": "model weights"}
+          "driver": "driver", "cuda": "CUDA", "dtype": "dtype", "model_sha256": "model weights",
+          "faults": "fault injection"}
 
 
 async def fetch_worker_info(http: WorkerHTTP) -> dict[str, Any] | None:
@@ -64,7 +65,7 @@ def env_fingerprint(key: CellKey, pool_status: dict[str, Any] | None, info: dict
         cpu=st.get("cpu"),
         # What the worker really computed in ("auto" resolved), else what was asked for.
         dtype=w.get("dtype") or (key.dtype if key.dtype != DEFAULT_DTYPE else None),
-        model_sha256=model_sha256(entry, parity))
+        model_sha256=model_sha256(entry, parity), faults=w.get("faults"))
     if key.backend != "cpu":  # a new NVIDIA driver does not change what a cpu cell computes
         gpus = st.get("gpus") or []
         pool_gpu = next((g.get("name") for g in gpus if gpu_index is None or g.get("index") == gpu_index), None)

@@ -154,6 +154,7 @@ class EnvFingerprint(WireModel):
     cuda: str | None = None
     dtype: str | None = None
     model_sha256: str | None = None
+    faults: str | None = None   # the worker's fault injection: "none", "logit_noise=1" (None: not reported)
 
 
 Fingerprint.model_rebuild()

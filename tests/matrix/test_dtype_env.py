@@ -128,7 +128,7 @@ def test_headless_run_in_two_dtypes_records_the_environment(make_pool, synth_mod
         assert env.model_sha256 == weights_sha256(synth_models["llama"]) == model_sha256(
             ModelEntry.model_validate(json.loads((state / "catalog.json").read_text())["models"][0]))
         assert cell.parity is not None and cell.parity.verdict == "pass" and cell.parity.golden_skipped_reason
-        assert env.gpu is None  # a cpu cell
+        assert env.gpu is None and env.faults == "none"  # a cpu cell, no fault injection
     catalog = json.loads((state / "catalog.json").read_text())
     verdicts = catalog["models"][0]["verdicts"]
     assert {k: v["verdict"] for k, v in verdicts.items()} == {"cpu:float32": "pass", "cpu:bfloat16": "pass"}

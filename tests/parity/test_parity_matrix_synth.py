@@ -4,6 +4,8 @@ runs compare against it, and the logit-noise fault injection on an unchanged mod
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,8 @@ async def test_recorded_then_certified_then_fault_drifts(make_pool, tmp_path: Pa
     recorded_at = entry.fingerprint.recorded_at
 
     # the same worker code with noise on its logits: deterministic, generating, and wrong
-    results, details = await run_matrix(state, tmp_path / "r2", env={"LLORCH_WORKER_FAULT_LOGIT_NOISE": "1.0"},
+    # (into the same report directory: the diff against the first run must flag it)
+    results, details = await run_matrix(state, tmp_path / "r1", env={"LLORCH_WORKER_FAULT_LOGIT_NOISE": "1.0"},
                                         models=["tiny-llama"])
     cell = results["local/cpu/tiny-llama"]
     assert cell.verdict == "fail" and cell.reason_code == "parity_drift", (cell.reason_code, cell.reason)
@@ -53,6 +56,16 @@ async def test_recorded_then_certified_then_fault_drifts(make_pool, tmp_path: Pa
     entry = CatalogStore(PoolPaths(state), "local").get("tiny-llama")
     assert entry.fingerprint is not None and entry.fingerprint.recorded_at == recorded_at
     assert not any("recording" in x for x in details)
+    # the reports: the drifted cell apart in the grid, its certificate, and the sentinel naming the cause
+    md = (tmp_path / "r1" / "matrix.md").read_text()
+    assert "| tiny-llama | ⚠️ parity_drift [1] |" in md
+    assert any(l.startswith("| tiny-llama | local/cpu/float32 | ⚠️ drift |") for l in md.splitlines()), md
+    (sentinel,) = json.loads((tmp_path / "r1" / "matrix-diff.json").read_text())["sentinel"]
+    assert sentinel["correctness"][:2] == ["verdict pass → fail (parity_drift)", "parity pass → parity_drift"]
+    assert sentinel["environment"] == ["fault injection none → logit_noise=1"]
+    assert cell.environment is not None and cell.environment.faults == "logit_noise=1"
+    props = {e.get("name"): e.get("value") for e in ET.parse(tmp_path / "r1" / "matrix.junit.xml").iter("property")}
+    assert props["parity.verdict"] == "parity_drift" and props["env.faults"] == "logit_noise=1"
 
 
 async def test_no_parity_option_skips_the_certificate(make_pool) -> None:

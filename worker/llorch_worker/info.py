@@ -32,7 +32,9 @@ def environment(engine: Any) -> dict[str, Any]:
             "transformers": transformers.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if device.startswith("cuda") else None,
             "device": device, "dtype": engine.dtype_name, "gpu": gpu, "gpu_capability": gpu_capability,
-            "kernel": platform.release(), "machine": platform.machine(), "threads": torch.get_num_threads()}
+            "kernel": platform.release(), "machine": platform.machine(), "threads": torch.get_num_threads(),
+            # Fault injection (tests and demos) changes every number: a run must be able to say it was on.
+            "faults": f"logit_noise={engine.noise.sigma:g}" if getattr(engine, "noise", None) is not None else "none"}
 
 
 async def info(request: web.Request) -> web.Response:

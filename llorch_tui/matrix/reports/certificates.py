@@ -76,7 +76,8 @@ def environment_figures(env: EnvFingerprint) -> list[tuple[str, str]]:
     labels = (("llorch", env.llorch_version), ("worker", env.worker_version), ("Python", env.python),
               ("torch", env.torch), ("transformers", env.transformers), ("OS", env.os), ("kernel", env.kernel),
               ("CPU", env.cpu), ("GPU", env.gpu), ("driver", env.driver), ("CUDA", env.cuda), ("dtype", env.dtype),
-              ("weights sha256", env.model_sha256[:12] if env.model_sha256 else None))
+              ("weights sha256", env.model_sha256[:12] if env.model_sha256 else None),
+              ("fault injection", env.faults if env.faults and env.faults != "none" else None))
     return [(k, v) for k, v in labels if v]
 
 
@@ -128,7 +129,8 @@ def environment_section(report: MatrixReport) -> list[str]:
     out = ["## Environment", "", "| Cells | Software | Hardware |", "|---|---|---|"]
     for env, columns in groups.values():
         f = dict(environment_figures(env))
-        soft = ", ".join(f"{k} {f[k]}" for k in ("llorch", "Python", "torch", "transformers", "CUDA", "dtype") if k in f)
+        soft = ", ".join(f"{k} {f[k]}" for k in ("llorch", "Python", "torch", "transformers", "CUDA", "dtype",
+                                                 "fault injection") if k in f)
         if f.get("kernel") and f["kernel"] in f.get("OS", ""):
             del f["kernel"]  # Linux's OS string already names it
         hard = ", ".join(f"{k} {f[k]}" for k in ("OS", "kernel", "CPU", "GPU", "driver") if k in f)
