@@ -14,12 +14,12 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from llorch_tui.parity.record import perplexity, steps_of, suite_prompt_ids
+from llorch_tui.parity.record import environment_of, perplexity, steps_of, suite_prompt_ids
 from llorch_tui.parity.suite import GoldenPrompt, golden_suite, prompt_suite
 from llorch_tui.parity.tolerances import Tolerances, for_dtype
 from llorch_tui.parity.worker_client import ParityHTTP
-from llorch_tui.protocol.parity import (Divergence, Fingerprint, FingerprintPrompt, FingerprintStep, GoldenOutcome,
-                                       ParityResult)
+from llorch_tui.protocol.parity import (Divergence, EnvFingerprint, Fingerprint, FingerprintPrompt, FingerprintStep,
+                                       GoldenOutcome, ParityResult)
 
 # Alternatives asked of the cell per step: the reference's top-k (5) must be found among them.
 CELL_TOP_K = 20
@@ -196,6 +196,9 @@ async def certify(http: ParityHTTP, fp: Fingerprint, *, weights_sha256: str | No
     if problems:
         result.verdict = "parity_drift"
         result.reason = f"{changed}drifts from the reference ({dtype} tolerances): " + "; ".join(problems) + f" — {figures}"
+        moved = env_moves(fp.environment, environment_of(await http.info(), weights_sha256))
+        if moved:
+            result.reason += f"; this worker vs the reference's: {', '.join(moved)}"
     elif wrong:
         result.verdict = "wrong_answer"
         g = wrong[0]
@@ -204,6 +207,23 @@ async def certify(http: ParityHTTP, fp: Fingerprint, *, weights_sha256: str | No
     else:
         result.reason = f"{changed}matches the reference: {figures}"
     return result
+
+
+# the facts of a worker that decide its numbers, as the drift evidence names them
+_ENV_FACTS = {"torch": "torch", "transformers": "transformers", "python": "Python", "cuda": "CUDA", "gpu": "GPU",
+              "dtype": "dtype", "worker_version": "llorch-worker"}
+
+
+def env_moves(ref: EnvFingerprint | None, now: EnvFingerprint) -> list[str]:
+    """"torch 2.13.0 → 2.14.0" for each fact known on both sides that differs."""
+    if ref is None:
+        return []
+    out = []
+    for name, label in _ENV_FACTS.items():
+        a, b = getattr(ref, name), getattr(now, name)
+        if a is not None and b is not None and a != b:
+            out.append(f"{label} {a} → {b}")
+    return out
 
 
 def _r(v: float | None, nd: int = 4) -> float | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from llorch_tui.parity.suite import PERPLEXITY_VERSION, SuitePrompt, perplexity_text, prompt_suite
 from llorch_tui.parity.worker_client import ParityHTTP
-from llorch_tui.protocol.parity import Fingerprint, FingerprintPrompt, FingerprintStep, TopLogprob
+from llorch_tui.protocol.parity import EnvFingerprint, Fingerprint, FingerprintPrompt, FingerprintStep, TopLogprob
 
 
 async def suite_prompt_ids(http: ParityHTTP, sp: SuitePrompt) -> tuple[list[int], str, bool]:
@@ -29,6 +29,14 @@ def steps_of(doc: dict[str, Any], start: int = 0) -> list[FingerprintStep]:
                                      top=[TopLogprob(token_id=e["token_id"], logprob=e["logprob"], text=e.get("token"))
                                           for e in top or []]))
     return steps
+
+
+def environment_of(info: dict[str, Any], weights_sha256: str | None) -> EnvFingerprint:
+    """What the worker reported in `/info` (the facts that decide its numbers)."""
+    return EnvFingerprint(worker_version=info.get("worker_version"), python=info.get("python"),
+                          torch=info.get("torch"), transformers=info.get("transformers"), kernel=info.get("kernel"),
+                          gpu=info.get("gpu"), cuda=info.get("cuda"), dtype=info.get("dtype"),
+                          model_sha256=weights_sha256)
 
 
 async def perplexity(http: ParityHTTP, version: str = PERPLEXITY_VERSION) -> float:
@@ -51,7 +59,8 @@ async def record_fingerprint(http: ParityHTTP, *, weights_sha256: str, pool_id: 
 
     # all at once: the worker decodes them as one batch (a row's numbers do not depend on its neighbours)
     prompts = list(await asyncio.gather(*(one(sp) for sp in suite.prompts)))
-    return Fingerprint(prompt_set_version=suite.version, backend=str(health.get("backend") or "cpu"),
+    return Fingerprint(environment=environment_of(await http.info(), weights_sha256),
+                       prompt_set_version=suite.version, backend=str(health.get("backend") or "cpu"),
                        dtype=str(health.get("dtype") or "float32"), top_k=suite.top_k, weights_sha256=weights_sha256,
                        perplexity=await perplexity(http), perplexity_text_version=PERPLEXITY_VERSION,
                        prompts=prompts, recorded_at=datetime.now(timezone.utc), recorded_on=pool_id)

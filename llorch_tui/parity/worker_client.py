@@ -46,6 +46,13 @@ class ParityHTTP:
     async def health(self) -> dict[str, Any]:
         return await self._get("/health")
 
+    async def info(self) -> dict[str, Any]:
+        """The worker's software and device facts (`GET /info`); empty from a worker without the route."""
+        try:
+            return await self._get("/info")
+        except WorkerAnswerError:
+            return {}
+
     async def tokenize(self, text: str) -> list[int]:
         return list((await self._post("/tokenize", {"prompt": text}))["tokens"])
 

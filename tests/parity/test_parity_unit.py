@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from llorch_tui.errors import LlorchError
-from llorch_tui.parity.compare import compare_prompt, golden_ok
+from llorch_tui.parity.compare import compare_prompt, env_moves, golden_ok
 from llorch_tui.parity.suite import GoldenPrompt, golden_suite, perplexity_text, prompt_suite
 from llorch_tui.parity.tolerances import TOLERANCES, for_dtype
 from llorch_tui.pool.weights_hash import weights_sha256
-from llorch_tui.protocol.parity import FingerprintPrompt, FingerprintStep, TopLogprob
+from llorch_tui.protocol.parity import EnvFingerprint, FingerprintPrompt, FingerprintStep, TopLogprob
 
 F32 = TOLERANCES["float32"]
 
@@ -130,3 +130,10 @@ def test_weights_hash_follows_the_bytes(tmp_path: Path) -> None:
     with pytest.raises(LlorchError) as err:
         weights_sha256(tmp_path / "empty-dir-that-is-missing")
     assert err.value.code == "not_downloaded"
+
+
+def test_drift_evidence_names_what_moved_since_the_reference() -> None:
+    ref = EnvFingerprint(torch="2.13.0", transformers="5.24.0", dtype="float32", python="3.11.7")
+    now = EnvFingerprint(torch="2.14.0", transformers="5.24.0", dtype="bfloat16", python=None)
+    assert env_moves(ref, now) == ["torch 2.13.0 → 2.14.0", "dtype float32 → bfloat16"]
+    assert env_moves(None, now) == []
