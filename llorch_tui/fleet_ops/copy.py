@@ -167,16 +167,19 @@ class _Copy:
 
 async def copy_model(config: Config, model_id: str, source: str, targets: list[str], *, force: bool = False,
                      chunk: int = DEFAULT_CHUNK, on_event: EventSink | None = None,
-                     tamper: Tamper | None = None) -> CopyResult:
+                     tamper: Tamper | None = None, fleet: Fleet | None = None) -> CopyResult:
+    """Copy with a fleet of its own, or over a live one (the dashboard's sessions), which is left open."""
     targets = list(dict.fromkeys(targets))
     if not targets or source in targets:
         raise LlorchError(ErrorCode.BAD_REQUEST, "copy needs --to pools other than the --from pool",
                           "e.g. llorch models copy ID --from gpu1 --to gpu2 --to gpu3")
-    fleet = Fleet(config)
+    own = fleet is None
+    fleet = fleet or Fleet(config)
     try:
         for name in (source, *targets):
             fleet.client(name)  # an unknown pool is an error before anything connects
-        up = await fleet.start([source, *targets])
+        up = await fleet.start([source, *targets]) if own else \
+            {n: fleet.state(n).state == "online" or await fleet.connect(n) for n in (source, *targets)}
         down = [n for n, ok in up.items() if not ok]
         if source in down:
             st = fleet.state(source)
@@ -210,4 +213,5 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
         return CopyResult(model=model_id, source=source, via="control plane", bytes_total=total,
                           bytes_read=job.bytes_read, targets=list(job.results.values()))
     finally:
-        await fleet.close()
+        if own:
+            await fleet.close()

@@ -78,6 +78,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "(a configured preset needs only its id; others a Hub repo and architecture)", mutating=True,
                palette="Add a model (register or synthesize)",
                palette_help="a catalog entry, or a tiny synthetic checkpoint"),
+    ActionSpec("model.copy", "c", "Copy", "dashboard", "copy_model",
+               "copy the highlighted downloaded model to another pool, through this machine (resumable, "
+               "sha256-verified; progress in Downloads)", mutating=True,
+               palette="Copy the highlighted model to another pool",
+               palette_help="pool to pool through the control plane, verified", show=False),
     ActionSpec("matrix", "m", "Matrix", "dashboard", "matrix", "go to the matrix", show=False),
     ActionSpec("filter", "slash", "Filter", "dashboard", "filter",
                "filter the catalog and workers panes (substring, any column); Enter keeps it, Esc clears it",

@@ -76,6 +76,39 @@ class PoolActions(_Base):
         self.event("information", f"{model} on {pool}: {done}")
         self.refresh_all(force=True)
 
+    def copy_model(self, source: str, model: str, target: str) -> None:
+        if not self._refuse("copy"):
+            self.run_worker(self._copy(source, model, target), name=f"copy {model} {source}->{target}",
+                            group=f"download:{target}/{model}", exclusive=True, exit_on_error=False)
+
+    async def _copy(self, source: str, model: str, target: str) -> None:
+        from llorch_tui.fleet_ops.copy import copy_model
+
+        self.event("information", f"copying {model} from {source} to {target} through this machine")
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "progress":  # shown as a download onto the target; on the app's loop: applied at once,
+                # so the end recorded below cannot be overtaken by a queued progress message
+                self.model.download_event(target, DownloadProgress.model_validate(data))
+                self.schedule_redraw()
+
+        fleet = self.live_fleet()
+        try:
+            result = await copy_model(fleet.config, model, source, [target], on_event=on_event, fleet=fleet)
+        except BaseException as exc:
+            self.model.download_end(target, model, "failed", getattr(exc, "message", str(exc)))
+            raise
+        t = result.targets[0]
+        if not t.ok:
+            err = t.error or {}
+            self.model.download_end(target, model, "failed", err.get("message"))
+            self.event("error", f"copy of {model} to {target} failed: {err.get('message')}", err.get("hint"))
+            return
+        self.model.download_end(target, model, "done")
+        done = "already there" if t.noop else f"copied ({fmt_bytes(t.bytes_sent)}, sha256-verified)"
+        self.event("information", f"{model} on {target}: {done}")
+        self.refresh_all(force=True)
+
     def spawn_worker(self, pool: str, params: dict[str, Any]) -> None:
         if not self._refuse("spawn"):
             self.run_worker(self._spawn(pool, params), name=f"spawn {params.get('model')} on {pool}",

@@ -33,7 +33,7 @@ from llorch_tui.tui.core.snapshot import DataSource, FleetSource
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.actions import DownloadEvent, PoolActions
 from llorch_tui.tui.matrix_actions import MatrixActions
-from llorch_tui.tui.messages import (AddModelRequested, AppSignals, DownloadRequested, FollowRequested,
+from llorch_tui.tui.messages import (AddModelRequested, AppSignals, CopyRequested, DownloadRequested, FollowRequested,
                                     MatrixRequested, RefreshRequested, SpawnRequested, StopRequested)
 from llorch_tui.tui.palette import LlorchCommands
 from llorch_tui.tui.screens.dashboard import DashboardScreen
@@ -240,6 +240,10 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
     @on(SpawnRequested)
     def _spawn_requested(self, msg: SpawnRequested) -> None:
         self.spawn_worker(msg.pool, msg.params)
+
+    @on(CopyRequested)
+    def _copy_requested(self, msg: CopyRequested) -> None:
+        self.copy_model(msg.source, msg.model, msg.target)
 
     @on(StopRequested)
     def _stop_requested(self, msg: StopRequested) -> None:

@@ -29,6 +29,12 @@ class SpawnRequested(Message):
         self.pool, self.params = pool, params
 
 
+class CopyRequested(Message):
+    def __init__(self, source: str, model: str, target: str) -> None:
+        super().__init__()
+        self.source, self.model, self.target = source, model, target
+
+
 class StopRequested(Message):
     def __init__(self, pool: str, worker_id: str) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ from typing import Iterable
 
 from rich.text import Text
 
+from llorch_tui import __version__
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.fmt import fmt_bytes, fmt_duration, fmt_rate, text_bar, threshold_style
@@ -144,7 +145,10 @@ class DashboardModel:
             st = pv.snapshot.status if pv.snapshot else None
             backends = ",".join(st.backends) if st else "—"
             nw = sum(1 for w in pv.snapshot.workers if w.state in ("ready", "starting")) if pv.snapshot else 0
-            rows[pv.name] = (pv.name, Text(pv.conn, style=CONN_STYLE.get(pv.conn, "")), backends, str(nw))
+            conn = Text(pv.conn, style=CONN_STYLE.get(pv.conn, ""))
+            if st is not None and st.llorch_version != __version__:
+                conn.append(" ⚠ skew", style="bold yellow")  # the detail line says which versions and the fix
+            rows[pv.name] = (pv.name, conn, backends, str(nw))
         return rows
 
     def catalog_rows(self, selection: str, needle: str = "") -> dict[str, Row]:

@@ -16,8 +16,9 @@ from llorch_tui.tui.screens.base import ModeScreen
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
-from llorch_tui.tui.messages import (AddModelRequested, DownloadRequested, FollowRequested, RefreshRequested,
-                                    SpawnRequested, StopRequested)
+from llorch_tui import __version__
+from llorch_tui.tui.messages import (AddModelRequested, CopyRequested, DownloadRequested, FollowRequested,
+                                    RefreshRequested, SpawnRequested, StopRequested)
 from llorch_tui.tui.widgets.gauges import GaugePanel
 from llorch_tui.tui.widgets.live_table import LiveTable
 from llorch_tui.tui.widgets.log_pane import LogPane
@@ -138,6 +139,9 @@ class DashboardScreen(ModeScreen):
             st = pv.snapshot.status if pv.snapshot else None
             if pv.conn == "online" and st is not None:
                 t.append(f" {st.hostname} · {st.os} · llorch {st.llorch_version}")
+                if st.llorch_version != __version__:
+                    t.append(f" — version skew: llorch {__version__} here", style="bold yellow")
+                    t.append(f"\n  → llorch pool install --host {pv.name} --upgrade", style="dim")
             if pv.reason:
                 t.append(f" — {pv.reason}", style="red")
             if pv.hint:
@@ -219,6 +223,28 @@ class DashboardScreen(ModeScreen):
                 self.post_message(SpawnRequested(pool, {"model": entry.id, **result}))
 
         self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
+
+    def action_copy_model(self) -> None:
+        key = self.selected_model_key()
+        entry = self.lapp.model.model_entry(key) if key else None
+        if key is None or entry is None:
+            self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
+            return
+        pool = key.partition("/")[0]
+        if not entry.downloaded:
+            self.lapp.warn(f"{entry.id} is not downloaded on {pool}: nothing to copy", "download it first (d)")
+            return
+        targets = [p for p in self.lapp.model.online() if p != pool]
+        if not targets:
+            self.lapp.warn("no other pool is online to copy to", "add a pool to the configuration, or wait for it")
+            return
+        from llorch_tui.tui.screens.modals import CopyModal
+
+        def done(target: str | None) -> None:
+            if target:
+                self.post_message(CopyRequested(pool, entry.id, target))
+
+        self.app.push_screen(CopyModal(pool, entry.id, targets), guarded(done, self))
 
     def action_stop(self) -> None:
         key = self.selected_worker_key()

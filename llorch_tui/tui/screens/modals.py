@@ -92,6 +92,38 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
 
 
 @guard_handlers
+class CopyModal(ModalScreen[str | None]):
+    """Pick the pool to copy a model to (online pools other than its own)."""
+
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
+    HELP = "Pick the target pool. The files stream through this machine, verified by sha256; Esc cancels."
+
+    def __init__(self, pool: str, model: str, targets: list[str]) -> None:
+        super().__init__(classes="modal")
+        self.pool, self.model, self.targets = pool, model, targets
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog"):
+            yield Label(Text.assemble("Copy ", (self.model, "bold"), " from ", (self.pool, "bold"), " to"),
+                        classes="question")
+            yield Select([(t, t) for t in self.targets], value=self.targets[0], allow_blank=False, id="target")
+            with Horizontal(classes="buttons"):
+                yield Button("Copy", variant="success", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        target = self.query_one("#target", Select).value
+        self.dismiss(str(target) if event.button.id == "ok" and isinstance(target, str) else None)
+
+
+@guard_handlers
 class ModelModal(ModalScreen[dict[str, Any] | None]):
     """Register a model (a seed preset needs only its id) or synthesize a tiny random-weight one."""
 
