@@ -169,7 +169,7 @@ def write_report(out: Path, dry: bool, gpu: str, bw: float | None, bw_src: str, 
              f"({wb.get('a_worker_tps', 0):.1f} vs {wb.get('a_raw_generate_tps', 0):.1f} tok/s) | "
              f"{wb.get('b_ratio', 0):.2f}× | "
              + (f"{wb['c_ratio']:.2f}× ({wb['c_worker_burst_tps']:.1f} vs {wb['c_serve_burst_tps']:.1f} tok/s)"
-                if "c_ratio" in wb else "skipped") + " |", "",
+                if wb.get("c_ratio") else "skipped") + " |", "",
              "## Matrix cells (matrix --bench)", "",
              "| cell | verdict | weights | pp tok/s | tg tok/s | roofline tok/s | tg ÷ roofline | TTFT p50/p99 ms (c=1) "
              "| ITL p50/p99 ms (c=4) | throughput c=16 | device peak | start-up s (process / disk→RAM / →device / warm-up) |",
