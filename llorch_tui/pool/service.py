@@ -14,6 +14,7 @@ an `internal` error for that line only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -210,8 +211,12 @@ def run_stdio_service(settings: AgentSettings) -> None:
     loop = asyncio.new_event_loop()
     executor = ThreadPoolExecutor(thread_name_prefix="llorch-op")
     loop.set_default_executor(executor)
+    status = 0
     try:
         loop.run_until_complete(serve_stdio(settings))
+    except BaseException:
+        status = 1
+        raise
     finally:
         pending = asyncio.all_tasks(loop)
         for task in pending:
@@ -221,15 +226,24 @@ def run_stdio_service(settings: AgentSettings) -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         executor.shutdown(wait=False, cancel_futures=True)
         loop.close()
+        _leave_lingering_ops(status)
+
+
+def _leave_lingering_ops(status: int) -> None:
+    """Give op threads EXIT_GRACE_S to finish; past that, exit without them (an exception on its
+    way out is logged first, since the interpreter will not get to print it)."""
     deadline = time.monotonic() + EXIT_GRACE_S
     for t in threading.enumerate():
         if t is not threading.main_thread() and not t.daemon:
             t.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        if status:
+            log.error("the agent failed", exc_info=sys.exc_info()[1])
         log.warning("ops still running %.0f s after the session ended; exiting without them", EXIT_GRACE_S)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):  # stdout's pipe is closed with the loop
+                stream.flush()
+        os._exit(status)
 
 
 async def serve_stdio(settings: AgentSettings) -> None:

@@ -95,3 +95,45 @@ async def test_agent_survives_1000_hostile_lines_between_real_requests(tmp_path:
         assert (await agent.read())["result"]["pool_id"] == "test"
     finally:
         assert await agent.close() == 0
+
+
+# An agent with one extra op whose thread never looks at its cancel flag (a stuck read, a hung
+# library call): the real service loop, stdin/stdout as in `serve --stdio`.
+STUCK_AGENT = """
+import asyncio, sys, threading
+from pathlib import Path
+from pydantic import BaseModel
+from llorch_tui.pool.ops import AgentSettings, op
+from llorch_tui.pool.service import run_stdio_service
+
+class NoParams(BaseModel):
+    pass
+
+@op("test.stuck", NoParams)
+async def stuck(ctx, p):
+    await asyncio.to_thread(threading.Event().wait)  # never returns, never polls ctx.cancelled
+
+run_stdio_service(AgentSettings(state_dir=Path(sys.argv[1]), pool_id="test"))
+"""
+
+
+async def test_agent_exits_after_eof_even_when_an_op_ignores_its_cancel(tmp_path: Path) -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STUCK_AGENT, str(tmp_path / "state"), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    agent = RawAgent(proc)
+    try:
+        assert (await agent.read())["type"] == "hello"
+        await agent.send("s", "test.stuck")
+        await agent.send("p", "agent.ping")
+        assert (await agent.read())["id"] == "p"  # the stuck op holds a thread, not the service
+        # EOF: the stuck op is cancelled, its thread ignores that; the agent leaves after its grace
+        # (EXIT_GRACE_S) instead of waiting for the thread for ever
+        assert await agent.close() == 0
+        assert b"exiting without them" in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
