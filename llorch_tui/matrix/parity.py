@@ -70,12 +70,12 @@ async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: 
     if fp is None:
         try:
             if backend == "cpu" and dtype == "float32":
-                progress("probing", None, f"no reference fingerprint for {key.model} yet: recording it from this "
+                progress("parity", None, f"no reference fingerprint for {key.model} yet: recording it from this "
                                           "cpu float32 worker")
                 fp, ours = await _record_here(client, http, ref)
                 note = "reference recorded by this cell; " if ours else ""
             else:
-                progress("probing", None, f"no reference fingerprint for {key.model} yet: recording one on cpu "
+                progress("parity", None, f"no reference fingerprint for {key.model} yet: recording one on cpu "
                                           "float32 (llorch-pool models fingerprint)")
                 rep = await client.call("models.fingerprint", {"id": key.model, "timeout_s": options.load_timeout_s},
                                         timeout=options.load_timeout_s + RECORD_SLACK_S)
@@ -86,16 +86,16 @@ async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: 
                 raise
             return ParityResult(verdict="no_reference", dtype=dtype or "float32", weights_sha256=ref.weights_sha256,
                                 reason=f"no reference fingerprint, and recording one failed: {exc.message}")
-        progress("probing", None, f"reference recorded ({fp.prompt_set_version}, {len(fp.prompts)} prompts)")
+        progress("parity", None, f"reference recorded ({fp.prompt_set_version}, {len(fp.prompts)} prompts)")
     elif ref.weights_changed:
-        progress("probing", None, f"the weights of {key.model} changed since its reference was recorded: "
+        progress("parity", None, f"the weights of {key.model} changed since its reference was recorded: "
                                   "comparing against the stored reference")
     golden_skip = None
     if ref.source == "synthetic":
         golden_skip = SYNTHETIC_SKIP
     elif not (await http.tokenize_chat([{"role": "user", "content": golden_suite().prompts[0].question}]))[2]:
         golden_skip = NO_TEMPLATE_SKIP
-    progress("probing", None, f"parity: comparing with the reference ({fp.prompt_set_version})")
+    progress("parity", None, f"comparing with the reference ({fp.prompt_set_version})")
     result = await certify(http, fp, weights_sha256=ref.weights_sha256, golden_skip=golden_skip)
     if note:
         result.reason = note + (result.reason or "")

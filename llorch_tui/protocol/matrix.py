@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_DTYPE", "DTYPES"]  # re-exported: the matrix's dtype dimensi
 MATRIX_REPORT_VERSION = 1
 
 Verdict = Literal["pass", "fail", "skipped"]
-Stage = Literal["queued", "downloading", "spawning", "loading", "probing", "benchmark", "stability", "stopping"]
+Stage = Literal["queued", "downloading", "spawning", "loading", "probing", "parity", "benchmark", "stability", "stopping"]
 
 
 class ReasonCode:
