@@ -92,6 +92,22 @@ async def test_live_table_updates_in_place() -> None:
         assert t.get_cell("x", "b").plain == "[b]x[/b]"  # pool-supplied text is never parsed as markup
 
 
+async def test_live_table_defers_rows_out_of_view() -> None:
+    app = TableApp()
+    async with app.run_test(size=(40, 10)) as pilot:
+        t = app.query_one(LiveTable)
+        t.sync({f"r{i:02d}": (str(i), "old") for i in range(50)})
+        await pilot.pause()
+        t.sync({f"r{i:02d}": (str(i), "new") for i in range(50)})
+        assert t.get_cell("r00", "b").plain == "new"  # in view: updated at once
+        assert t.get_cell("r49", "b").plain == "old" and "r49" in t.pending  # out of view: waits
+        t.scroll_end(animate=False)
+        await pilot.pause()
+        assert t.get_cell("r49", "b").plain == "new" and "r49" not in t.pending  # drawn once in view
+        t.sync({f"r{i:02d}": (str(i), "old") for i in range(50)})
+        assert t.pending.get("r00") == ("0", "old")  # now r00 is the one out of view
+
+
 def test_matrix_detail_keeps_a_log_tail_fenced() -> None:
     from llorch_tui.matrix.events import CellFinished
     from llorch_tui.protocol.matrix import CellKey, CellResult

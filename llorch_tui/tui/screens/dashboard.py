@@ -111,14 +111,18 @@ class DashboardScreen(ModeScreen):
             self.query_one("#pools", LiveTable).sync(pools)
             catalog = self.query_one("#catalog", LiveTable)
             catalog.sync(model.catalog_rows(self.selection, self.needle))
-            catalog.set_empty_hint(None if catalog.row_count else
+            catalog.set_note(None if catalog.row_count else
                                    "no models yet: a adds one (synthesize a tiny one, or register a preset)")
             workers = self.query_one("#workers", LiveTable)
             workers.sync(model.worker_rows(self.selection, self.needle, self.show_finished))
             finished = model.finished_count(self.selection)
-            workers.border_subtitle = (None if not finished else
-                                       f"{finished} finished · f hides · X clears" if self.show_finished else
-                                       f"{finished} finished hidden · f shows")
+            notes = []
+            if finished:
+                notes.append(f"{finished} finished · f hides · X clears" if self.show_finished else
+                             f"{finished} finished hidden · f shows")
+            if not workers.row_count:
+                notes.append("no live workers: s on a catalog model spawns one")
+            workers.set_note(" · ".join(notes) or None)
             dl = self.query_one("#downloads", LiveTable)
             dl.sync(downloads)
             if dl.display != bool(downloads):

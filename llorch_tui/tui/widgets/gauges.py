@@ -31,5 +31,8 @@ class GaugePanel(Static):
             texts.insert(0, Text("no GPU (cpu only)", style="dim"))
         key = [t.markup for t in texts]
         if key != self._last:  # only repaint when the figures changed
+            # The same gauges with new figures keep their height: repaint without a screen layout (the
+            # layout pass costs more than the repaint, every second).
+            same_shape = [k.count("\n") for k in key] == [k.count("\n") for k in self._last]
             self._last = key
-            self.update(Group(*texts))
+            self.update(Group(*texts), layout=not same_shape)

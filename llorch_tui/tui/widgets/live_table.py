@@ -29,14 +29,16 @@ class LiveTable(DataTable[str | Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
         self.column_names = columns
         self.shown: dict[str, Row] = {}
+        self.pending: dict[str, Row] = {}  # changed rows out of view, drawn when they scroll in
         # A titled border on every pane; the focused one's is highlighted (llorch.tcss).
         self.border_title = title
         if help_text:
             # Textual's help panel reads HELP from the focused widget: each table has its own text.
             self.HELP = help_text  # type: ignore[misc]
 
-    def set_empty_hint(self, hint: str | None) -> None:
-        """What an empty pane tells the user to do (in its border, so it costs no row)."""
+    def set_note(self, hint: str | None) -> None:
+        """A note in the pane's bottom border (what an empty pane tells the user to do, what is folded away):
+        it costs no row."""
         if self.border_subtitle != hint:
             self.border_subtitle = hint
 
@@ -45,27 +47,67 @@ class LiveTable(DataTable[str | Text]):
             self.add_column(name, key=name)
 
     def sync(self, rows: dict[str, Row]) -> int:
-        """Make the table show `rows`; returns how many cells/rows changed. Call inside app.batch_update()."""
+        """Make the table show `rows`; returns how many cells/rows changed. Call inside app.batch_update().
+
+        A changed row out of view is not updated now: it waits in `pending` and is drawn when it scrolls into
+        view (with 512 worker rows whose figures all move every second, updating only the ~20 visible ones
+        is what keeps the refresh cheap). `shown` is what the table shows."""
         changed = 0
         for key in [k for k in self.shown if k not in rows]:
             self.remove_row(key)
             del self.shown[key]
+            self.pending.pop(key, None)
             changed += 1
+        visible = self._visible_rows()
         for key, row in rows.items():
             old = self.shown.get(key)
             if old is None:
                 self.add_row(*(_cell(c) for c in row), key=key)
+                self.shown[key] = row
                 changed += 1
-            elif old != row:
-                for col, a, b in zip(self.column_names, old, row):
-                    if a != b:
-                        # Only a cell wider than its column asks for a re-measure; anything else would
-                        # make DataTable re-measure the whole column (every row) on each update.
-                        grow = _width(b) > self.columns[ColumnKey(col)].content_width
-                        self.update_cell(key, col, _cell(b), update_width=grow)
-                        changed += 1
-            self.shown[key] = row
+            elif old == row:
+                self.pending.pop(key, None)
+            elif self.get_row_index(key) in visible:
+                self.pending.pop(key, None)
+                changed += self._update_row(key, old, row)
+            else:
+                self.pending[key] = row
         return changed
+
+    def _update_row(self, key: str, old: Row, row: Row) -> int:
+        changed = 0
+        for col, a, b in zip(self.column_names, old, row):
+            if a != b:
+                # Only a cell wider than its column asks for a re-measure; anything else would
+                # make DataTable re-measure the whole column (every row) on each update.
+                grow = _width(b) > self.columns[ColumnKey(col)].content_width
+                self.update_cell(key, col, _cell(b), update_width=grow)
+                changed += 1
+        self.shown[key] = row
+        return changed
+
+    def _visible_rows(self) -> range:
+        top = int(self.scroll_y)
+        return range(top, top + max(self.size.height, 1) + 1)
+
+    def _flush_pending(self) -> None:
+        """Draw the deferred rows that are in view now."""
+        if not self.pending:
+            return
+        visible = self._visible_rows()
+        due = [k for k in self.pending if self.get_row_index(k) in visible]
+        if due:
+            with self.app.batch_update():
+                for key in due:
+                    self._update_row(key, self.shown[key], self.pending.pop(key))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if round(old_value) != round(new_value):
+            self._flush_pending()
+
+    def on_resize(self) -> None:
+        self._flush_pending()
 
     def current_key(self) -> str | None:
         if not self.row_count:
