@@ -36,6 +36,16 @@ def pool_state_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(platformdirs.user_data_dir(APP)) / "pool"
 
 
+def examples_cache_dir() -> Path:
+    """Example models (`llorch-pool models fetch-example`): $LLORCH_EXAMPLES_DIR, else ~/.cache/llorch/examples.
+
+    A cache, not state: it survives between runs and may be deleted at any time."""
+    env = os.environ.get("LLORCH_EXAMPLES_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir(APP)) / "examples"
+
+
 class PoolPaths:
     """The files of one pool's state directory. The agent is stateless between calls: this is its state."""
 

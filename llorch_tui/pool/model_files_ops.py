@@ -34,7 +34,26 @@ class RmParams(BaseModel):
 
 
 def _target(ctx: OpContext, entry: ModelEntry) -> Path:
-    return Path(entry.path).expanduser() if entry.path else ctx.settings.paths.model_dir(entry.id)
+    """The directory holding the catalogued files (a GGUF served as-is is a file: its folder)."""
+    path = Path(entry.path).expanduser() if entry.path else ctx.settings.paths.model_dir(entry.id)
+    return path.parent if path.is_file() else path
+
+
+def check_gguf_source(entry: ModelEntry, ctx: OpContext) -> list[VerifyProblem]:
+    """A converted GGUF's source file, when still on disk, must be the bytes it was converted from."""
+    src = entry.gguf
+    if src is None or not src.converted:
+        return []  # unconverted: the GGUF is in entry.files and checked there
+    path = Path(src.path)
+    if not path.is_file():
+        return []  # deleted after import: the converted checkpoint still serves
+    sha, _ = hash_file(path, ctx.cancelled)
+    ctx.check_cancelled()
+    if sha != src.sha256:
+        return [VerifyProblem(file=str(path), problem=f"the source GGUF changed since it was converted (sha256 {sha}, "
+                              f"the catalog says {src.sha256}); the converted weights are the old ones: unregister "
+                              "and register it again to convert the new file")]
+    return []
 
 
 def check_hashes(entry: ModelEntry, target: Path, ctx: OpContext) -> list[VerifyProblem]:
@@ -98,9 +117,11 @@ async def verify(ctx: OpContext, p: VerifyParams) -> VerifyResult:
                           f"download it first: `llorch-pool models download {p.id}`", model=p.id)
     target = _target(ctx, entry)
     problems = await asyncio.to_thread(check_hashes, entry, target, ctx)
+    problems += await asyncio.to_thread(check_gguf_source, entry, ctx)
     loaded = False
-    if target.is_dir():
-        more, loaded = await load_check(target, p.load, entry.size_gb)
+    model = Path(entry.path).expanduser() if entry.path else target  # a directory, or a GGUF served as-is
+    if model.exists():
+        more, loaded = await load_check(model, p.load, entry.size_gb)
         problems += more
     return VerifyResult(model=p.id, ok=not problems, problems=problems, files_checked=len(entry.files), loaded=loaded)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
+from llorch_tui.pool.gguf_inspect import find_gguf
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import (DTYPES, Catalog, ModelEntry, ModelFile, ModelMetadata, Source, Verdict,
@@ -56,6 +57,12 @@ def check_architecture(arch: str | None) -> str | None:
     return arch
 
 
+def registered_error(model_id: str) -> LlorchError:
+    return LlorchError(ErrorCode.ALREADY_EXISTS, f"model {model_id!r} is already registered",
+                       f"change it with `llorch-pool models update {model_id} ...`, "
+                       f"or `llorch-pool models unregister {model_id}` first")
+
+
 class IdParams(BaseModel):
     id: str
 
@@ -79,6 +86,8 @@ class RegisterParams(IdParams):
     vocab_size: int | None = Field(default=None, ge=1)
     revision: str | None = None
     source: Source | None = None
+    # A GGUF path: convert once to safetensors (default), or let workers load the GGUF itself.
+    convert: bool = True
 
     @field_validator("revision")
     @classmethod
@@ -167,15 +176,21 @@ async def models_list(ctx: OpContext, _: NoParams) -> Catalog:
     return await asyncio.to_thread(store_of(ctx).load)
 
 
-@op("models.register", RegisterParams, summary="add a model to the catalog (seed presets need only the id)")
+@op("models.register", RegisterParams, streams=True,
+    summary="add a model to the catalog (seed presets need only the id; --path takes a checkpoint or a GGUF)")
 async def models_register(ctx: OpContext, p: RegisterParams) -> ModelEntry:
+    if p.path:
+        gguf = await asyncio.to_thread(find_gguf, p.path)
+        if gguf is not None:
+            from llorch_tui.pool.gguf_ops import register_gguf  # imports this module
+
+            return await register_gguf(ctx, p, gguf)
+
     def run() -> ModelEntry:
         entry = build_entry(p, ctx)
         with store_of(ctx).edit() as catalog:
             if catalog.get(p.id) is not None:
-                raise LlorchError(ErrorCode.ALREADY_EXISTS, f"model {p.id!r} is already registered",
-                                  f"change it with `llorch-pool models update {p.id} ...`, "
-                                  f"or `llorch-pool models unregister {p.id}` first")
+                raise registered_error(p.id)
             catalog.models.append(entry)
         return entry
 

@@ -29,6 +29,7 @@ OP_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.core_ops",
     "llorch_tui.pool.models_ops",
     "llorch_tui.pool.synth_ops",
+    "llorch_tui.pool.examples",
     "llorch_tui.pool.download_ops",
     "llorch_tui.pool.worker_ops",
     "llorch_tui.pool.status_ops",

@@ -86,7 +86,12 @@ def log_tail(path: Path, lines: int = 20, max_bytes: int = 256 * 1024) -> list[s
 
 def worker_error(path: Path) -> dict[str, str] | None:
     """The last `LLORCH_WORKER_ERROR {json}` line of a worker log: the worker's own classification."""
-    for line in reversed(log_tail(path, 400)):
+    return error_in_lines(log_tail(path, 400))
+
+
+def error_in_lines(lines: list[str]) -> dict[str, str] | None:
+    """The last `LLORCH_WORKER_ERROR {json}` line among `lines` (a log, or a worker module's stderr)."""
+    for line in reversed(lines):
         m = ERROR_LINE.search(line)
         if m:
             try:

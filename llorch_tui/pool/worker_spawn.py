@@ -80,6 +80,10 @@ def model_dir(ctx: OpContext, entry: ModelEntry) -> Path:
     return path if path.is_absolute() else ctx.settings.paths.models_dir / path
 
 
+# A GGUF served as-is is dequantized on every load: budget for the float32 size it becomes (4-bit -> 32-bit).
+GGUF_DEQUANT_FACTOR = 8.0
+
+
 def spawn_timeout(entry: ModelEntry, mdir: Path, override: float | None) -> float:
     """60 s + 30 s per GB: loading a 7B model from a slow disk takes minutes, a tiny one seconds."""
     if override is not None:
@@ -87,6 +91,8 @@ def spawn_timeout(entry: ModelEntry, mdir: Path, override: float | None) -> floa
     size_gb = entry.size_gb
     if not size_gb:
         size_gb = sum(f.stat().st_size for f in mdir.glob("*.safetensors")) / 1e9
+    if entry.gguf is not None and not entry.gguf.converted:
+        size_gb *= GGUF_DEQUANT_FACTOR
     return BASE_TIMEOUT_S + TIMEOUT_PER_GB_S * size_gb
 
 
@@ -103,7 +109,13 @@ def check_request(ctx: OpContext, p: SpawnParams) -> tuple[ModelEntry, Path]:
         raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {p.model!r} is registered but not downloaded on this pool",
                           f"download it first: llorch-pool models download {p.model}", model=p.model)
     mdir = model_dir(ctx, entry)
-    if not (mdir / "config.json").is_file():
+    served_as_gguf = entry.gguf is not None and not entry.gguf.converted
+    if served_as_gguf and not mdir.is_file():
+        raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {p.model!r} is served from its GGUF {mdir}, "
+                          "which is no longer there",
+                          f"put the file back, or register it again: llorch-pool models unregister {p.model} && "
+                          f"llorch-pool models register {p.model} --path FILE.gguf", model=p.model)
+    if not served_as_gguf and not (mdir / "config.json").is_file():
         raise LlorchError(ErrorCode.NOT_DOWNLOADED, f"model {p.model!r} is marked downloaded but {mdir} has no config.json",
                           f"put its files back: {refetch_hint(p.model, entry)}", model=p.model)
     if p.backend not in entry.backends:

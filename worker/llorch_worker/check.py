@@ -1,6 +1,7 @@
 """Checkpoint checks without torch: config, tokenizer files, safetensors headers vs file length.
 
-`python -m llorch_worker.check --model PATH [--load] --json` prints
+`python -m llorch_worker.check --model PATH [--load] --json` (PATH: a checkpoint directory or a
+.gguf file) prints
 `{"ok": bool, "problems": [{"file", "problem"}]}` and exits 0 when ok, 3 when not. The worker
 runs the same cheap checks before loading, so a truncated download is reported by file name
 instead of as a deep stack trace from inside the loader.
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .errors import EXIT_MODEL, WorkerError
+from .gguf_file import gguf_location, gguf_problem
 
 _DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2,
@@ -73,8 +75,13 @@ def check_files(model: Path) -> list[dict[str, str]]:
     problems: list[dict[str, str]] = []
     if not model.exists():
         return [{"file": str(model), "problem": "path does not exist"}]
+    gguf = gguf_location(model)
+    if gguf is not None:  # a GGUF carries its config and tokenizer inside
+        why = gguf_problem(gguf[0] / gguf[1])
+        return [{"file": str(gguf[0] / gguf[1]), "problem": why}] if why else []
     if not model.is_dir():
-        return [{"file": str(model), "problem": "not a directory (a checkpoint is a directory)"}]
+        return [{"file": str(model), "problem": "not a directory or a GGUF file (a checkpoint is a directory "
+                 "holding config.json and *.safetensors, or one .gguf file)"}]
     cfg = model / "config.json"
     try:
         config = json.loads(cfg.read_text())
@@ -113,7 +120,7 @@ def raise_for(problems: list[dict[str, str]]) -> None:
     p = problems[0]
     if "tokenizer" in p["problem"]:
         code = "tokenizer_missing"
-    elif p["file"].endswith(".safetensors"):
+    elif p["file"].endswith((".safetensors", ".gguf")):
         code = "checkpoint_corrupt"
     else:
         code = "model_invalid"

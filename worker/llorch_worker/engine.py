@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 from .check import check_files, raise_for
 from .errors import WorkerError
+from .gguf_file import gguf_location
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -133,14 +133,18 @@ class Engine:
 
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
+        # A GGUF is loaded directly (dequantized on every load); the agent converts registered ones to
+        # safetensors once so a worker normally lands in the plain branch.
+        gguf = gguf_location(path)
+        source, kw = (str(gguf[0]), {"gguf_file": gguf[1]}) if gguf else (str(path), {})
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kw)
         except Exception as e:
             raise WorkerError("tokenizer_missing", f"{path}: the tokenizer does not load: {type(e).__name__}: {e}",
-                              file=str(path / "tokenizer.json")) from e
+                              file=str(path if gguf else path / "tokenizer.json")) from e
         t_weights = time.monotonic()
         try:
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kw)
         except (ValueError, KeyError, OSError, RuntimeError) as e:
             if isinstance(e, RuntimeError) and "out of memory" in str(e).lower():
                 raise WorkerError("oom", f"out of memory loading {path}: {e}") from e
@@ -176,7 +180,8 @@ class Engine:
 
             noise = LogitNoise(logit_noise)
         return cls(model=model, tokenizer=tokenizer, device=device, dtype=loaded_dtype, path=path,
-                   name=path.name, context_length=context, eos_ids=eos_ids, pad_id=int(pad),
+                   name=path.stem if gguf and path.is_file() else path.name, context_length=context,
+                   eos_ids=eos_ids, pad_id=int(pad),
                    load_s=time.monotonic() - t0, cache_kw=cache_kw, noise=noise,
                    max_prompt_chars=prompt_char_limit(tokenizer, context), stages=stages)
 
@@ -237,4 +242,4 @@ class Engine:
     def describe(self) -> dict[str, Any]:
         return {"model": self.name, "path": str(self.path), "device": self.device, "dtype": self.dtype_name,
                 "context_length": self.context_length,
-                "architecture": json.loads((self.path / "config.json").read_text()).get("model_type")}
+                "architecture": getattr(self.model.config, "model_type", None)}

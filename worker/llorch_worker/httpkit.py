@@ -172,6 +172,40 @@ def check_prompt_size(st: WorkerState, chars: int) -> None:
                        f"tokens cannot hold more than {limit} characters", hint="shorten the prompt")
 
 
+def messages_of(body: dict[str, Any]) -> list[dict[str, str]]:
+    msgs = body.get("messages")
+    if msgs is None:
+        raise ApiError(400, "missing_field", "field 'messages' is required")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "invalid_field", "field 'messages' must be a non-empty list of {role, content}")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, "invalid_field", f"messages[{i}] must be an object with a string 'role'")
+        content = m.get("content")
+        if isinstance(content, list):  # content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise ApiError(400, "invalid_field", f"messages[{i}].content must be a string or a list of text parts")
+        out.append({"role": m["role"], "content": content})
+    if all(not m["content"] for m in out):
+        raise ApiError(400, "empty_prompt", "every message is empty", hint="send at least one non-empty message")
+    return out
+
+
+async def chat_prompt_of(st: WorkerState, body: dict[str, Any]) -> str:
+    """The request's `messages` rendered by the model's chat template (a transcript when it has none);
+    shared by /v1/chat/completions and /execute, so both routes send the model the same prompt."""
+    messages = messages_of(body)
+    check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
+    try:  # in a thread: a template over a large conversation is not free
+        return str(await asyncio.to_thread(st.engine.chat_prompt, messages))
+    except Exception as e:  # a template can reject role orders etc.; that is the client's input
+        raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
+
+
 async def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *, max_tokens_default: int,
                     temperature_default: float, job_id: str | None = None, templated: bool = False,
                     stream: bool = True, top_logprobs: int | None = None, echo: bool = False) -> Job:

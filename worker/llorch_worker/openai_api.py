@@ -6,7 +6,6 @@ send one) and echoed back, so tools that use a catalog id or the path both work.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from contextlib import aclosing
@@ -15,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError
-from .httpkit import (WorkerState, build_job, check_prompt_size, collect, get_bool, get_int, open_sse, read_json,
+from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, get_bool, get_int, open_sse, read_json,
                       ready_state, run_events, send_sse, state_of)
 from .logprobs import MAX_TOP_LOGPROBS
 
@@ -106,29 +105,6 @@ def _logprobs_doc(st: WorkerState, s: dict[str, Any], k: int, echo: bool) -> dic
             "text_offset": offsets, "token_ids": ids, "top_token_logprobs": top_ids if k > 0 else None}
 
 
-def _messages_of(body: dict[str, Any]) -> list[dict[str, str]]:
-    msgs = body.get("messages")
-    if msgs is None:
-        raise ApiError(400, "missing_field", "field 'messages' is required")
-    if not isinstance(msgs, list) or not msgs:
-        raise ApiError(400, "invalid_field", "field 'messages' must be a non-empty list of {role, content}")
-    out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ApiError(400, "invalid_field", f"messages[{i}] must be an object with a string 'role'")
-        content = m.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise ApiError(400, "invalid_field", f"messages[{i}].content must be a string or a list of text parts")
-        out.append({"role": m["role"], "content": content})
-    if all(not m["content"] for m in out):
-        raise ApiError(400, "empty_prompt", "every message is empty", hint="send at least one non-empty message")
-    return out
-
-
 async def completions(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
     body = await read_json(request)
@@ -162,13 +138,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
     body = await read_json(request)
     _check_n(body)
-    messages = _messages_of(body)
+    prompt = await chat_prompt_of(st, body)
     stream = get_bool(body, "stream")
-    check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
-    try:  # in a thread: a template over a large conversation is not free
-        prompt = await asyncio.to_thread(st.engine.chat_prompt, messages)
-    except Exception as e:  # a template can reject role orders etc.; that is the client's input
-        raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
     job = await build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
                           stream=stream)
     cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)

@@ -14,8 +14,8 @@ from aiohttp import web
 from . import __version__
 from .errors import ApiError
 from .httpguard import bearer_token, token_matches
-from .httpkit import (STATE_KEY, WorkerState, build_job, collect, get_bool, get_str, open_sse, read_json,
-                      ready_state, run_events, send_sse, state_of)
+from .httpkit import (STATE_KEY, WorkerState, build_job, chat_prompt_of, collect, get_bool, get_str, open_sse,
+                      read_json, ready_state, run_events, send_sse, state_of)
 from .info import add_info_route
 from .openai_api import add_openai_routes
 from .tokenize_api import add_tokenize_routes
@@ -107,12 +107,16 @@ def _rss_only() -> dict[str, Any]:
 async def execute(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
     body = await read_json(request)
-    prompt = get_str(body, "prompt", required=True)
+    # `prompt` is raw text; `messages` is a chat, rendered by the model's chat template.
+    templated = body.get("messages") is not None
+    if templated and body.get("prompt") is not None:
+        raise ApiError(400, "invalid_field", "send either 'prompt' (raw text) or 'messages' (a chat), not both")
+    prompt = await chat_prompt_of(st, body) if templated else get_str(body, "prompt", required=True)
     job_id = get_str(body, "job_id")
     stream = get_bool(body, "stream")
     assert prompt is not None
     job = await build_job(st, prompt, body, max_tokens_default=64, temperature_default=0.0, job_id=job_id,
-                          stream=stream)
+                          templated=templated, stream=stream)
     if not stream:
         summary = await collect(st, job)
         summary.pop("type", None)

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec, no_args
 from llorch_tui.units import fmt_size_gb
+from llorch_tui.pool.cli.stage_progress import StageProgress
 
 
 def parse_bool(value: str) -> bool:
@@ -52,7 +53,11 @@ def _register_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", help="Hugging Face repo id, OWNER/NAME (not needed for seed presets)")
     p.add_argument("--architecture", help="model_type: llama, qwen2, phi3, mistral, ... (not needed for seed presets)")
     _backends_arg(p)
-    p.add_argument("--path", help="register a checkpoint already on disk (a directory with config.json; source local)")
+    p.add_argument("--path", help="register a checkpoint already on disk (source local): a directory with config.json, "
+                   "or a GGUF: a .gguf file, a folder holding one, an Ollama blob or manifest")
+    p.add_argument("--no-convert", dest="convert", action="store_false",
+                   help="GGUF only: let workers load the GGUF itself (dequantizing on every load) instead of "
+                   "converting it once to float32 safetensors in the models dir")
     p.add_argument("--context-length", type=int, help="context length in tokens")
     p.add_argument("--vocab-size", type=int, help="vocabulary size")
     p.add_argument("--revision", help="Hub revision (branch, tag or commit) to download")
@@ -64,6 +69,8 @@ def _register_params(a: argparse.Namespace) -> dict[str, Any]:
                                      "revision", "source")}
     d["backends"] = split_backends(a.backends)
     d = {k: v for k, v in d.items() if v is not None}
+    if not a.convert:
+        d["convert"] = False
     if not d.get("repo") and not d.get("path"):
         d = {**_config_preset(a, d["id"]), **d}
     return d
@@ -104,7 +111,17 @@ def render_entry(verb: str) -> Any:
         state = "downloaded" if entry.get("downloaded") else "not downloaded"
         console.print(f"{verb} [bold]{entry['id']}[/] ({entry.get('name')}, {entry.get('architecture')}, "
                       f"{state}) at {entry.get('path')}", highlight=False)
+        gguf = entry.get("gguf")
+        if gguf:
+            how = "converted to float32 safetensors" if gguf.get("converted") else "loaded directly by workers"
+            console.print(f"  from GGUF {gguf.get('path')} ({gguf.get('quantization') or '?'}, "
+                          f"sha256 {str(gguf.get('sha256'))[:16]}…), {how}", highlight=False)
     return render
+
+
+def fmt_format(m: dict[str, Any]) -> str:
+    """`safetensors`, or `gguf Q4_1` (a GGUF's quantization as published)."""
+    return " ".join(x for x in (m.get("format") or "safetensors", m.get("quantization")) if x)
 
 
 def render_list(catalog: dict[str, Any], console: Console) -> None:
@@ -121,8 +138,11 @@ def render_list(catalog: dict[str, Any], console: Console) -> None:
     for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends") + (("Reference",) if refs else ()):
         t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
+        # the format only where it is not the default, so the common table keeps its width
+        fmt = fmt_format(m)
+        arch = m.get("architecture", "") + ("" if fmt == "safetensors" else f"\n[dim]{fmt}[/]")
         t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
-                  fmt_size_gb(m.get("size_gb")), m.get("architecture", ""), " ".join(m.get("backends", [])),
+                  fmt_size_gb(m.get("size_gb")), arch, " ".join(m.get("backends", [])),
                   *((brief(m.get("fingerprint")),) if refs else ()))
     console.print(t)
 
@@ -136,8 +156,11 @@ def render_catalog(catalog: dict[str, Any], console: Console) -> None:
         t.add_column(col, overflow="fold", no_wrap=col == "ID", ratio=2 if col == "Name / repo" else 1)
     for m in models:
         where = (m.get("metadata") or {}).get("repo") or m.get("path", "")
+        if m.get("gguf"):
+            where = m["gguf"].get("path") or where
         t.add_row(m["id"], f"{m.get('name', '')}\n[dim]{where}[/]", "✅" if m.get("downloaded") else "❌",
-                  fmt_size_gb(m.get("size_gb")), f"{m.get('architecture', '')}\n[dim]{m.get('source', '')}[/]",
+                  fmt_size_gb(m.get("size_gb")),
+                  f"{m.get('architecture', '')}\n[dim]{m.get('source', '')} · {fmt_format(m)}[/]",
                   " ".join(m.get("backends", [])), fmt_verdicts(m.get("verdicts") or {}))
     console.print(t)
     if not models:
@@ -149,8 +172,10 @@ COMMANDS: list[CommandSpec] = [
                 render=render_list),
     CommandSpec(("models", "catalog"), "the catalog with metadata: source, repo, last verdict per backend", no_args,
                 op="models.list", render=render_catalog),
-    CommandSpec(("models", "register"), "add a model to the catalog (seed presets: only the id)", _register_args,
-                op="models.register", to_params=_register_params, render=render_entry("registered")),
+    CommandSpec(("models", "register"), "add a model to the catalog (seed presets: only the id; --path: a "
+                "checkpoint directory or a GGUF)", _register_args,
+                op="models.register", to_params=_register_params, render=render_entry("registered"),
+                events=StageProgress),
     CommandSpec(("models", "unregister"), "remove a model from the catalog (files stay on disk)", _id_arg,
                 op="models.unregister", to_params=lambda a: {"id": a.id}, render=render_entry("unregistered")),
     CommandSpec(("models", "update"), "change a catalog entry, e.g. --downloaded true", _update_args,

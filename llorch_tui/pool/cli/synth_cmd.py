@@ -5,43 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.console import Console
-from rich.status import Status
-
 from llorch_tui.pool.cli.models_cmd import render_entry, split_backends
 from llorch_tui.pool.cli.spec import CommandSpec
-
-STAGE_TEXT = {
-    "check": "checking the catalog",
-    "synthesize": "training a tokenizer and writing random weights (imports torch: seconds; real sizes: minutes)",
-    "register": "registering in the catalog",
-}
-
-
-class SynthProgress:
-    """A spinner with the current stage; plain lines when stdout is not a terminal."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.status: Status | None = None
-
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event != "progress" or data.get("stage") not in STAGE_TEXT:
-            return
-        text = f"{data.get('model')}: {STAGE_TEXT[data['stage']]}"
-        if not self.console.is_terminal:
-            self.console.print(text, highlight=False)
-        elif self.status is None:
-            self.status = self.console.status(text)
-            self.status.start()
-        else:
-            self.status.update(text)
-
-    def close(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-
+from llorch_tui.pool.cli.stage_progress import StageProgress
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", help="catalog id for the new model, e.g. tiny-llama")
@@ -75,5 +41,5 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "synth"), "write a random-weight checkpoint (tiny, or the exact shape of a real model) "
                 "and register it",
                 _args, op="models.synth", to_params=_params, render=render_entry("synthesized"),
-                events=SynthProgress),
+                events=StageProgress),
 ]

@@ -12,6 +12,7 @@ from llorch_tui.pool.cli.spec import CommandSpec
 COMMAND_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.cli.models_cmd",
     "llorch_tui.pool.cli.synth_cmd",
+    "llorch_tui.pool.cli.examples_cmd",
     "llorch_tui.pool.cli.download_cmd",
     "llorch_tui.pool.cli.mirror_cmd",
     "llorch_tui.pool.cli.worker_cmd",
