@@ -26,7 +26,7 @@ def test_round_trip_json(state: Path) -> None:
     entry = r.json()
     # A seed preset needs only its id: the rest comes from the preset.
     assert entry["metadata"] == {"repo": "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "context_length": 2048,
-                                 "vocab_size": 32000}
+                                 "vocab_size": 32000, "chat_template": None}  # None: not inspected yet
     assert entry["architecture"] == "llama" and entry["downloaded"] is False and entry["source"] == "hub"
     assert entry["path"] == str((state / "models" / "tinyllama").absolute())
 
