@@ -9,8 +9,7 @@ import asyncio
 from aiohttp import web
 
 from .errors import ApiError
-from .httpkit import check_prompt_size, get_bool, read_json, ready_state
-from .openai_api import _messages_of
+from .httpkit import chat_prompt_of, check_prompt_size, get_bool, read_json, ready_state
 
 
 async def tokenize(request: web.Request) -> web.Response:
@@ -19,12 +18,7 @@ async def tokenize(request: web.Request) -> web.Response:
     eng = st.engine
     # like generation requests: bounded before any work, and tokenized off the event loop
     if body.get("messages") is not None:
-        messages = _messages_of(body)
-        check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
-        try:
-            text = await asyncio.to_thread(eng.chat_prompt, messages)
-        except Exception as e:  # a template can reject role orders etc.; that is the client's input
-            raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
+        text = await chat_prompt_of(st, body)
         # the template carries its own special tokens
         ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=False)
         templated = bool(getattr(eng.tokenizer, "chat_template", None))
