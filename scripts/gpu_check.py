@@ -157,7 +157,8 @@ def write_report(out: Path, dry: bool, gpu: str, bw: float | None, bw_src: str, 
              f"Written by `scripts/gpu_check.py{' --dry-run' if dry else ''}` on "
              f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}: {platform.node()}, {gpu}; "
              f"memory bandwidth {bw / 1e9:.0f} GB/s ({bw_src})" if bw else
-             f"Written by `scripts/gpu_check.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}: {gpu}; "
+             f"Written by `scripts/gpu_check.py{' --dry-run' if dry else ''}` on "
+             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}: {gpu}; "
              f"memory bandwidth unknown ({bw_src}): no roofline", "",
              f"Machine load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}. The models are "
              "**synthetic** (`models synth --like`: the originals' exact shapes, random weights): the figures are "
