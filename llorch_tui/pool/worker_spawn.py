@@ -326,7 +326,8 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
 def _abandon(ctx: OpContext, rec: WorkerRecord, sup: subprocess.Popen[bytes] | None, exc: BaseException) -> None:
     kill_worker(rec, sup)
     fill_exit_info(ctx.settings.paths, rec)
-    rec.state = "failed"
+    # A spawn its caller cancelled (a matrix stop, Ctrl-C) was stopped on purpose: not a failure.
+    rec.state = "stopped" if isinstance(exc, asyncio.CancelledError) else "failed"
     rec.stopped_at = now()
     if not isinstance(exc, LlorchError):
         rec.exit_reason = "spawn cancelled by the caller" if isinstance(exc, asyncio.CancelledError) else \
