@@ -6,8 +6,8 @@ which is the worker's own `Engine.load` plus one forward pass), interleaved, med
 
     .venv/bin/python bench/gguf_load.py [--reps 3] [--gguf FILE --converted DIR]
 
-Without paths it uses the SmolLM2 example from the examples cache (`llorch-pool models fetch-example
-smollm2 --models-dir ~/.cache/llorch/examples/models` makes both).
+Without paths it uses the SmolLM2 example from the examples cache, fetching and converting it first
+when absent (`llorch-pool --models-dir ~/.cache/llorch/examples/models models fetch-example smollm2`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,10 +40,10 @@ def main() -> int:
     p.add_argument("--gguf", type=Path, default=cache / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf")
     p.add_argument("--converted", type=Path, default=cache / "models" / "smollm2")
     a = p.parse_args()
-    for path in (a.gguf, a.converted):
-        if not path.exists():
-            raise SystemExit(f"{path} does not exist: run `llorch-pool --models-dir {cache / 'models'} models "
-                             "fetch-example smollm2` first, or pass --gguf/--converted")
+    if not (a.gguf.exists() and a.converted.exists()):  # the example's files, made as the test fixture makes them
+        with tempfile.TemporaryDirectory() as state:
+            subprocess.run([sys.executable, "-m", "llorch_tui.pool.cli.main", "--state-dir", state, "--models-dir",
+                            str(cache / "models"), "models", "fetch-example", "smollm2"], check=True, timeout=1800)
     gguf, conv = [], []
     for i in range(a.reps):  # interleaved, so a busier moment of the machine hits both alike
         gguf.append(load_s(a.gguf))
