@@ -50,7 +50,11 @@ def _spawn_stage(data: dict[str, Any]) -> str:
 
 
 SYNTH_STAGES = {"check": "checking the id and the architecture", "synthesize": "writing random weights",
-                "register": "adding it to the catalog", "done": "done"}
+                "register": "adding it to the catalog", "done": "done",
+                # registering a GGUF path: read, hash, convert once to safetensors (a minute for a small model)
+                "inspect": "reading the GGUF header", "hash": "hashing the GGUF",
+                "reuse": "reusing its earlier safetensors conversion",
+                "convert": "converting the GGUF to safetensors, once (about a minute for a small model)"}
 
 
 class PoolActions(_Base):
