@@ -98,7 +98,8 @@ class _Copy:
 
         await asyncio.gather(*(one(t) for t in self.results))
 
-    async def read(self, f: ModelFile, offset: int) -> bytes:
+    async def read(self, f: ModelFile, offset: int) -> tuple[bytes, str]:
+        """(bytes, their base64 as received): a whole chunk is forwarded as it came, not re-encoded per target."""
         res = ChunkData.model_validate(await self.call(self.source, "models.read_chunk", {
             "id": self.id, "file": f.name, "offset": offset, "length": min(self.chunk, f.size - offset)}))
         data = base64.b64decode(res.data)
@@ -106,9 +107,9 @@ class _Copy:
             raise LlorchError(ErrorCode.CHECKPOINT_CORRUPT, f"{f.name} on pool {self.source} ends at byte {offset}, "
                               f"its catalog says {f.size}", f"`llorch pool models verify {self.id} --host {self.source}`")
         self.bytes_read += len(data)
-        return data
+        return data, res.data
 
-    async def write(self, t: str, f: ModelFile, offset: int, data: bytes) -> None:
+    async def write(self, t: str, f: ModelFile, offset: int, data: bytes, encoded: str) -> None:
         """Send the part of [offset, offset+len) that target t does not hold yet."""
         have = self.have[t].get(f.name, 0)
         if have >= offset + len(data) or have < offset:
@@ -116,9 +117,11 @@ class _Copy:
         piece = data[have - offset:]
         if self.tamper is not None:
             piece = self.tamper(t, f.name, have, piece)
+        if have != offset or self.tamper is not None:
+            encoded = base64.b64encode(piece).decode("ascii")
         try:
             await self.call(t, "models.receive_chunk", {"id": self.id, "file": f.name, "offset": have,
-                                                        "data": base64.b64encode(piece).decode("ascii")})
+                                                        "data": encoded})
         except LlorchError as e:
             self.fail(t, e)
             return
@@ -130,14 +133,14 @@ class _Copy:
         if targets:
             offset = min(self.have[t].get(f.name, 0) for t in targets)
             self.reporter.send("downloading", file=f.name, force=True)
-            pending: asyncio.Task[bytes] | None = asyncio.create_task(self.read(f, offset))
+            pending: asyncio.Task[tuple[bytes, str]] | None = asyncio.create_task(self.read(f, offset))
             try:
                 while pending is not None:
-                    data = await pending
+                    data, encoded = await pending
                     nxt = offset + len(data)
                     # Read ahead while the targets write: source and targets work at the same time.
                     pending = asyncio.create_task(self.read(f, nxt)) if nxt < f.size else None
-                    await asyncio.gather(*(self.write(t, f, offset, data) for t in self.active()))
+                    await asyncio.gather(*(self.write(t, f, offset, data, encoded) for t in self.active()))
                     self.reporter.add_bytes(len(data))
                     offset = nxt
                     if not self.active():

@@ -1,0 +1,91 @@
+"""Benchmark: `llorch models copy` between local pools vs copying the same files with cp + sha256.
+
+One model (a synthetic `small` checkpoint, ~100 MB), three local pools (agents as child processes,
+the same JSON-Lines sessions an SSH pool uses), interleaved runs, medians:
+  baseline   shutil.copyfile of every file + sha256 of the copy   (what the bytes cost on this disk)
+  copy x1    llorch models copy ID --from a --to b                (through the control plane, verified)
+  copy x2    llorch models copy ID --from a --to b --to c         (the source read once for both)
+Prints the times and the ratios copy x1 / baseline and copy x2 / copy x1.
+
+    .venv/bin/python bench/model_copy.py [--runs 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from llorch_tui.config import Config, PoolConfig
+from llorch_tui.fleet_ops.copy import copy_model
+
+CLI = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
+
+
+def baseline(src: Path, dst: Path) -> float:
+    t = time.perf_counter()
+    dst.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        shutil.copyfile(f, dst / f.name)
+        h = hashlib.sha256()
+        with (dst / f.name).open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return time.perf_counter() - t
+
+
+def copy_once(root: Path, i: int, targets: int) -> float:
+    pools = [PoolConfig(name="a", state_dir=str(root / "a"))]
+    names = [f"t{i}x{targets}n{k}" for k in range(targets)]
+    pools += [PoolConfig(name=n, state_dir=str(root / n)) for n in names]
+    t = time.perf_counter()
+    result = asyncio.run(copy_model(Config(pools=pools), "m", "a", names))
+    elapsed = time.perf_counter() - t
+    assert result.ok and result.bytes_read == result.bytes_total, result.to_json()
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="llorch-bench-copy-"))
+    try:
+        model = root / "model"
+        subprocess.run([sys.executable, "-m", "llorch_worker.synth", "--out", str(model), "--architecture", "llama",
+                        "--size", "small", "--json"], check=True, capture_output=True, timeout=600)
+        subprocess.run([*CLI, "--state-dir", str(root / "a"), "models", "register", "m", "--path", str(model)],
+                       check=True, capture_output=True, timeout=120)
+        size = sum(f.stat().st_size for f in model.iterdir())
+        base, one, two = [], [], []
+        for i in range(args.runs):  # interleaved: a busy moment hits all three alike
+            base.append(baseline(model, root / f"plain{i}"))
+            one.append(copy_once(root, i, 1))
+            two.append(copy_once(root, i, 2))
+        out = {"bytes": size, "baseline_s": statistics.median(base), "copy1_s": statistics.median(one),
+               "copy2_s": statistics.median(two), "runs": args.runs}
+        out["copy1_over_baseline"] = out["copy1_s"] / out["baseline_s"]
+        out["copy2_over_copy1"] = out["copy2_s"] / out["copy1_s"]
+        out["copy1_MiBps"] = size / out["copy1_s"] / 2**20
+        if args.json:
+            print(json.dumps(out))
+        else:
+            print(f"{size / 2**20:.0f} MiB, median of {args.runs}: baseline (cp + sha256) {out['baseline_s']:.2f} s; "
+                  f"copy to 1 pool {out['copy1_s']:.2f} s ({out['copy1_MiBps']:.1f} MiB/s, "
+                  f"{out['copy1_over_baseline']:.1f}x the baseline); to 2 pools {out['copy2_s']:.2f} s "
+                  f"({out['copy2_over_copy1']:.2f}x one pool)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
