@@ -45,13 +45,13 @@ async def through_service(state: Path, n: int, warmup: int = 5) -> list[float]:
     try:
         await client.start()
         for _ in range(warmup):  # warm: imports done, caches filled, the first-call costs paid
-            await client.call("pool.status")
+            await client.api.pool.status()
         times = []
         for _ in range(n):
             t0 = time.perf_counter()
-            st = await client.call("pool.status")
+            st = await client.api.pool.status()
             times.append(time.perf_counter() - t0)
-            assert st["pool_id"] == "bench"
+            assert st.pool_id == "bench"
         return times
     finally:
         await client.close()

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from llorch_tui.pool.ops import AgentSettings, InProcessExecutor
+from llorch_tui.pool_api import PoolApi
+from llorch_tui.protocol.params import DownloadParams, RegisterParams
 
 CLI = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
 
@@ -41,8 +43,8 @@ def weights(path: Path, size: int) -> None:
             left -= n
 
 
-def op(state: Path, name: str, params: dict) -> dict:
-    return asyncio.run(InProcessExecutor(AgentSettings(state_dir=state, pool_id=state.name)).call(name, params))
+def api(state: Path) -> PoolApi:
+    return PoolApi(InProcessExecutor(AgentSettings(state_dir=state, pool_id=state.name)))
 
 
 def main() -> int:
@@ -60,7 +62,7 @@ def main() -> int:
         (ck / "config.json").write_text(json.dumps({"model_type": "llama"}))
         weights(ck / "model.safetensors", args.mib << 20)
         src = root / "src"
-        op(src, "models.register", {"id": "m", "path": str(ck), "architecture": "llama", "repo": "bench/m"})
+        asyncio.run(api(src).models.register(RegisterParams(id="m", path=str(ck), architecture="llama", repo="bench/m")))
         mirror = subprocess.Popen([*CLI, "--state-dir", str(src), "--pool-id", "src", "mirror", "serve", "--port", "0",
                                    "--print-url"], stdout=subprocess.PIPE, text=True, env=env)
         url = mirror.stdout.readline().strip()  # type: ignore[union-attr]
@@ -72,13 +74,13 @@ def main() -> int:
         baseline_s = time.perf_counter() - t
 
         dst = root / "dst"
-        op(dst, "models.register", {"id": "m", "repo": "bench/m", "architecture": "llama"})
+        asyncio.run(api(dst).models.register(RegisterParams(id="m", repo="bench/m", architecture="llama")))
         t = time.perf_counter()
-        full = op(dst, "models.download", {"id": "m", "endpoint": url})
+        full = asyncio.run(api(dst).models.download(DownloadParams(id="m", endpoint=url)))
         llorch_s = time.perf_counter() - t
 
         again = root / "again"
-        op(again, "models.register", {"id": "m", "repo": "bench/m", "architecture": "llama"})
+        asyncio.run(api(again).models.register(RegisterParams(id="m", repo="bench/m", architecture="llama")))
         argv = [*CLI, "--state-dir", str(again), "--pool-id", "again", "models", "download", "m", "--endpoint", url,
                 "--json"]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
@@ -96,7 +98,7 @@ def main() -> int:
                "llorch_over_baseline": round(llorch_s / baseline_s, 2),
                "resume_s_incl_process_start": round(resume_s, 3),
                "resume_bytes_fraction": round(resumed["bytes_fetched"] / resumed["bytes_total"], 3),
-               "full_bytes": full["bytes_total"]}
+               "full_bytes": full.bytes_total}
         if args.json:
             print(json.dumps(res))
         else:

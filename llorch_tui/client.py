@@ -11,16 +11,17 @@ import asyncio
 import itertools
 import json
 import logging
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool_api import PoolApi
 from llorch_tui.protocol import CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, Hello
+from llorch_tui.protocol.ops import EventSink
 from llorch_tui.transport import make_transport
 from llorch_tui.transport.base import AgentChannel, Transport
 
 log = logging.getLogger("llorch.client")
-EventSink = Callable[[str, dict[str, Any]], None]
 HELLO_TIMEOUT_S = 60.0
 
 
@@ -46,6 +47,11 @@ class PoolClient:
     @property
     def name(self) -> str:
         return self.pool.name
+
+    @property
+    def api(self) -> PoolApi:
+        """This pool's ops, typed (`client.api.workers.spawn(...) -> WorkerRecord`)."""
+        return PoolApi(self)
 
     @property
     def connected(self) -> bool:
@@ -92,7 +98,7 @@ class PoolClient:
                 pass
 
     async def _connect_transport(self) -> None:
-        """After a lost session, reconnect with backoff (H5: SSHTransport.reconnect) — the pool may be
+        """After a lost session, reconnect with backoff (SSHTransport.reconnect) — the pool may be
         restarting; a first connect fails fast so a dead pool is reported at once."""
         reconnect = getattr(self.transport, "reconnect", None)
         if self.hello is not None and reconnect is not None:
@@ -108,7 +114,7 @@ class PoolClient:
                               "run `llorch pool doctor --host " + self.name + "`") from None
         if not line:
             tail = channel.stderr_tail().strip()
-            missing = getattr(channel, "agent_missing", None)  # H5: SSH channels know the exit status
+            missing = getattr(channel, "agent_missing", None)  # SSH channels know the exit status
             if missing is not None and not missing():
                 raise LlorchError(ErrorCode.INTERNAL,
                                   f"pool {self.name}: the agent started but exited before saying hello"
@@ -188,7 +194,7 @@ class PoolClient:
     async def call(self, op: str, params: dict[str, Any] | None = None, on_event: EventSink | None = None,
                    timeout: float | None = None) -> Any:
         if self.connected and self.transport.state == "offline":
-            # H5: the transport saw its connection drop (keepalive, reset) before our reader noticed EOF.
+            # The transport saw its connection drop (keepalive, reset) before our reader noticed EOF.
             await self._drop_stale_session()
         if not self.connected:
             await self.start()
@@ -209,22 +215,6 @@ class PoolClient:
             raise
         finally:
             self._pending.pop(rid, None)
-
-    async def stream(self, op: str, params: dict[str, Any] | None = None) -> AsyncIterator[tuple[str, Any]]:
-        """Yield ("event", {"event":..,"data":..}) items, then ("result", result)."""
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        task = asyncio.create_task(self.call(op, params, lambda e, d: queue.put_nowait(("event", {"event": e, "data": d}))))
-        task.add_done_callback(lambda _: queue.put_nowait(("done", None)))
-        try:
-            while True:
-                kind, item = await queue.get()
-                if kind == "done":
-                    yield ("result", task.result())
-                    return
-                yield (kind, item)
-        finally:
-            if not task.done():
-                task.cancel()
 
     async def worker_url(self, port: int) -> str:
         """Base URL reaching a worker on the pool's loopback (tunnelled for SSH pools)."""

@@ -6,7 +6,10 @@ matrix engine classify failures by it, so codes are never renamed, only added.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the wire model imports this module: a runtime import would be a cycle
+    from llorch_tui.protocol import ErrorDoc
 
 
 class ErrorCode:
@@ -68,6 +71,3 @@ class LlorchError(Exception):
     def from_doc(cls, doc: "ErrorDoc") -> "LlorchError":
         return cls(doc.code, doc.message, doc.hint, **(doc.details or {}))
 
-
-if False:  # pragma: no cover - typing only, avoids an import cycle at runtime
-    from llorch_tui.protocol import ErrorDoc

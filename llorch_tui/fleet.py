@@ -15,6 +15,7 @@ from typing import Any, Callable
 from llorch_tui.client import EventSink, PoolClient
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.pool_api import PoolApi
 from llorch_tui.transport.base import ConnState
 from llorch_tui.transport.jumps import with_jump_pools
 
@@ -87,6 +88,10 @@ class Fleet:
 
     def online(self) -> list[str]:
         return [n for n, s in self.states.items() if s.state == "online"]
+
+    def api(self, pool: str) -> PoolApi:
+        """The typed ops of one pool (`fleet.api("gpu1").models.list() -> Catalog`)."""
+        return self.client(pool).api
 
     async def call(self, pool: str, op: str, params: dict[str, Any] | None = None,
                    on_event: EventSink | None = None, timeout: float | None = None) -> Any:

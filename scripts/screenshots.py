@@ -21,6 +21,8 @@ from pathlib import Path
 
 from llorch_tui.config import SEED_PRESETS, Config, MatrixConfig, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.protocol.params import RegisterParams, SpawnParams, StopParams, SynthParams
 from llorch_tui.tui.app import LlorchApp
 
 SIZE = (130, 38)
@@ -68,13 +70,13 @@ async def shoot(out: Path, work: Path) -> None:
         try:
             await _scenes(app, pilot, out)
         finally:  # workers are detached processes: never leave one behind, whatever happened
-            await app.fleet.call("local", "workers.stop", {"all": True})
+            await app.fleet.api("local").workers.stop(StopParams(all=True))
 
 
-async def _spawn(app: LlorchApp) -> dict:
+async def _spawn(app: LlorchApp) -> WorkerRecord:
     for attempt in range(3):
         try:
-            return await app.fleet.call("local", "workers.spawn", {"model": "tiny-llama", "backend": "cpu"})
+            return await app.fleet.api("local").workers.spawn(SpawnParams(model="tiny-llama", backend="cpu"))
         except LlorchError as exc:  # another process took the port meanwhile: the agent picks the next one
             if exc.code != ErrorCode.PORT_IN_USE or attempt == 2:
                 raise
@@ -94,11 +96,12 @@ async def _requests(port: int, n: int = 3) -> None:
 
 async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     await wait(pilot, lambda: app.refreshes >= 2, 60, "the local pools")
-    for mid, arch in (("tiny-llama", "llama"), ("tiny-qwen", "qwen2")):
-        await app.fleet.call("local", "models.synth", {"id": mid, "architecture": arch})
-    await app.fleet.call("local", "models.register", {"id": "qwen-0.5b"})
+    models = app.fleet.api("local").models
+    await models.synth(SynthParams(id="tiny-llama", architecture="llama"))
+    await models.synth(SynthParams(id="tiny-qwen", architecture="qwen2"))
+    await models.register(RegisterParams(id="qwen-0.5b"))
     rec = await _spawn(app)
-    await _requests(rec["port"])
+    await _requests(rec.port)
     app.refresh_all(force=True)
     await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
     n = app.refreshes
@@ -120,7 +123,7 @@ async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     await pilot.pause(0.3)
     app.save_screenshot("help.svg", str(out))
     await pilot.press("escape")
-    await app.fleet.call("local", "workers.stop", {"all": True})
+    await app.fleet.api("local").workers.stop(StopParams(all=True))
 
     await pilot.press("2")
     await wait(pilot, lambda: type(app.screen).__name__ == "MatrixScreen", 10, "the matrix")

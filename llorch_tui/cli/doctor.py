@@ -15,7 +15,6 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +23,7 @@ from llorch_tui import __version__
 from llorch_tui.client import PoolClient
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol.status import PoolStatus
 from llorch_tui.transport.ssh_errors import INSTALL_HINT, looks_like_missing_command
 from llorch_tui.units import fmt_bytes
 
@@ -91,18 +91,18 @@ async def _check_agent_version(client: PoolClient, checks: list[Check]) -> bool:
     return True
 
 
-async def _check_session(client: PoolClient, checks: list[Check]) -> dict[str, Any] | None:
+async def _check_session(client: PoolClient, checks: list[Check]) -> PoolStatus | None:
     try:
         hello = await client.start()
         t0 = time.perf_counter()
-        await client.call("agent.ping")
+        await client.api.agent.ping()
         rtt_ms = (time.perf_counter() - t0) * 1000
     except LlorchError as e:
         checks.append(Check("agent session", "fail", e.message, e.hint))
         return None
     checks.append(Check("agent session", "ok", f"protocol v{hello.v}, pool id {hello.pool_id}, round trip {rtt_ms:.1f} ms"))
     try:
-        status = await client.call("pool.status", {}, timeout=STATUS_TIMEOUT_S)
+        status = await client.api.pool.status(timeout=STATUS_TIMEOUT_S)
     except LlorchError as e:
         checks.append(Check("pool status", "fail" if e.code != ErrorCode.UNKNOWN_OP else "warn", e.message, e.hint))
         return None
@@ -110,13 +110,11 @@ async def _check_session(client: PoolClient, checks: list[Check]) -> dict[str, A
         checks.append(Check("pool status", "fail", f"no answer within {STATUS_TIMEOUT_S:.0f}s",
                             "the pool is overloaded or its backend probe hangs: run `llorch-pool status` on the pool"))
         return None
-    py = status.get("python") or "?"
-    backends = ", ".join(status.get("backends") or []) or "none"
-    gpus = status.get("gpus") or []
-    gpu_txt = "; ".join(f"{g.get('name')} {fmt_bytes(g.get('memory_used'))}/{fmt_bytes(g.get('memory_total'))}" for g in gpus) or "no GPU"
-    checks.append(Check("pool", "ok", f"{status.get('hostname', '?')} ({status.get('os', '?')}), Python {py}, "
+    backends = ", ".join(status.backends) or "none"
+    gpu_txt = "; ".join(f"{g.name} {fmt_bytes(g.memory_used)}/{fmt_bytes(g.memory_total)}" for g in status.gpus) or "no GPU"
+    checks.append(Check("pool", "ok", f"{status.hostname} ({status.os}), Python {status.python}, "
                         f"backends: {backends}; {gpu_txt}"))
-    for err in status.get("probe_errors") or []:
+    for err in status.probe_errors:
         checks.append(Check("pool probe", "warn", str(err), "see `llorch pool doctor` output above and the pool's logs"))
     return status
 
@@ -162,14 +160,13 @@ async def _check_worker_probe(client: PoolClient, checks: list[Check]) -> None:
                         "fix the import errors above (pip install transformers)" if errs else None))
 
 
-def _check_disk(status: dict[str, Any] | None, checks: list[Check]) -> None:
-    disk = (status or {}).get("disk") or {}
-    if not disk:
+def _check_disk(status: PoolStatus | None, checks: list[Check]) -> None:
+    if status is None:
         checks.append(Check("disk", "skip", "unknown (no pool status)"))
         return
-    free = disk.get("free") or 0
-    detail = f"{fmt_bytes(free)} free of {fmt_bytes(disk.get('total'))} at {disk.get('path')}"
-    if free < LOW_DISK_BYTES:
+    disk = status.disk
+    detail = f"{fmt_bytes(disk.free)} free of {fmt_bytes(disk.total)} at {disk.path}"
+    if disk.free < LOW_DISK_BYTES:
         checks.append(Check("disk", "warn", detail, "free space or set models_dir to a larger disk before downloading big models"))
     else:
         checks.append(Check("disk", "ok", detail))

@@ -12,6 +12,7 @@ from rich.table import Table
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.fit_cmd import add_fit_args, fit_params, fits_cell
 from llorch_tui.pool.cli.runner import EXIT_ERROR, print_error, run_sync
+from llorch_tui.protocol.params import FitParams, build_params
 from llorch_tui.units import DASH, fmt_bytes
 
 if TYPE_CHECKING:  # the fleet (asyncssh) is imported only when a command runs
@@ -45,7 +46,7 @@ def _place(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
     async def go() -> int:
-        ranked = await place(config, fit_params(args, args.id), args.pools)
+        ranked = await place(config, build_params(FitParams, fit_params(args, args.id), "models.fit"), args.pools)
         if args.json:
             print(json.dumps({"model": args.id, "placements": [p.to_json() for p in ranked]}), flush=True)
         else:
@@ -68,7 +69,7 @@ def _render(model: str, ranked: "list[Placement]") -> None:
         need = fmt_bytes(e.need_bytes) + (" (measured)" if e.measured_bytes else "")
         t.add_row(str(i), p.pool, e.backend + (f":{e.gpu}" if e.gpu is not None else ""), e.dtype, need,
                   fmt_bytes(e.free_bytes), fmt_bytes(p.headroom) if p.headroom is not None else DASH,
-                  fits_cell(e.model_dump()))
+                  fits_cell(e))
     console.print(t)
     for i, p in enumerate(ranked, 1):
         if p.estimate is not None:

@@ -13,9 +13,10 @@ import os
 import sys
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
+from llorch_worker.api import ExecuteRequest, ExecuteResult, StreamEvent
 from rich.console import Console
 from rich.table import Table
 
@@ -24,31 +25,34 @@ from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.textsafe import escape_controls
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
+from llorch_tui.protocol.params import SpawnParams
+from llorch_tui.worker_client import WorkerClient, WorkerHTTPError
+from llorch_tui.protocol.workers import WorkerRecord
 
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30)
 
 
 async def find_worker(config: Config, model: str, pool_name: str | None,
-                      warn: Callable[[str], None]) -> tuple[PoolClient, dict[str, Any]] | None:
+                      warn: Callable[[str], None]) -> tuple[PoolClient, WorkerRecord] | None:
     """A (connected client, ready worker record) for the model, or None. Unreachable pools are skipped."""
     pools = [p for p in config.pools if pool_name is None or p.name == pool_name]
     if pool_name is not None and not pools:
         raise LlorchError(ErrorCode.NOT_FOUND, f"no pool named {pool_name!r} in the configuration",
                           f"configured pools: {', '.join(p.name for p in config.pools) or '(none)'}")
     clients = [PoolClient(p) for p in pools]
-    found: tuple[PoolClient, dict[str, Any]] | None = None
+    found: tuple[PoolClient, WorkerRecord] | None = None
     try:
-        results = await asyncio.gather(*(c.call("workers.list", {}) for c in clients), return_exceptions=True)
+        results = await asyncio.gather(*(c.api.workers.list() for c in clients), return_exceptions=True)
         for c, res in zip(clients, results):
             if isinstance(res, LlorchError):
                 warn(f"pool {c.name} skipped: {res.message}")
                 continue
             if isinstance(res, BaseException):
                 raise res
-            ready = [w for w in res if w.get("model") == model and w.get("state") == "ready"]
+            ready = [w for w in res if w.model == model and w.state == "ready"]
             if ready and found is None:
                 # The least-loaded ready worker on the first pool that has one.
-                found = (c, min(ready, key=lambda w: w.get("requests") or 0))
+                found = (c, min(ready, key=lambda w: w.requests or 0))
     finally:
         await asyncio.gather(*(c.close() for c in clients if found is None or c is not found[0]),
                              return_exceptions=True)
@@ -56,14 +60,14 @@ async def find_worker(config: Config, model: str, pool_name: str | None,
 
 
 async def spawn_worker(config: Config, model: str, backend: str, pool_name: str | None,
-                       on_event: Callable[[str, dict[str, Any]], None]) -> tuple[PoolClient, dict[str, Any]]:
+                       on_event: Callable[[str, dict[str, Any]], None]) -> tuple[PoolClient, WorkerRecord]:
     pool = config.pool(pool_name) if pool_name else (config.pools[0] if len(config.pools) == 1 else None)
     if pool is None:
         raise LlorchError(ErrorCode.BAD_REQUEST, "--spawn needs --pool when several pools are configured",
                           "name the pool that should run the new worker: --pool NAME")
     client = PoolClient(pool)
     try:
-        rec = await client.call("workers.spawn", {"backend": backend, "model": model}, on_event)
+        rec = await client.api.workers.spawn(SpawnParams(backend=backend, model=model), on_event=on_event)
     except BaseException:
         await client.close()
         raise
@@ -86,40 +90,31 @@ async def submit(config: Config, store: JobStore, *, model: str, prompt: str, ma
                                    lambda e, d: err(f"  {d.get('stage', e)} {d.get('message') or ''}".rstrip()))
     client, worker = found
     try:
-        job = JobRecord(id=uuid.uuid4().hex[:12], pool=client.name, model=model, worker_id=str(worker.get("id")),
-                        worker_port=int(worker["port"]), prompt=prompt, max_tokens=max_tokens, seed=seed,
+        job = JobRecord(id=uuid.uuid4().hex[:12], pool=client.name, model=model, worker_id=worker.id,
+                        worker_port=worker.port, prompt=prompt, max_tokens=max_tokens, seed=seed,
                         client_pid=os.getpid())
         store.add(job)
     except BaseException:
         await client.close()  # the pool session (an agent process, an SSH connection) must not outlive us
         raise
-    body: dict[str, Any] = {"job_id": job.id, "prompt": prompt, "stream": stream}
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    if seed is not None:
-        body["seed"] = seed
-    if ignore_eos:
-        body["ignore_eos"] = True
+    req = ExecuteRequest(job_id=job.id, prompt=prompt, max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos or None)
     err(f"job {job.id} → pool {job.pool}, worker {job.worker_id}")
     try:
         base = await client.worker_url(job.worker_port)
         async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
-            async with http.post(f"{base}/execute", json=body) as resp:
-                if resp.status != 200:
-                    raise _http_error(resp.status, await resp.text(), job)
+            endpoint = WorkerClient(http, base)
+            try:
                 if stream:
-                    final = await _read_sse(resp, out, as_json)
+                    final = await _read_stream(endpoint.execute_stream(req), out, as_json)
                 else:
-                    try:
-                        final = await resp.json()
-                    except ValueError:
-                        raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"job {job.id}: the worker's answer is not JSON",
-                                          "the worker and llorch versions may differ") from None
+                    final = await endpoint.execute(req)
                     if not as_json:
-                        out(final.get("text", "") + "\n")
-        job = store.update(job.id, state="cancelled" if final.get("finish_reason") == "cancelled" else "done",
-                           finished_at=_now(), tokens=final.get("tokens_generated"), text=final.get("text"),
-                           tokens_per_second=final.get("tokens_per_second"), finish_reason=final.get("finish_reason"))
+                        out(final.text + "\n")
+            except WorkerHTTPError as e:
+                raise _http_error(e, job) from None
+        job = store.update(job.id, state="cancelled" if final.finish_reason == "cancelled" else "done",
+                           finished_at=_now(), tokens=final.tokens_generated, text=final.text,
+                           tokens_per_second=final.tokens_per_second, finish_reason=final.finish_reason)
         return job
     except LlorchError as e:
         store.update(job.id, state="failed", finished_at=_now(), error=e.message)
@@ -136,44 +131,27 @@ async def submit(config: Config, store: JobStore, *, model: str, prompt: str, ma
         await client.close()
 
 
-async def _read_sse(resp: aiohttp.ClientResponse, out: Callable[[str], None], as_json: bool) -> dict[str, Any]:
-    final: dict[str, Any] = {}
-    async for raw in resp.content:
-        line = raw.decode(errors="replace").rstrip("\r\n")
-        if not line.startswith("data:"):
-            continue
-        try:
-            event = json.loads(line[5:].strip())
-        except ValueError:
-            raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"the worker sent a malformed event: {line[:120]!r}",
-                              "the worker and llorch versions may differ: install the same version on both sides") from None
-        if not isinstance(event, dict):
-            continue
+async def _read_stream(events: AsyncIterator[StreamEvent], out: Callable[[str], None], as_json: bool) -> ExecuteResult:
+    async for event in events:
         if as_json:
-            out(json.dumps(event) + "\n")
-        elif event.get("type") == "token":
-            out(event.get("text", ""))
-        if event.get("type") == "done":
-            final = event
+            out(event.model_dump_json(exclude_none=True) + "\n")
+        elif event.type == "token":
+            out(event.text or "")
+        if event.type == "done":
             if not as_json:
                 out("\n")
-        elif event.get("type") == "error":
-            raise LlorchError(ErrorCode.WORKER_FAILED, f"the worker failed the job: {event.get('message')}",
-                              "see the worker's log: `llorch pool worker logs ID --host POOL`", code_detail=event.get("code"))
-    if not final:
-        raise LlorchError(ErrorCode.CONNECTION_LOST, "the worker closed the stream before the job finished",
-                          "check the worker: `llorch pool worker list --host POOL`")
-    return final
+            return ExecuteResult.model_validate(event.model_dump())
+        if event.type == "error":
+            raise LlorchError(ErrorCode.WORKER_FAILED, f"the worker failed the job: {event.message}",
+                              "see the worker's log: `llorch pool worker logs ID --host POOL`", code_detail=event.code)
+    raise LlorchError(ErrorCode.CONNECTION_LOST, "the worker closed the stream before the job finished",
+                      "check the worker: `llorch pool worker list --host POOL`")
 
 
-def _http_error(status: int, text: str, job: JobRecord) -> LlorchError:
-    try:
-        doc = json.loads(text)
-        e = doc.get("error", doc) if isinstance(doc, dict) else {}
-        msg, hint = e.get("message", text), e.get("hint")
-    except ValueError:
-        msg, hint = text[:300], None
-    return LlorchError(ErrorCode.WORKER_FAILED, f"job {job.id}: worker {job.worker_id} on {job.pool} answered {status}: {msg}", hint)
+def _http_error(e: WorkerHTTPError, job: JobRecord) -> LlorchError:
+    msg = e.message.partition(": ")[2] or e.message  # the worker's own message, without "POST /execute answered ..."
+    return LlorchError(ErrorCode.WORKER_FAILED, f"job {job.id}: worker {job.worker_id} on {job.pool} answered {e.status}: {msg}",
+                       e.hint)
 
 
 async def cancel(config: Config, store: JobStore, job_id: str) -> JobRecord:
@@ -187,17 +165,18 @@ async def cancel(config: Config, store: JobStore, job_id: str) -> JobRecord:
     try:
         base = await client.worker_url(job.worker_port)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-            async with http.post(f"{base}/cancel", json={"job_id": job.id}) as resp:
-                if resp.status == 404:
-                    # The worker no longer knows it: it finished meanwhile (or the worker restarted).
-                    if job.client_pid and not _alive(job.client_pid):
-                        store.update(job.id, state="failed", finished_at=_now(),
-                                     error="its `llorch jobs submit` exited and the worker no longer knows it")
-                    raise LlorchError(ErrorCode.NOT_FOUND, f"job {job.id} is no longer running on worker "
-                                      f"{job.worker_id} (it finished before the cancel arrived)",
-                                      "see `llorch jobs list` for its result")
-                if resp.status != 200:
-                    raise _http_error(resp.status, await resp.text(), job)
+            try:
+                await WorkerClient(http, base).cancel(job.id)
+            except WorkerHTTPError as e:
+                if e.status != 404:
+                    raise _http_error(e, job) from None
+                # The worker no longer knows it: it finished meanwhile (or the worker restarted).
+                if job.client_pid and not _alive(job.client_pid):
+                    store.update(job.id, state="failed", finished_at=_now(),
+                                 error="its `llorch jobs submit` exited and the worker no longer knows it")
+                raise LlorchError(ErrorCode.NOT_FOUND, f"job {job.id} is no longer running on worker "
+                                  f"{job.worker_id} (it finished before the cancel arrived)",
+                                  "see `llorch jobs list` for its result") from None
     except aiohttp.ClientError as e:
         raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot reach worker {job.worker_id} on {job.pool}: {e}",
                           f"the worker may be gone: `llorch pool worker list --host {job.pool}`") from None

@@ -25,6 +25,7 @@ from llorch_tui.cli.fleet_models import add_models_commands
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.runner import EXIT_ERROR, print_error, run_sync
 from llorch_tui.pool.cli.tree import all_commands, build_tree
+from llorch_tui.protocol import ops
 
 
 def _host_args(leaf: argparse.ArgumentParser) -> None:
@@ -109,7 +110,7 @@ def _pool_spec(args: argparse.Namespace) -> int:
             return run_sync(lambda: run_all(spec, args, config), as_json)
         if not args.host:
             names = ", ".join(p.name for p in config.pools) or "(none)"
-            raise LlorchError("bad_request", "which pool? pass --host POOL" + (" (or --all)" if spec.op == "pool.status" else ""),
+            raise LlorchError("bad_request", "which pool? pass --host POOL" + (" (or --all)" if spec.op is ops.POOL_STATUS else ""),
                               f"configured pools: {names}")
         pool = pools.resolve(config, args.host)
     except LlorchError as e:

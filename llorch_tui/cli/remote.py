@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 
@@ -17,8 +17,10 @@ from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.runner import EXIT_ERROR, EXIT_OK, print_error, run_spec
 from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.ops import EventSink
+from llorch_tui.protocol.workers import WorkerRecord
 
-EventSink = Callable[[str, dict[str, Any]], None]
 
 
 class RemoteExecutor:
@@ -27,21 +29,21 @@ class RemoteExecutor:
     def __init__(self, client: PoolClient) -> None:
         self.client = client
 
-    async def call(self, op_name: str, params: dict[str, Any], on_event: EventSink | None = None) -> Any:
-        result = await self.client.call(op_name, params, on_event)
-        if op_name == "workers.stop":
-            await close_forwards_of(self.client, result)
+    async def call(self, op_name: str, params: dict[str, Any] | None = None, on_event: EventSink | None = None,
+                   timeout: float | None = None) -> Any:
+        result = await self.client.call(op_name, params, on_event, timeout)
+        if op_name == ops.WORKERS_STOP.name:
+            await close_forwards_of(self.client, ops.WORKERS_STOP.parse(result))
         return result
 
 
-async def close_forwards_of(client: PoolClient, stopped: Any) -> None:
+async def close_forwards_of(client: PoolClient, stopped: list[WorkerRecord]) -> None:
     """A stopped worker's port must not stay forwarded: a later worker may take the same port."""
     close = getattr(client.transport, "close_forward", None)
-    if close is None or not isinstance(stopped, list):
+    if close is None:
         return
     for rec in stopped:
-        if isinstance(rec, dict) and isinstance(rec.get("port"), int):
-            await close(rec["port"])
+        await close(rec.port)
 
 
 async def run_remote(spec: CommandSpec, args: Any, pool: PoolConfig) -> int:
@@ -55,9 +57,11 @@ async def run_remote(spec: CommandSpec, args: Any, pool: PoolConfig) -> int:
 async def run_all(spec: CommandSpec, args: Any, config: Config) -> int:
     """One command on every configured pool at once; a dead pool is reported, the others still answer."""
     as_json = bool(getattr(args, "json", False))
+    assert spec.op is not None
+    op = spec.op
     clients = [PoolClient(p) for p in config.pools]
     try:
-        results = await asyncio.gather(*(c.call(spec.op or "", spec.to_params(args)) for c in clients),
+        results = await asyncio.gather(*(c.call(op.name, spec.to_params(args)) for c in clients),
                                        return_exceptions=True)
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -83,7 +87,11 @@ async def run_all(spec: CommandSpec, args: Any, config: Config) -> int:
         elif isinstance(r, BaseException):
             raise r
         elif spec.render is not None:
-            spec.render(r, console)
+            try:
+                spec.render(op.parse(r, f"pool {c.name}: "), console)
+            except LlorchError as exc:
+                failed = True
+                print_error(exc, False, console)
         else:
             console.print_json(json.dumps(r, default=str))
     return EXIT_ERROR if failed else EXIT_OK

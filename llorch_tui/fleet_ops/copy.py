@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
+
+from pydantic import BaseModel
 
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
@@ -23,7 +25,13 @@ from llorch_tui.fleet import Fleet
 from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
 from llorch_tui.protocol.downloads import DownloadProgress
-from llorch_tui.protocol.transfer import ChunkData, ReceiveBegun
+from llorch_tui.pool_api import call_op
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.ops import OpRef
+from llorch_tui.protocol.params import BeginParams, ChunkParams, FileParams, IdParams, WriteParams
+
+P = TypeVar("P", bound=BaseModel)
+R = TypeVar("R")
 
 DEFAULT_CHUNK = 1024 * 1024
 CALL_TIMEOUT_S = 300.0
@@ -39,8 +47,11 @@ class TargetResult:
     noop: bool = False
     bytes_sent: int = 0
     bytes_resumed: int = 0
-    model: dict[str, Any] | None = None
+    model: ModelEntry | None = None  # the target's new catalog entry
     error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "model": self.model.model_dump(mode="json") if self.model else None}
 
 
 @dataclass
@@ -58,7 +69,7 @@ class CopyResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "source": self.source, "via": self.via, "bytes_total": self.bytes_total,
-                "bytes_read": self.bytes_read, "ok": self.ok, "targets": [t.__dict__ for t in self.targets]}
+                "bytes_read": self.bytes_read, "ok": self.ok, "targets": [t.to_json() for t in self.targets]}
 
 
 class _Copy:
@@ -76,18 +87,17 @@ class _Copy:
     def fail(self, target: str, err: LlorchError) -> None:
         self.results[target].error = err.to_doc().model_dump(mode="json")
 
-    async def call(self, pool: str, op: str, params: dict[str, Any]) -> Any:
+    async def call(self, pool: str, ref: OpRef[P, R], params: P) -> R:
         try:
-            return await self.fleet.call(pool, op, params, timeout=CALL_TIMEOUT_S)
+            return await call_op(self.fleet.client(pool), ref, params, timeout=CALL_TIMEOUT_S)
         except asyncio.TimeoutError:
-            raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool} did not answer {op} within {CALL_TIMEOUT_S:.0f}s",
+            raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool} did not answer {ref.name} within {CALL_TIMEOUT_S:.0f}s",
                               "check the pool (llorch pool doctor), then run the copy again: it resumes") from None
 
     async def begin(self, entry: ModelEntry, origin: ModelOrigin, force: bool) -> None:
         async def one(t: str) -> None:
             try:
-                r = ReceiveBegun.model_validate(await self.call(t, "models.receive_begin", {
-                    "entry": entry.model_dump(mode="json"), "origin": origin.model_dump(mode="json"), "force": force}))
+                r = await self.call(t, ops.MODELS_RECEIVE_BEGIN, BeginParams(entry=entry, origin=origin, force=force))
             except LlorchError as e:
                 self.fail(t, e)
                 return
@@ -100,8 +110,8 @@ class _Copy:
 
     async def read(self, f: ModelFile, offset: int) -> tuple[bytes, str]:
         """(bytes, their base64 as received): a whole chunk is forwarded as it came, not re-encoded per target."""
-        res = ChunkData.model_validate(await self.call(self.source, "models.read_chunk", {
-            "id": self.id, "file": f.name, "offset": offset, "length": min(self.chunk, f.size - offset)}))
+        res = await self.call(self.source, ops.MODELS_READ_CHUNK,
+                              ChunkParams(id=self.id, file=f.name, offset=offset, length=min(self.chunk, f.size - offset)))
         data = base64.b64decode(res.data)
         if not data:
             raise LlorchError(ErrorCode.CHECKPOINT_CORRUPT, f"{f.name} on pool {self.source} ends at byte {offset}, "
@@ -120,8 +130,7 @@ class _Copy:
         if have != offset or self.tamper is not None:
             encoded = base64.b64encode(piece).decode("ascii")
         try:
-            await self.call(t, "models.receive_chunk", {"id": self.id, "file": f.name, "offset": have,
-                                                        "data": encoded})
+            await self.call(t, ops.MODELS_RECEIVE_CHUNK, WriteParams(id=self.id, file=f.name, offset=have, data=encoded))
         except LlorchError as e:
             self.fail(t, e)
             return
@@ -153,14 +162,14 @@ class _Copy:
 
     async def verify(self, t: str, f: ModelFile) -> None:
         try:
-            await self.call(t, "models.receive_file", {"id": self.id, "file": f.name})
+            await self.call(t, ops.MODELS_RECEIVE_FILE, FileParams(id=self.id, file=f.name))
         except LlorchError as e:
             self.fail(t, e)
 
     async def commit(self) -> None:
         async def one(t: str) -> None:
             try:
-                self.results[t].model = await self.call(t, "models.receive_commit", {"id": self.id})
+                self.results[t].model = await self.call(t, ops.MODELS_RECEIVE_COMMIT, IdParams(id=self.id))
                 self.results[t].ok = True
             except LlorchError as e:
                 self.fail(t, e)
@@ -188,8 +197,7 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
             st = fleet.state(source)
             raise LlorchError(ErrorCode.UNREACHABLE, f"source pool {source} is offline: {st.error}",
                               st.hint or f"llorch pool doctor --host {source}")
-        entry = ModelEntry.model_validate(await fleet.call(source, "models.manifest", {"id": model_id},
-                                                           timeout=CALL_TIMEOUT_S))
+        entry = await fleet.api(source).models.manifest(IdParams(id=model_id), timeout=CALL_TIMEOUT_S)
         total = sum(f.size for f in entry.files)
 
         def emit(event: str, data: DownloadProgress | dict[str, Any]) -> None:

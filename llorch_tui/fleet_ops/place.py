@@ -15,6 +15,7 @@ from llorch_tui.config import Config
 from llorch_tui.errors import LlorchError
 from llorch_tui.fleet import Fleet
 from llorch_tui.protocol.fit import FitEstimate
+from llorch_tui.protocol.params import FitParams
 
 BACKEND_SPEED = {"cuda": 0, "metal": 1, "cpu": 2}  # lower is faster
 FIT_TIMEOUT_S = 120.0
@@ -47,7 +48,7 @@ def rank(placements: list[Placement]) -> list[Placement]:
     return sorted(placements, key=Placement.sort_key)
 
 
-async def place(config: Config, params: dict[str, Any], pools: list[str] | None = None) -> list[Placement]:
+async def place(config: Config, params: FitParams, pools: list[str] | None = None) -> list[Placement]:
     """Ask every (chosen) pool at once; an offline pool is listed last with its error."""
     fleet = Fleet(config)
     try:
@@ -61,12 +62,12 @@ async def place(config: Config, params: dict[str, Any], pools: list[str] | None 
                 st = fleet.state(name)
                 return [Placement(name, None, st.error or "offline")]
             try:
-                report = await fleet.call(name, "models.fit", params, timeout=FIT_TIMEOUT_S)
+                report = await fleet.api(name).models.fit(params, timeout=FIT_TIMEOUT_S)
             except LlorchError as exc:
                 return [Placement(name, None, exc.message)]
             except asyncio.TimeoutError:
                 return [Placement(name, None, f"no answer within {FIT_TIMEOUT_S:.0f}s")]
-            return [Placement(name, FitEstimate.model_validate(e)) for e in report.get("estimates") or []] or \
+            return [Placement(name, e) for e in report.estimates] or \
                 [Placement(name, None, "no usable backend for this model")]
 
         out: list[Placement] = []

@@ -92,8 +92,8 @@ async def stream_completion(http: WorkerHTTP, ids: list[int], max_tokens: int, s
 async def run_llama_bench(http: WorkerHTTP, reps: int, pp: int, tg: int, levels: list[int], seed: int,
                           progress: Progress) -> dict[str, Any]:
     health = await http.health()
-    vocab = int(health.get("vocab_size") or 512)
-    context = int(health.get("context_length") or 2048)
+    vocab = health.vocab_size or 512
+    context = health.context_length or 2048
     pp = max(1, min(pp, context - 2))
     tg = max(2, min(tg, context - SHORT_PROMPT_TOKENS - 1))
     steps = reps * (2 + len(levels))

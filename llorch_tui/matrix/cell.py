@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import aiohttp
 
+from llorch_worker.api import WorkerInfo
+
 from llorch_tui.client import PoolClient
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.matrix.classify import SKIP_CODES, classify_download_error, classify_spawn_error, exit_code_of, log_tail_of
@@ -25,6 +27,9 @@ from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, Measurements, ReasonCode, Stage, Verdict
 from llorch_tui.units import fmt_bytes
+from llorch_tui.protocol.params import (DownloadParams, ListParams, LogsParams, RegisterParams, SpawnParams, StopParams,
+                                        VerdictParams)
+from llorch_tui.protocol.workers import WorkerRecord
 
 log = logging.getLogger("llorch.matrix")
 ProgressFn = Callable[[Stage, "float | None", str], None]
@@ -58,7 +63,7 @@ class CellRun:
         self.progress = progress
         self.live = live_workers  # engine-wide registry: worker id -> client, for the last-resort sweep
         self.worker_id: str | None = None
-        self.worker_info: dict[str, Any] | None = None  # the worker's /info (environment facts)
+        self.worker_info: WorkerInfo | None = None  # the worker's /info (environment facts)
         self.m = Measurements()
         self._modes_s = 0.0  # wall time of --bench/--stability requests (the worker's work, not overhead)
 
@@ -102,7 +107,7 @@ class CellRun:
 
     async def _body(self, result: CellResult) -> None:
         if self.cell.needs_register:
-            await self.client.call("models.register", {"id": self.cell.key.model})
+            await self.client.api.models.register(RegisterParams(id=self.cell.key.model))
         if self.cell.needs_download:
             await self._download()
         try:
@@ -117,8 +122,8 @@ class CellRun:
                 self.live.pop(self.worker_id, None)  # the agent already reaped the failed one
             self.worker_id = None
             record = await self._spawn()
-        url = await self.client.worker_url(int(record["port"]))
-        self.progress("probing", None, f"worker {self.worker_id} pid {record.get('pid')} port {record.get('port')}")
+        url = await self.client.worker_url(record.port)
+        self.progress("probing", None, f"worker {self.worker_id} pid {record.pid} port {record.port}")
         async with aiohttp.ClientSession() as session:
             http = WorkerHTTP(session, url, self.options.request_timeout_s)
             try:
@@ -170,20 +175,20 @@ class CellRun:
                           f"{d.get('file') or ''} {fmt_bytes(done)}/{fmt_bytes(total)}".strip())
 
         try:
-            await self.client.call("models.download", {"id": self.cell.key.model}, on_event)
+            await self.client.api.models.download(DownloadParams(id=self.cell.key.model), on_event=on_event)
         except LlorchError as exc:
             if exc.code == ErrorCode.CONNECTION_LOST:
                 raise
             raise CellFailed(classify_download_error(exc), f"download failed: {exc.message}", exc.hint) from None
 
-    async def _spawn(self) -> dict[str, Any]:
+    async def _spawn(self) -> WorkerRecord:
         self.progress("spawning", None, f"{self.cell.key.backend}" + (f" gpu {self.gpu}" if self.gpu is not None else ""))
-        params: dict[str, Any] = {"backend": self.cell.key.backend, "model": self.cell.key.model,
-                                  "timeout_s": self.options.load_timeout_s}
+        params = SpawnParams(backend=self.cell.key.backend, model=self.cell.key.model,
+                             timeout_s=self.options.load_timeout_s)
         if self.gpu is not None:
-            params["gpu"] = self.gpu
+            params.gpu = self.gpu
         if self.cell.key.dtype != DEFAULT_DTYPE:
-            params["dtype"] = self.cell.key.dtype
+            params.dtype = self.cell.key.dtype
 
         def on_event(_ev: str, d: dict[str, Any]) -> None:
             wid = d.get("worker_id") or d.get("id")
@@ -194,8 +199,8 @@ class CellRun:
 
         t = time.perf_counter()
         try:
-            rec = await self.client.call("workers.spawn", params, on_event,
-                                         timeout=self.options.load_timeout_s + AGENT_SLACK_S)
+            rec = await self.client.api.workers.spawn(params, on_event=on_event,
+                                                      timeout=self.options.load_timeout_s + AGENT_SLACK_S)
         except asyncio.TimeoutError:
             raise CellFailed(ReasonCode.TIMEOUT, f"the worker was not ready within {self.options.load_timeout_s:.0f}s",
                              "raise [matrix] load_timeout_s for big models") from None
@@ -208,26 +213,22 @@ class CellRun:
                 self.worker_id = self.worker_id or wid
             raise CellFailed(code, f"spawn failed: {exc.message}", exc.hint, exit_code, log_tail_of(exc.details)) from None
         self.m.spawn_s = round(time.perf_counter() - t, 4)
-        self.worker_id = str(rec["id"])
+        self.worker_id = rec.id
         self.live[self.worker_id] = self.client
-        self.m.load_s = rec.get("load_s")
-        try:
-            s, r = rec.get("started_at"), rec.get("ready_at")
-            if s and r:
-                self.m.worker_start_s = round((datetime.fromisoformat(r) - datetime.fromisoformat(s)).total_seconds(), 4)
-        except ValueError:
-            pass
+        self.m.load_s = rec.load_s
+        if rec.ready_at is not None:
+            self.m.worker_start_s = round((rec.ready_at - rec.started_at).total_seconds(), 4)
         return rec
 
     async def _maybe_crash(self, code: str, reason: str, hint: str | None = None) -> CellFailed:
         """A probe failed: if the worker died meanwhile, that is the real reason (crash with its exit code)."""
         try:
-            workers = await self.client.call("workers.list", {"probe": False}, timeout=30)
+            workers = await self.client.api.workers.list(ListParams(probe=False), timeout=30)
         except (LlorchError, asyncio.TimeoutError):
             return CellFailed(code, reason, hint)
-        me = next((w for w in workers if w.get("id") == self.worker_id), None)
-        if me is not None and me.get("state") in ("dead", "failed", "stopped"):
-            why = me.get("exit_reason") or "the worker process is gone"
+        me = next((w for w in workers if w.id == self.worker_id), None)
+        if me is not None and me.state in ("dead", "failed", "stopped"):
+            why = me.exit_reason or "the worker process is gone"
             return CellFailed(ReasonCode.CRASH, f"the worker died: {why}", "see the log tail",
                               exit_code_of({}, why))
         return CellFailed(code, reason, hint)
@@ -236,11 +237,10 @@ class CellRun:
         if self.worker_id is None:
             return []
         try:
-            res = await self.client.call("workers.logs", {"id": self.worker_id, "lines": LOG_TAIL_LINES}, timeout=30)
+            res = await self.client.api.workers.logs(LogsParams(id=self.worker_id, lines=LOG_TAIL_LINES), timeout=30)
         except (LlorchError, asyncio.TimeoutError):
             return []
-        lines = res.get("lines") if isinstance(res, dict) else res
-        return [str(x) for x in (lines or [])][-LOG_TAIL_LINES:]
+        return res.lines[-LOG_TAIL_LINES:]
 
     async def _stop_worker(self) -> None:
         wid = self.worker_id
@@ -255,12 +255,12 @@ class CellRun:
     async def _record(self, result: CellResult) -> None:
         peak = self.m.device_peak_bytes if self.cell.key.backend != "cpu" and self.m.device_peak_bytes else self.m.peak_rss_bytes
         # Keyed "cpu" (the worker's default dtype) or "cpu:bfloat16": each dtype keeps its own verdict and peak.
-        params: dict[str, Any] = {"id": self.cell.key.model, "backend": self.cell.key.backend, "verdict": result.verdict,
-                                  "dtype": None if self.cell.key.dtype == DEFAULT_DTYPE else self.cell.key.dtype,
-                                  "reason": result.reason, "tokens_per_second": self.m.tokens_per_second,
-                                  "peak_memory_bytes": peak}
+        params = VerdictParams(id=self.cell.key.model, backend=self.cell.key.backend, verdict=result.verdict,
+                               dtype=None if self.cell.key.dtype == DEFAULT_DTYPE else self.cell.key.dtype,
+                               reason=result.reason, tokens_per_second=self.m.tokens_per_second,
+                               peak_memory_bytes=peak)
         try:
-            await self.client.call("models.record_verdict", {k: v for k, v in params.items() if v is not None}, timeout=30)
+            await self.client.api.models.record_verdict(params, timeout=30)
         except (LlorchError, asyncio.TimeoutError):
             pass  # the verdict is in the reports; the catalog note is a convenience for later runs
 
@@ -269,7 +269,7 @@ async def stop_worker(client: PoolClient, worker_id: str) -> None:
     """Stop one worker; after a lost agent session, once more on a fresh one (the registry is on disk)."""
     for attempt in range(2):
         try:
-            await client.call("workers.stop", {"id": worker_id, "grace_s": STOP_GRACE_S}, timeout=STOP_GRACE_S + 30)
+            await client.api.workers.stop(StopParams(id=worker_id, grace_s=STOP_GRACE_S), timeout=STOP_GRACE_S + 30)
             return
         except LlorchError as exc:
             if exc.code != ErrorCode.CONNECTION_LOST or attempt:

@@ -21,9 +21,10 @@ from llorch_tui.fleet import Fleet
 from llorch_tui.matrix.cell import CellRun, stop_worker
 from llorch_tui.matrix.events import CellFinished, CellProgress, CellStarted, MatrixEvent, PlanReady, RunFinished
 from llorch_tui.matrix.options import MatrixOptions
-from llorch_tui.matrix.plan import PlannedCell, PoolView, plan_pool
+from llorch_tui.matrix.plan import PlannedCell, PoolFacts, plan_pool
 from llorch_tui.protocol.catalog import Catalog
 from llorch_tui.protocol.fit import FitEstimate
+from llorch_tui.protocol.params import FitParams
 from llorch_tui.protocol.matrix import CellResult, MatrixReport, PoolInfo, ReasonCode, RunSummary, Stage
 
 log = logging.getLogger("llorch.matrix")
@@ -78,19 +79,20 @@ class MatrixEngine:
                               f"configured pools: {', '.join(self.fleet.clients) or '(none)'}")
         return names
 
-    async def _view(self, name: str) -> PoolView:
+    async def _view(self, name: str) -> PoolFacts:
         cfg = self.fleet.client(name).pool
         if self.fleet.state(name).state != "online" and not self.fleet.client(name).connected:
             await self.fleet.connect(name)
         st = self.fleet.state(name)
         if st.state != "online":
-            return PoolView(cfg, online=False, error=st.error)
+            return PoolFacts(cfg, online=False, error=st.error)
+        api = self.fleet.api(name)
         try:
-            cat, status = await asyncio.gather(self.fleet.call(name, "models.list", timeout=INFO_TIMEOUT_S),
-                                               self.fleet.call(name, "pool.status", timeout=INFO_TIMEOUT_S))
+            cat, status = await asyncio.gather(api.models.list(timeout=INFO_TIMEOUT_S),
+                                               api.pool.status(timeout=INFO_TIMEOUT_S))
         except (LlorchError, asyncio.TimeoutError) as exc:
-            return PoolView(cfg, online=False, error=str(exc) or "timed out asking for its catalog and status")
-        view = PoolView(cfg, online=True, catalog=Catalog.model_validate(cat), status=status)
+            return PoolFacts(cfg, online=False, error=str(exc) or "timed out asking for its catalog and status")
+        view = PoolFacts(cfg, online=True, catalog=cat, status=status)
         view.fits = await self._fits(name, view.catalog)
         return view
 
@@ -103,15 +105,15 @@ class MatrixEngine:
         wanted = [(m.id, d) for m in (catalog.models if catalog else [])
                   if (not self.options.models or m.id in self.options.models) and (m.downloaded or self.options.download)
                   for d in self.options.cell_dtypes]
+        api = self.fleet.api(name)
 
         async def one(mid: str, dtype: str) -> list[tuple[tuple[str, str, str], FitEstimate]]:
-            params = {"id": mid, "batch": 1, "context": MATRIX_FIT_CONTEXT, "dtype": dtype}
+            params = FitParams(id=mid, batch=1, context=MATRIX_FIT_CONTEXT, dtype=dtype)
             try:
-                rep = await self.fleet.call(name, "models.fit", params, timeout=INFO_TIMEOUT_S)
+                rep = await api.models.fit(params, timeout=INFO_TIMEOUT_S)
             except (LlorchError, asyncio.TimeoutError):
                 return []
-            ests = [FitEstimate.model_validate(e) for e in rep.get("estimates") or []]
-            return [((e.model, e.backend, dtype), e) for e in ests]
+            return [((e.model, e.backend, dtype), e) for e in rep.estimates]
 
         out: dict[tuple[str, str, str], FitEstimate] = {}
         for pairs in await asyncio.gather(*(one(m, d) for m, d in wanted)):
@@ -119,11 +121,11 @@ class MatrixEngine:
         return out
 
     @staticmethod
-    def _info(v: PoolView) -> PoolInfo:
-        st = v.status or {}
-        return PoolInfo(name=v.name, online=v.online, error=v.error, hostname=st.get("hostname"),
-                        backends=v.usable_backends, gpus=[str(g.get("name", "gpu")) for g in st.get("gpus") or []],
-                        ram_total_bytes=(st.get("ram") or {}).get("total"))
+    def _info(v: PoolFacts) -> PoolInfo:
+        st = v.status
+        return PoolInfo(name=v.name, online=v.online, error=v.error, hostname=st.hostname if st else None,
+                        backends=v.usable_backends, gpus=[g.name for g in st.gpus] if st else [],
+                        ram_total_bytes=st.ram.total if st else None)
 
     # ------------------------------------------------------------------ running
     async def _main(self, emit: Callable[[MatrixEvent], None]) -> None:
@@ -177,7 +179,7 @@ class MatrixEngine:
                                          duration_s=round(time.perf_counter() - t0, 3))
         return self.report.summary
 
-    async def _run_pool(self, view: PoolView, cells: list[PlannedCell], emit: Callable[[MatrixEvent], None],
+    async def _run_pool(self, view: PoolFacts, cells: list[PlannedCell], emit: Callable[[MatrixEvent], None],
                         finish: Callable[[CellResult], None]) -> None:
         if not cells:
             return

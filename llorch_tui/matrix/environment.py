@@ -6,14 +6,17 @@ it really computed in), plus the model's content hash — and what changed betwe
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import aiohttp
 
+from llorch_worker.api import WorkerInfo
+
+from llorch_tui.errors import LlorchError
 from llorch_tui.matrix.probes import WorkerHTTP
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellKey
 from llorch_tui.protocol.parity import WEIGHT_SUFFIXES, EnvFingerprint, ParityResult, weights_digest
+from llorch_tui.protocol.status import PoolStatus
 
 log = logging.getLogger("llorch.matrix")
 
@@ -24,19 +27,17 @@ LABELS = {"llorch_version": "llorch", "worker_version": "llorch-worker", "python
           "faults": "fault injection"}
 
 
-async def fetch_worker_info(http: WorkerHTTP) -> dict[str, Any] | None:
+async def fetch_worker_info(http: WorkerHTTP) -> WorkerInfo | None:
     """The worker's `/info`, or None when it cannot tell (an older worker has no such route): the
     pool-side facts are still recorded, and a missing fact is never reported as a change."""
     try:
-        async with http.session.get(f"{http.base}/info", timeout=http.timeout) as resp:
-            if resp.status != 200:
-                log.info("worker %s has no /info (HTTP %s): environment from the pool only", http.base, resp.status)
-                return None
-            body = await resp.json(content_type=None)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        log.info("worker /info failed: %s", exc)
+        info = await http.worker.info()
+    except (aiohttp.ClientError, TimeoutError, LlorchError) as exc:
+        log.info("worker %s: /info failed: %s", http.worker.base, exc)
         return None
-    return body if isinstance(body, dict) else None
+    if info is None:
+        log.info("worker %s has no /info: environment from the pool only", http.worker.base)
+    return info
 
 
 def model_sha256(entry: ModelEntry | None, parity: ParityResult | None = None) -> str | None:
@@ -53,24 +54,24 @@ def model_sha256(entry: ModelEntry | None, parity: ParityResult | None = None) -
     return weights_digest((name, sha) for name, sha in weights if sha is not None)
 
 
-def env_fingerprint(key: CellKey, pool_status: dict[str, Any] | None, info: dict[str, Any] | None,
+def env_fingerprint(key: CellKey, pool_status: PoolStatus | None, info: WorkerInfo | None,
                     entry: ModelEntry | None, parity: ParityResult | None = None,
                     gpu_index: int | None = None) -> EnvFingerprint:
-    st, w = pool_status or {}, info or {}
+    st, w = pool_status, info or WorkerInfo()
     env = EnvFingerprint(
-        llorch_version=st.get("llorch_version"), worker_version=w.get("worker_version"),
+        llorch_version=st.llorch_version if st else None, worker_version=w.worker_version,
         # The worker's interpreter is the one that computes (a pool may run workers from another venv).
-        python=w.get("python") or st.get("python"), torch=w.get("torch") or st.get("torch"),
-        transformers=w.get("transformers"), os=st.get("os"), kernel=st.get("kernel") or w.get("kernel"),
-        cpu=st.get("cpu"),
+        python=w.python or (st.python if st else None), torch=w.torch or (st.torch if st else None),
+        transformers=w.transformers, os=st.os if st else None,
+        kernel=(st.kernel if st else None) or w.kernel, cpu=st.cpu if st else None,
         # What the worker really computed in ("auto" resolved), else what was asked for.
-        dtype=w.get("dtype") or (key.dtype if key.dtype != DEFAULT_DTYPE else None),
-        model_sha256=model_sha256(entry, parity), faults=w.get("faults"))
+        dtype=w.dtype or (key.dtype if key.dtype != DEFAULT_DTYPE else None),
+        model_sha256=model_sha256(entry, parity), faults=w.faults)
     if key.backend != "cpu":  # a new NVIDIA driver does not change what a cpu cell computes
-        gpus = st.get("gpus") or []
-        pool_gpu = next((g.get("name") for g in gpus if gpu_index is None or g.get("index") == gpu_index), None)
-        env.gpu = w.get("gpu") or pool_gpu
-        env.driver, env.cuda = st.get("driver_version"), w.get("cuda")
+        gpus = st.gpus if st else []
+        pool_gpu = next((g.name for g in gpus if gpu_index is None or g.index == gpu_index), None)
+        env.gpu = w.gpu or pool_gpu
+        env.driver, env.cuda = (st.driver_version if st else None), w.cuda
     return env
 
 

@@ -35,7 +35,7 @@ async def run_bench(http: WorkerHTTP, options: MatrixOptions, progress: Progress
     health = await http.health()
     std = await run_llama_bench(http, n, options.bench_pp, options.bench_tg, options.bench_concurrency, options.seed,
                                 progress)
-    return BenchResult(iterations=n, max_tokens=options.max_tokens, **std, startup=health.get("startup") or {},
+    return BenchResult(iterations=n, max_tokens=options.max_tokens, **std, startup=health.startup,
                        tokens_per_second_mean=round(statistics.fmean(tps), 3),
                        tokens_per_second_p50=round(statistics.median(tps), 3),
                        ttft_ms_mean=round(statistics.fmean(ttft), 3), ttft_ms_p50=round(statistics.median(ttft), 3),
@@ -89,7 +89,7 @@ async def _cancel_case(http: WorkerHTTP) -> str:
     """Start a generation as long as the context allows, cancel it while it runs: it must end `cancelled`
     promptly, and (checked after all cases) the worker must stay healthy."""
     health = await http.health()
-    budget = max(16, int(health.get("context_length") or 512) - 64)
+    budget = max(16, (health.context_length or 512) - 64)
     job = uuid.uuid4().hex
     task = asyncio.create_task(http.execute("Count slowly:", budget, 7, job_id=job))
     status = 404
@@ -133,7 +133,7 @@ async def run_stability(http: WorkerHTTP, options: MatrixOptions, progress: Prog
     ))
     try:
         health = await http.health()
-        edges["healthy_after"] = "ok" if health.get("status") == "ok" else f"status {health.get('status')!r}"
+        edges["healthy_after"] = "ok" if health.status == "ok" else f"status {health.status!r}"
     except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
         edges["healthy_after"] = f"{type(exc).__name__}: {exc}"
     for case, outcome in edges.items():

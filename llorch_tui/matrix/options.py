@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llorch_tui.config import Config, MatrixConfig
+from llorch_tui.config import MatrixConfig
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE
 
 
@@ -70,10 +70,6 @@ class MatrixOptions:
         if getattr(args, "no_parity", False):
             o.parity = False
         return o
-
-    @classmethod
-    def from_full_config(cls, config: Config, args: argparse.Namespace | None = None) -> "MatrixOptions":
-        return cls.from_config(config.matrix, args)
 
     @property
     def cell_dtypes(self) -> list[str]:

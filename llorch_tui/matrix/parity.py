@@ -19,6 +19,7 @@ from llorch_tui.parity.record import record_fingerprint
 from llorch_tui.parity.suite import golden_suite
 from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
 from llorch_tui.protocol.matrix import CellKey, ReasonCode, Stage
+from llorch_tui.protocol.params import IdParams, SetFingerprintParams
 from llorch_tui.protocol.parity import Fingerprint, ModelReference, ParityResult
 
 ProgressFn = Callable[[Stage, "float | None", str], None]
@@ -33,15 +34,15 @@ class ParityUnavailable(Exception):
 
 
 async def _reference(client: PoolClient, model: str) -> ModelReference:
-    return ModelReference.model_validate(await client.call("models.reference", {"id": model}, timeout=HASH_TIMEOUT_S))
+    return await client.api.models.reference(IdParams(id=model), timeout=HASH_TIMEOUT_S)
 
 
 async def _record_here(client: PoolClient, http: ParityHTTP, ref: ModelReference) -> tuple[Fingerprint, bool]:
     """Record from this (cpu float32) worker and store it; (the stored reference, whether it is ours)."""
     fp = await record_fingerprint(http, weights_sha256=ref.weights_sha256, pool_id=client.pool.name)
     try:
-        await client.call("models.set_fingerprint", {"id": ref.model, "fingerprint": fp.model_dump(mode="json")},
-                          timeout=HASH_TIMEOUT_S)
+        await client.api.models.set_fingerprint(SetFingerprintParams(id=ref.model, fingerprint=fp),
+                                                timeout=HASH_TIMEOUT_S)
         return fp, True
     except LlorchError as exc:
         if exc.code != ErrorCode.ALREADY_EXISTS:

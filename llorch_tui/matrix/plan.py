@@ -17,19 +17,20 @@ from llorch_tui.protocol.catalog import Catalog, ModelEntry
 from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.matrix import CellKey, ReasonCode
 from llorch_tui.units import fmt_bytes
+from llorch_tui.protocol.status import PoolStatus
 
 ALL_MODELS = "*"  # row of an offline pool whose catalog is unknown
 
 
 @dataclass
-class PoolView:
+class PoolFacts:
     """What the engine learnt of one pool before planning."""
 
     config: PoolConfig
     online: bool
     error: str | None = None
     catalog: Catalog | None = None
-    status: dict[str, Any] | None = None  # PoolStatus as JSON (pool.status)
+    status: PoolStatus | None = None
     # (model, backend, dtype) -> the pool's `models.fit` answer for the matrix's workload (one short sequence)
     fits: dict[tuple[str, str, str], FitEstimate] = field(default_factory=dict)
 
@@ -39,22 +40,20 @@ class PoolView:
 
     @property
     def usable_backends(self) -> list[str]:
-        return list((self.status or {}).get("backends") or [])
+        return list(self.status.backends) if self.status else []
 
     def free_bytes(self, backend: str) -> int | None:
         """Memory a new worker could use: the best GPU's free VRAM, else available RAM (metal: unified)."""
-        st = self.status or {}
+        if self.status is None:
+            return None
         if backend == "cuda":
-            frees = [int(g.get("memory_total") or 0) - int(g.get("memory_used") or 0) for g in st.get("gpus") or []
-                     if g.get("memory_total")]
+            frees = [g.memory_total - (g.memory_used or 0) for g in self.status.gpus if g.memory_total]
             return max(frees) if frees else None
-        ram = st.get("ram") or {}
-        return int(ram["available"]) if ram.get("available") else None
+        return self.status.ram.available or None
 
     def gpu_indices(self, backend: str) -> list[int | None]:
-        if backend == "cuda":
-            idx = [int(g.get("index", i)) for i, g in enumerate((self.status or {}).get("gpus") or [])]
-            return list(idx) or [None]
+        if backend == "cuda" and self.status is not None and self.status.gpus:
+            return [g.index for g in self.status.gpus]
         return [None]
 
 
@@ -67,7 +66,7 @@ class PlannedCell:
     skip_hint: str | None = None
     needs_download: bool = False
     needs_register: bool = False  # in --models / config presets but not yet in the pool's catalog
-    pool_status: dict[str, Any] | None = None  # the pool's `pool.status` at planning (the cell's environment)
+    pool_status: PoolStatus | None = None  # the pool's `pool.status` at planning (the cell's environment)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +81,7 @@ def requested_backends(pool: PoolConfig, options: MatrixOptions) -> list[str]:
     return wanted
 
 
-def plan_pool(view: PoolView, options: MatrixOptions, presets: set[str] | None = None) -> list[PlannedCell]:
+def plan_pool(view: PoolFacts, options: MatrixOptions, presets: set[str] | None = None) -> list[PlannedCell]:
     """The cells of one pool, in a stable order (model, then backend, then dtype)."""
     backends = requested_backends(view.config, options)
     dtypes = options.cell_dtypes

@@ -8,13 +8,14 @@ the original project's KV-cache bug (a warm cache reused by the next request).
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
+from llorch_worker.api import ExecuteRequest, ExecuteResult, Health
 
+from llorch_tui.errors import LlorchError
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.protocol.matrix import Measurements, ReasonCode
+from llorch_tui.worker_client import WorkerClient, WorkerHTTPError
 
 FINISH_REASONS = ("length", "stop")
 SAMPLE_CHARS = 120
@@ -28,64 +29,52 @@ class ProbeFailure(Exception):
         self.hint = hint
 
 
-@dataclass
-class Generation:
-    text: str
-    tokens_generated: int
-    finish_reason: str | None
-    ttft_ms: float | None
-    tokens_per_second: float | None
-    duration_ms: float
-    raw: dict[str, Any] = field(default_factory=dict)
+# One generation as the worker answered it (POST /execute).
+Generation = ExecuteResult
 
 
 class WorkerHTTP:
-    """A thin client for one worker; also tracks the peak RSS/device memory seen in /health."""
+    """The cell's WorkerClient, plus the peak RSS/device memory seen in /health; worker errors
+    become ProbeFailure with a classified reason."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, request_timeout_s: float) -> None:
-        self.session = session
-        self.base = base_url.rstrip("/")
+        self.worker = WorkerClient(session, base_url, timeout=request_timeout_s)
+        # For the routes WorkerClient does not model yet (the streamed /v1/completions of the benchmark).
+        self.session, self.base = session, base_url.rstrip("/")
         self.timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self.peak_rss: int | None = None
         self.device_peak: int | None = None
         self.last_rss: int | None = None
 
-    async def health(self) -> dict[str, Any]:
-        async with self.session.get(f"{self.base}/health", timeout=self.timeout) as resp:
-            body = await resp.json(content_type=None)
-        mem = body.get("memory") or {}
-        rss, dpeak = mem.get("rss"), mem.get("device_peak")
-        if isinstance(rss, int):
+    async def health(self) -> Health:
+        health = await self.worker.health()
+        rss, dpeak = health.memory.rss, health.memory.device_peak
+        if rss is not None:
             self.last_rss = rss
             self.peak_rss = max(self.peak_rss or 0, rss)
-        if isinstance(dpeak, int):
+        if dpeak is not None:
             self.device_peak = max(self.device_peak or 0, dpeak)
-        return body
+        return health
 
     async def execute(self, prompt: str, max_tokens: int, seed: int | None, job_id: str | None = None) -> Generation:
         """One non-streamed generation. HTTP errors become ProbeFailure with the worker's error code."""
-        payload: dict[str, Any] = {"job_id": job_id or uuid.uuid4().hex, "prompt": prompt, "max_tokens": max_tokens}
-        if seed is not None:
-            payload["seed"] = seed
-        async with self.session.post(f"{self.base}/execute", json=payload, timeout=self.timeout) as resp:
-            try:
-                body = await resp.json(content_type=None)
-            except (ValueError, aiohttp.ContentTypeError):
-                body = {"error": {"code": "internal", "message": (await resp.text())[:300]}}
-            if resp.status != 200:
-                err = (body or {}).get("error") or {}
-                code = ReasonCode.OOM if err.get("code") == "oom" or resp.status == 507 else ReasonCode.WRONG_OUTPUT
-                raise ProbeFailure(code, f"/execute answered HTTP {resp.status} {err.get('code', '')}: "
-                                         f"{err.get('message', '')}".strip(), err.get("hint"))
-        return Generation(text=str(body.get("text") or ""), tokens_generated=int(body.get("tokens_generated") or 0),
-                          finish_reason=body.get("finish_reason"), ttft_ms=body.get("ttft_ms"),
-                          tokens_per_second=body.get("tokens_per_second"),
-                          duration_ms=float(body.get("duration_ms") or 0.0), raw=body)
+        req = ExecuteRequest(job_id=job_id or uuid.uuid4().hex, prompt=prompt, max_tokens=max_tokens, seed=seed)
+        try:
+            return await self.worker.execute(req)
+        except WorkerHTTPError as err:
+            code = ReasonCode.OOM if err.worker_code == "oom" or err.status == 507 else ReasonCode.WRONG_OUTPUT
+            raise ProbeFailure(code, f"/execute answered HTTP {err.status} {err.worker_code}: "
+                                     f"{err.message.partition(': ')[2]}".strip(), err.hint) from None
+        except LlorchError as err:  # an answer that is not the worker's document
+            raise ProbeFailure(ReasonCode.WRONG_OUTPUT, err.message, err.hint) from None
 
     async def cancel(self, job_id: str) -> int:
-        async with self.session.post(f"{self.base}/cancel", json={"job_id": job_id}, timeout=self.timeout) as resp:
-            await resp.read()
-            return resp.status
+        """The HTTP status of POST /cancel: 200 cancelled, 404 not (or no longer) running."""
+        try:
+            await self.worker.cancel(job_id)
+        except WorkerHTTPError as err:
+            return err.status
+        return 200
 
 
 def check_generation(gen: Generation, max_tokens: int, what: str) -> None:
@@ -104,8 +93,8 @@ def check_generation(gen: Generation, max_tokens: int, what: str) -> None:
 async def run_probes(http: WorkerHTTP, options: MatrixOptions, m: Measurements) -> list[Generation]:
     """The correctness probes; fills `m` with what they measured. Raises ProbeFailure."""
     health = await http.health()
-    if health.get("status") != "ok":
-        raise ProbeFailure(ReasonCode.LOAD_ERROR, f"/health says {health.get('status')!r} after spawn: {health.get('error')}")
+    if health.status != "ok":
+        raise ProbeFailure(ReasonCode.LOAD_ERROR, f"/health says {health.status!r} after spawn: {health.error}")
     gens: list[Generation] = []
     first = await http.execute(options.prompt, options.max_tokens, options.seed)
     check_generation(first, options.max_tokens, "seeded generation")

@@ -26,6 +26,8 @@ from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.pool.hashing import CHUNK, FileHasher
 from llorch_tui.pool.models_ops import store_of
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.params import ExportParams, ImportParams
 from llorch_tui.pool.receive import Incoming, check_file_name, refuse_overwrite, same_files
 from llorch_tui.pool.transfer_ops import manifest
 from llorch_tui.protocol.catalog import ModelEntry, ModelOrigin, validate_model_id
@@ -36,18 +38,6 @@ ARCHIVE_VERSION = 1
 MANIFEST_NAME = "llorch-model.json"
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_FILES = 1000
-
-
-class ExportParams(BaseModel):
-    id: str
-    file: str  # path on the pool
-    force: bool = False  # replace an existing file
-
-
-class ImportParams(BaseModel):
-    file: str
-    id: str | None = None  # import under another id
-    force: bool = False  # replace a model already downloaded under that id
 
 
 def _refuse(path: str, why: str) -> LlorchError:
@@ -232,12 +222,12 @@ def _receive(inc: Incoming, name: str, fh: IO[bytes] | None, size: int, progress
             progress.add_bytes(len(chunk))
 
 
-@op("models.export", ExportParams, streams=True, summary="write a downloaded model into one archive file")
+@op(ops.MODELS_EXPORT, summary="write a downloaded model into one archive file")
 async def models_export(ctx: OpContext, p: ExportParams) -> ArchiveResult:
     return await _threaded(ctx, export_model, p)
 
 
-@op("models.import", ImportParams, streams=True, summary="verify and install a model from an archive file")
+@op(ops.MODELS_IMPORT, summary="verify and install a model from an archive file")
 async def models_import(ctx: OpContext, p: ImportParams) -> ArchiveResult:
     return await _threaded(ctx, import_model, p)
 

@@ -129,15 +129,6 @@ class CatalogStore:
                               register_hint(model_id), model=model_id)
         return entry
 
-    def upsert(self, entry: ModelEntry) -> ModelEntry:
-        with self.edit() as catalog:
-            ids = [m.id for m in catalog.models]
-            if entry.id in ids:  # keep the operator's order
-                catalog.models[ids.index(entry.id)] = entry
-            else:
-                catalog.models.append(entry)
-        return entry
-
     def remove(self, model_id: str) -> ModelEntry:
         with self.edit() as catalog:
             entry = catalog.get(model_id)

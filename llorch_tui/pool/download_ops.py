@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, Field, field_validator
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.fsutil import save_state_file
@@ -27,28 +26,15 @@ from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.pool.hub_fetch import RemoteFile, RepoPlan, RetryPolicy
 from llorch_tui.pool.ops import OpContext, op
-from llorch_tui.protocol.catalog import ModelEntry, ModelFile, validate_model_id, validate_revision
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.catalog import ModelEntry, ModelFile, validate_model_id
 from llorch_tui.protocol.downloads import DownloadResult
+from llorch_tui.protocol.params import DownloadParams
 from llorch_tui.units import fmt_bytes
 
 MANIFEST = ".manifest.json"
 LOCK_WAIT_S = 5.0
 DISK_MARGIN_BYTES = 64 * 1024 * 1024  # a model dir at 100% full breaks everything else on the pool
-
-
-class DownloadParams(BaseModel):
-    id: str
-    revision: str | None = None
-    endpoint: str | None = None
-    force: bool = False
-    stall_s: float = Field(default=30.0, gt=0, le=3600)
-    max_attempts: int = Field(default=5, ge=1, le=100)
-    backoff_s: float = Field(default=1.0, ge=0, le=60)
-
-    @field_validator("revision")
-    @classmethod
-    def _revision(cls, v: str | None) -> str | None:
-        return validate_revision(v)
 
 
 def free_bytes(path: Path) -> int:
@@ -250,8 +236,7 @@ def _commit(store: CatalogStore, entry: ModelEntry, target: Path, plan: RepoPlan
     return result
 
 
-@op("models.download", DownloadParams, streams=True,
-    summary="download a registered model's safetensors, json and tokenizer files (resumable, sha256-verified)")
+@op(ops.MODELS_DOWNLOAD, summary="download a registered model's safetensors, json and tokenizer files (resumable, sha256-verified)")
 async def download(ctx: OpContext, p: DownloadParams) -> DownloadResult:
     worker = asyncio.ensure_future(asyncio.to_thread(run_download, ctx, p))
     try:

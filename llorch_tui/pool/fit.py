@@ -27,11 +27,10 @@ from typing import Any
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol.fit import FitEstimate
+from llorch_tui.protocol.params import WORKER_MAX_BATCH
 from llorch_tui.units import fmt_bytes
 
 MiB = 1024**2
-# The worker's `--max-batch` default: how many sequences it decodes together at most.
-WORKER_MAX_BATCH = 16
 # The worker process with nothing loaded (measured: tests/fleet/test_fit_measured.py prints it).
 RUNTIME_OVERHEAD_BYTES = 384 * MiB
 CUDA_CONTEXT_BYTES = 512 * MiB  # the CUDA context and cuBLAS workspace, outside torch's allocator

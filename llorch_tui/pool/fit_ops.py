@@ -5,29 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pydantic import BaseModel, Field
 
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import register_hint
-from llorch_tui.pool.fit import WORKER_MAX_BATCH, decide, estimate, local_shapes, remote_shapes
+from llorch_tui.pool.fit import decide, estimate, local_shapes, remote_shapes
 from llorch_tui.pool.hub_fetch import resolve_endpoint
 from llorch_tui.pool.models_ops import check_backends, check_repo, store_of
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.params import FitParams
 from llorch_tui.pool.status_ops import pool_status
 from llorch_tui.protocol.fit import FitReport
 from llorch_tui.protocol.status import PoolStatus
-
-
-class FitParams(BaseModel):
-    id: str
-    repo: str | None = None  # for a model this pool has not registered (presets need none)
-    revision: str | None = None
-    endpoint: str | None = None
-    backends: list[str] | None = None  # default: the pool's usable backends the model supports
-    dtype: str | None = None  # default: the worker's choice per backend
-    context: int | None = Field(default=None, ge=1)  # default: the model's context length
-    batch: int = Field(default=WORKER_MAX_BATCH, ge=1, le=4096)
 
 
 def free_memory(status: PoolStatus, backend: str) -> tuple[int | None, int | None]:
@@ -41,7 +31,7 @@ def free_memory(status: PoolStatus, backend: str) -> tuple[int | None, int | Non
     return status.ram.available, None
 
 
-@op("models.fit", FitParams, summary="memory a model needs per backend, and whether it fits here")
+@op(ops.MODELS_FIT, summary="memory a model needs per backend, and whether it fits here")
 async def models_fit(ctx: OpContext, p: FitParams) -> FitReport:
     check_backends(p.backends)
     catalog = await asyncio.to_thread(store_of(ctx).load)

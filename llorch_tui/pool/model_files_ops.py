@@ -9,28 +9,19 @@ import shutil
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.hashing import hash_file
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
 from llorch_tui.protocol.catalog import ModelEntry, validate_model_id
 from llorch_tui.protocol.downloads import RemoveResult, VerifyProblem, VerifyResult
 from llorch_tui.pool.child_env import child_env
+from llorch_tui.protocol.params import RmParams, VerifyParams
 
 LOAD_TIMEOUT_BASE_S = 300.0
 LOAD_TIMEOUT_PER_GB_S = 60.0
-
-
-class VerifyParams(BaseModel):
-    id: str
-    load: bool = True
-
-
-class RmParams(BaseModel):
-    id: str
-    keep_entry: bool = True
 
 
 def _target(ctx: OpContext, entry: ModelEntry) -> Path:
@@ -108,7 +99,7 @@ async def load_check(target: Path, load: bool, size_gb: float) -> tuple[list[Ver
     return problems, load and proc.returncode == 0 and not problems
 
 
-@op("models.verify", VerifyParams, summary="re-hash a downloaded model's files and check that it loads")
+@op(ops.MODELS_VERIFY, summary="re-hash a downloaded model's files and check that it loads")
 async def verify(ctx: OpContext, p: VerifyParams) -> VerifyResult:
     validate_model_id(p.id)
     entry = CatalogStore(ctx.settings.paths, ctx.settings.pool_id).get(p.id)
@@ -157,7 +148,7 @@ def remove_files(ctx: OpContext, entry: ModelEntry) -> int:
     return freed
 
 
-@op("models.rm", RmParams, summary="delete a model's files; keep its catalog entry (downloaded=false) or drop it")
+@op(ops.MODELS_RM, summary="delete a model's files; keep its catalog entry (downloaded=false) or drop it")
 async def rm(ctx: OpContext, p: RmParams) -> ModelEntry | RemoveResult:
     validate_model_id(p.id)
     store = CatalogStore(ctx.settings.paths, ctx.settings.pool_id)

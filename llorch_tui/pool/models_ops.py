@@ -12,16 +12,17 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
 
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.gguf_inspect import find_gguf
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
 from llorch_tui.protocol import BACKENDS
-from llorch_tui.protocol.catalog import (DTYPES, Catalog, ModelEntry, ModelFile, ModelMetadata, Source, Verdict,
-                                         VerdictRecord, device_key, validate_model_id, validate_revision)
+from llorch_tui.protocol.catalog import (DTYPES, Catalog, ModelEntry, ModelFile, ModelMetadata, VerdictRecord,
+                                         device_key)
+from llorch_tui.protocol.params import IdParams, NoParams, RegisterParams, UpdateParams, VerdictParams
 
 # Repo ids and architectures later travel in command lines and URLs: a conservative alphabet.
 REPO_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -61,61 +62,6 @@ def registered_error(model_id: str) -> LlorchError:
     return LlorchError(ErrorCode.ALREADY_EXISTS, f"model {model_id!r} is already registered",
                        f"change it with `llorch-pool models update {model_id} ...`, "
                        f"or `llorch-pool models unregister {model_id}` first")
-
-
-class IdParams(BaseModel):
-    id: str
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return validate_model_id(v)
-
-
-class NoParams(BaseModel):
-    pass
-
-
-class RegisterParams(IdParams):
-    name: str | None = None
-    repo: str | None = None
-    architecture: str | None = None
-    backends: list[str] | None = None
-    path: str | None = None  # an existing local checkpoint directory (source "local")
-    context_length: int | None = Field(default=None, ge=1)
-    vocab_size: int | None = Field(default=None, ge=1)
-    revision: str | None = None
-    source: Source | None = None
-    # A GGUF path: convert once to safetensors (default), or let workers load the GGUF itself.
-    convert: bool = True
-
-    @field_validator("revision")
-    @classmethod
-    def _revision(cls, v: str | None) -> str | None:
-        return validate_revision(v)
-
-
-class UpdateParams(IdParams):
-    downloaded: bool | None = None
-    name: str | None = None
-    repo: str | None = None
-    backends: list[str] | None = None
-    architecture: str | None = None
-    revision: str | None = None
-
-    @field_validator("revision")
-    @classmethod
-    def _revision(cls, v: str | None) -> str | None:
-        return validate_revision(v)
-
-
-class VerdictParams(IdParams):
-    backend: str
-    dtype: str | None = None  # an explicit dtype keys the record "backend:dtype" (device_key); auto/None: backend
-    verdict: Verdict
-    reason: str | None = None
-    tokens_per_second: float | None = Field(default=None, ge=0)
-    peak_memory_bytes: int | None = Field(default=None, ge=0)
 
 
 def local_checkpoint(path: str) -> tuple[Path, dict, list[ModelFile]]:
@@ -171,12 +117,12 @@ def build_entry(p: RegisterParams, ctx: OpContext) -> ModelEntry:
                       size_gb=(preset.size_gb or 0.0) if preset else 0.0, source=p.source or "hub")
 
 
-@op("models.list", NoParams, summary="the pool's model catalog")
+@op(ops.MODELS_LIST, summary="the pool's model catalog")
 async def models_list(ctx: OpContext, _: NoParams) -> Catalog:
     return await asyncio.to_thread(store_of(ctx).load)
 
 
-@op("models.register", RegisterParams, streams=True,
+@op(ops.MODELS_REGISTER,
     summary="add a model to the catalog (seed presets need only the id; --path takes a checkpoint or a GGUF)")
 async def models_register(ctx: OpContext, p: RegisterParams) -> ModelEntry:
     if p.path:
@@ -197,12 +143,12 @@ async def models_register(ctx: OpContext, p: RegisterParams) -> ModelEntry:
     return await asyncio.to_thread(run)
 
 
-@op("models.unregister", IdParams, summary="remove a model from the catalog (its files stay; see models rm)")
+@op(ops.MODELS_UNREGISTER, summary="remove a model from the catalog (its files stay; see models rm)")
 async def models_unregister(ctx: OpContext, p: IdParams) -> ModelEntry:
     return await asyncio.to_thread(store_of(ctx).remove, p.id)
 
 
-@op("models.update", UpdateParams, summary="change fields of a catalog entry")
+@op(ops.MODELS_UPDATE, summary="change fields of a catalog entry")
 async def models_update(ctx: OpContext, p: UpdateParams) -> ModelEntry:
     changes = p.model_dump(exclude={"id"}, exclude_none=True)
     if not changes:
@@ -226,7 +172,7 @@ async def models_update(ctx: OpContext, p: UpdateParams) -> ModelEntry:
     return await asyncio.to_thread(run)
 
 
-@op("models.record_verdict", VerdictParams, summary="remember the last test verdict of a model on a backend")
+@op(ops.MODELS_RECORD_VERDICT, summary="remember the last test verdict of a model on a backend")
 async def models_record_verdict(ctx: OpContext, p: VerdictParams) -> ModelEntry:
     check_backends([p.backend])
     if p.dtype is not None and p.dtype not in DTYPES:

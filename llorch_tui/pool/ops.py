@@ -1,8 +1,9 @@
-"""The op registry: every agent capability is one named async function with a pydantic params model.
+"""The op registry: every agent capability is one named async function with a pydantic params model
+and a declared result type (the table in `llorch_tui/protocol/ops.py`).
 
 The human CLI, the stdio service and (remotely) the `llorch` CLI all dispatch through here,
-so a capability is written once. Handlers never print: they return a result (pydantic model,
-dict or list) and stream progress through `ctx.emit`, which is safe to call from threads.
+so a capability is written once. Handlers never print: they return their declared result (checked
+here before it is sent) and stream progress through `ctx.emit`, which is safe to call from threads.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths, pool_state_dir
+from llorch_tui.protocol.ops import EventSink, OpRef
+from llorch_tui.protocol.params import build_params
 
-EventSink = Callable[[str, dict[str, Any]], None]
 Handler = Callable[["OpContext", Any], Awaitable[Any]]
 
 # Modules that register ops when imported. Listed, not discovered, so startup cost is predictable.
@@ -94,19 +96,34 @@ class OpContext:
 
 @dataclass(frozen=True)
 class OpSpec:
-    name: str
-    params: type[BaseModel]
+    ref: OpRef[Any, Any]
     handler: Handler
-    streams: bool = False
     summary: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def params(self) -> type[BaseModel]:
+        return self.ref.params
+
+    @property
+    def streams(self) -> bool:
+        return self.ref.streams
 
 
 REGISTRY: dict[str, OpSpec] = {}
 
 
-def op(name: str, params: type[BaseModel], *, streams: bool = False, summary: str = "") -> Callable[[Handler], Handler]:
+def op(ref: OpRef[Any, Any], *, summary: str = "") -> Callable[[Handler], Handler]:
+    """Register a handler for one op of the contract (name, params and result come from `ref`)."""
+    if not isinstance(ref, OpRef):
+        raise TypeError(f"@op takes an OpRef from llorch_tui.protocol.ops (its name, params and result type), "
+                        f"not {ref!r}: add the op to that table first")
+
     def deco(fn: Handler) -> Handler:
-        REGISTRY[name] = OpSpec(name, params, fn, streams, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        REGISTRY[ref.name] = OpSpec(ref, fn, summary or (fn.__doc__ or "").strip().split("\n")[0])
         return fn
 
     return deco
@@ -129,15 +146,6 @@ def load_ops() -> dict[str, OpSpec]:
     return REGISTRY
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
-    return value
-
 
 async def execute(name: str, params: dict[str, Any], ctx: OpContext) -> Any:
     """Validate params, run the op, return a JSON-able result. Raises LlorchError on any expected failure."""
@@ -145,16 +153,15 @@ async def execute(name: str, params: dict[str, Any], ctx: OpContext) -> Any:
     if spec is None:
         raise LlorchError(ErrorCode.UNKNOWN_OP, f"this agent has no operation {name!r}",
                           "upgrade llorch on the pool so both sides have the same version")
-    try:
-        parsed = spec.params.model_validate(params)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "params"
-        raise LlorchError(ErrorCode.BAD_REQUEST, f"{name}: {where}: {first.get('msg')}",
-                          "check the command's --help for the expected arguments") from None
+    parsed = build_params(spec.params, params, name)
     if ctx.loop is None:
         ctx.loop = asyncio.get_running_loop()
-    return to_jsonable(await spec.handler(ctx, parsed))
+    result = await spec.handler(ctx, parsed)
+    try:
+        return spec.ref.dump(result)
+    except ValidationError as exc:
+        raise LlorchError(ErrorCode.INTERNAL, f"{name}: the agent's result does not fit its declared type: {exc}",
+                          "this is a bug in llorch's agent; please report it") from None
 
 
 class InProcessExecutor:
@@ -163,6 +170,7 @@ class InProcessExecutor:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
 
-    async def call(self, op_name: str, params: dict[str, Any], on_event: EventSink | None = None) -> Any:
+    async def call(self, op_name: str, params: dict[str, Any] | None = None, on_event: EventSink | None = None,
+                   timeout: float | None = None) -> Any:
         ctx = OpContext(settings=self.settings, sink=on_event)
-        return await execute(op_name, params, ctx)
+        return await asyncio.wait_for(execute(op_name, params or {}, ctx), timeout)

@@ -148,7 +148,7 @@ class StdioService:
 
     def _cancelled_before_start(self, rid: str, op_name: str, task: "asyncio.Task[None]") -> None:
         # A $cancel read in the same burst as its request cancels the task before its first step: the
-        # coroutine never runs, so no reply and no cleanup would happen. Do both here. (H4 fix)
+        # coroutine never runs, so no reply and no cleanup would happen. Do both here.
         if not task.cancelled():
             return
         if self.tasks.get(rid) is task:

@@ -17,25 +17,19 @@ import sys
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel
 
 from llorch_tui import __version__
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.gpu import query_gpus
 from llorch_tui.pool.ops import AgentSettings, OpContext, op
+from llorch_tui.protocol import ops
 from llorch_tui.pool.probe_cache import probe_backends, read_cached
 from llorch_tui.pool.worker_ops import list_workers
 from llorch_tui.protocol.status import DiskInfo, HealthReport, PoolStatus, RamInfo
+from llorch_tui.protocol.params import StatusParams
 
 LOW_DISK_BYTES = 2 * 1024**3
-
-
-class StatusParams(BaseModel):
-    probe: bool = False  # run the torch probe now instead of using its cache
-    # Ask each live worker's /health for its figures (requests, tokens, memory, queue), concurrently and
-    # bounded by a short timeout: what the dashboard shows on every refresh.
-    workers_probe: bool = False
 
 
 def os_name() -> str:
@@ -110,7 +104,7 @@ async def pool_status(settings: AgentSettings, refresh_probe: bool = False,
     return status
 
 
-@op("pool.status", StatusParams, summary="pool id, host, backends, GPUs, RAM, disk, workers")
+@op(ops.POOL_STATUS, summary="pool id, host, backends, GPUs, RAM, disk, workers")
 async def status_op(ctx: OpContext, p: StatusParams) -> PoolStatus:
     return await pool_status(ctx.settings, p.probe, p.workers_probe)
 
@@ -133,7 +127,7 @@ def _problems(settings: AgentSettings, status: PoolStatus) -> list[str]:
     return problems
 
 
-@op("pool.health", StatusParams, summary="ok, or the list of problems of this pool")
+@op(ops.POOL_HEALTH, summary="ok, or the list of problems of this pool")
 async def health_op(ctx: OpContext, p: StatusParams) -> HealthReport:
     try:
         status = await pool_status(ctx.settings, p.probe)

@@ -12,46 +12,16 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
 
 from llorch_tui.pool.checkpoint_install import exists_error, install_checkpoint
-from llorch_tui.pool.models_ops import IdParams, check_backends, store_of
+from llorch_tui.pool.models_ops import check_backends, store_of
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.pool.worker_module import run_worker_module
-from llorch_tui.protocol import BACKENDS
+from llorch_tui.protocol import BACKENDS, ops
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelMetadata
-
-SYNTH_ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
-LIKE_NAMES = ("tinyllama", "qwen-0.5b", "phi3", "mistral")
-LIKE_ARCHITECTURE = {"tinyllama": "llama", "qwen-0.5b": "qwen2", "phi3": "phi3", "mistral": "mistral"}
-
-
-class SynthParams(IdParams):
-    architecture: Literal["llama", "qwen2", "phi3", "mistral"] | None = None
-    size: Literal["tiny", "small"] = "tiny"
-    seed: int = Field(default=0, ge=0)
-    backends: list[str] | None = None
-    force: bool = False  # replace an existing entry (and its directory)
-    # The exact configuration of an original model (real size, random weights), in this dtype.
-    like: Literal["tinyllama", "qwen-0.5b", "phi3", "mistral"] | None = None
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> "SynthParams":
-        if self.like is None and self.architecture is None:
-            raise ValueError("give an architecture (a tiny/small checkpoint) or like (a real-size one)")
-        if self.like is not None:
-            if self.architecture not in (None, LIKE_ARCHITECTURE[self.like]):
-                raise ValueError(f"like={self.like} is a {LIKE_ARCHITECTURE[self.like]} model, "
-                                 f"not {self.architecture}; leave the architecture out")
-            self.architecture = LIKE_ARCHITECTURE[self.like]  # type: ignore[assignment]
-        return self
-
-    @property
-    def what(self) -> str:
-        return f"{self.like}-like ({self.dtype})" if self.like else f"{self.architecture}/{self.size}"
+from llorch_tui.protocol.params import SynthParams
 
 
 async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any]:
@@ -78,8 +48,7 @@ def _entry(p: SynthParams, path: Path, info: dict[str, Any]) -> ModelEntry:
         files=files, size_gb=size_bytes / 1e9, source="synthetic")
 
 
-@op("models.synth", SynthParams, streams=True,
-    summary="write a random-weight checkpoint of a real architecture and register it")
+@op(ops.MODELS_SYNTH, summary="write a random-weight checkpoint of a real architecture and register it")
 async def models_synth(ctx: OpContext, p: SynthParams) -> ModelEntry:
     check_backends(p.backends)
     ctx.emit("progress", {"stage": "check", "model": p.id})

@@ -13,47 +13,18 @@ import base64
 import threading
 from pathlib import Path
 
-from pydantic import BaseModel, Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.hashing import hash_file
 from llorch_tui.pool.models_ops import store_of
 from llorch_tui.pool.ops import OpContext, op
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.params import BeginParams, ChunkParams, FileParams, IdParams, WriteParams
 from llorch_tui.pool.receive import Incoming, check_file_name, refuse_overwrite, same_files
-from llorch_tui.protocol.catalog import ModelEntry, ModelOrigin, validate_model_id
+from llorch_tui.protocol.catalog import ModelEntry, validate_model_id
 from llorch_tui.protocol.transfer import ChunkData, ChunkWritten, FileVerified, ReceiveBegun
 
-MAX_CHUNK = 8 * 1024 * 1024  # one JSON line stays far below the protocol's 16 MiB line limit after base64
-
-
-class IdParams(BaseModel):
-    id: str
-
-
-class ChunkParams(BaseModel):
-    id: str
-    file: str
-    offset: int = Field(ge=0)
-    length: int = Field(gt=0, le=MAX_CHUNK)
-
-
-class BeginParams(BaseModel):
-    entry: ModelEntry
-    origin: ModelOrigin
-    force: bool = False
-
-
-class WriteParams(BaseModel):
-    id: str
-    file: str
-    offset: int = Field(ge=0)
-    data: str  # base64
-
-
-class FileParams(BaseModel):
-    id: str
-    file: str
 
 
 def manifest(store: CatalogStore, model_id: str, cancelled: threading.Event | None = None) -> ModelEntry:
@@ -93,12 +64,12 @@ def read_chunk(store: CatalogStore, p: ChunkParams) -> ChunkData:
     return ChunkData(data=base64.b64encode(data).decode("ascii"), offset=p.offset, size=f.size)
 
 
-@op("models.manifest", IdParams, summary="a downloaded model's entry with every file's sha256 (measured if missing)")
+@op(ops.MODELS_MANIFEST, summary="a downloaded model's entry with every file's sha256 (measured if missing)")
 async def models_manifest(ctx: OpContext, p: IdParams) -> ModelEntry:
     return await asyncio.to_thread(manifest, store_of(ctx), p.id, ctx.cancelled)
 
 
-@op("models.read_chunk", ChunkParams, summary="bytes of one file of a downloaded model (base64), for copies")
+@op(ops.MODELS_READ_CHUNK, summary="bytes of one file of a downloaded model (base64), for copies")
 async def models_read_chunk(ctx: OpContext, p: ChunkParams) -> ChunkData:
     return await asyncio.to_thread(read_chunk, store_of(ctx), p)
 
@@ -148,21 +119,21 @@ def commit(ctx: OpContext, p: IdParams) -> ModelEntry:
         inc.release()
 
 
-@op("models.receive_begin", BeginParams, summary="prepare to receive a model's files; bytes already here per file")
+@op(ops.MODELS_RECEIVE_BEGIN, summary="prepare to receive a model's files; bytes already here per file")
 async def receive_begin(ctx: OpContext, p: BeginParams) -> ReceiveBegun:
     return await asyncio.to_thread(begin, ctx, p)
 
 
-@op("models.receive_chunk", WriteParams, summary="append bytes (base64) to a file being received")
+@op(ops.MODELS_RECEIVE_CHUNK, summary="append bytes (base64) to a file being received")
 async def receive_chunk(ctx: OpContext, p: WriteParams) -> ChunkWritten:
     return await asyncio.to_thread(write, ctx, p)
 
 
-@op("models.receive_file", FileParams, summary="verify a received file against the sender's sha256")
+@op(ops.MODELS_RECEIVE_FILE, summary="verify a received file against the sender's sha256")
 async def receive_file(ctx: OpContext, p: FileParams) -> FileVerified:
     return await asyncio.to_thread(finish_file, ctx, p)
 
 
-@op("models.receive_commit", IdParams, summary="move a fully received model into place and record it")
+@op(ops.MODELS_RECEIVE_COMMIT, summary="move a fully received model into place and record it")
 async def receive_commit(ctx: OpContext, p: IdParams) -> ModelEntry:
     return await asyncio.to_thread(commit, ctx, p)

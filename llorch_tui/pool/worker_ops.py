@@ -9,49 +9,24 @@ from typing import Any
 
 import aiohttp
 import psutil
-from pydantic import BaseModel, Field
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.ops import OpContext, op
-from llorch_tui.pool import template_client
+from llorch_tui.protocol import ops
 from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.worker_registry import (LIVE_STATES, Registry, fill_exit_info, is_live, is_worker_cmdline,
                                              log_tail, now)
-from llorch_tui.pool.worker_spawn import SpawnParams, reap_supervisors, spawn_worker, worker_command
-from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.pool import template_client
+from llorch_tui.pool.worker_spawn import reap_supervisors, spawn_worker, worker_command
+from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
+from llorch_tui.protocol.params import ListParams, LogsParams, SpawnParams, StopParams, SweepParams, TemplateParams
 
 HEALTH_TIMEOUT_S = 1.5
 FOLLOW_POLL_S = 0.25
 
 
-class ListParams(BaseModel):
-    probe: bool = True
-
-
-class StopParams(BaseModel):
-    id: str | None = None
-    all: bool = False
-    grace_s: float = Field(default=10.0, ge=0, le=600)
-
-
-class LogsParams(BaseModel):
-    id: str
-    lines: int = Field(default=100, ge=0, le=100_000)
-    follow: bool = False
-
-
-class TemplateParams(BaseModel):
-    stop: bool = False
-
-
-class SweepParams(BaseModel):
-    stop: bool = False
-    pids: list[int] | None = None  # stop only these strays (review first, then stop one)
-    grace_s: float = Field(default=10.0, ge=0, le=600)
-
-
-@op("workers.spawn", SpawnParams, streams=True, summary="start a worker and wait until it is ready")
+@op(ops.WORKERS_SPAWN, summary="start a worker and wait until it is ready")
 async def spawn(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     return await spawn_worker(ctx, p)
 
@@ -61,26 +36,23 @@ async def _probe_health(session: aiohttp.ClientSession, rec: WorkerRecord) -> bo
 
     Returns True when a `starting` record turns out ready: its spawning agent died before it could say so.
     """
+    # Imported here: an agent on a pool without llorch-worker still starts (and says what is missing).
+    from llorch_tui.worker_client import WorkerClient
+
     try:
-        async with session.get(f"http://127.0.0.1:{rec.port}/health") as r:
-            doc = await r.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        health = await WorkerClient(session, f"http://127.0.0.1:{rec.port}").health()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, LlorchError):
         return False
-    if not isinstance(doc, dict) or doc.get("worker_id") not in (None, rec.id):
-        return False
-    promoted = rec.state == "starting" and doc.get("status") == "ok"
+    if health.worker_id not in (None, rec.id):
+        return False  # another process took the port
+    promoted = rec.state == "starting" and health.status == "ok"
     if promoted:
         rec.state, rec.ready_at = "ready", now()
-    req = doc.get("requests")
-    rec.requests = sum(req.values()) if isinstance(req, dict) else req if isinstance(req, int) else None
-    rec.tokens_generated = doc.get("tokens_generated") if isinstance(doc.get("tokens_generated"), int) else None
-    mem_doc = doc.get("memory")
-    mem = mem_doc if isinstance(mem_doc, dict) else {}
-    rec.rss_bytes = mem.get("rss")
-    rec.device_allocated_bytes = mem.get("device_allocated")
-    rec.device_peak_bytes = mem.get("device_peak")
-    rec.in_flight = doc.get("in_flight") if isinstance(doc.get("in_flight"), int) else None
-    rec.queue_depth = doc.get("queue_depth") if isinstance(doc.get("queue_depth"), int) else None
+    rec.requests, rec.tokens_generated = health.requests, health.tokens_generated
+    rec.rss_bytes = health.memory.rss
+    rec.device_allocated_bytes = health.memory.device_allocated
+    rec.device_peak_bytes = health.memory.device_peak
+    rec.in_flight, rec.queue_depth = health.in_flight, health.queue_depth
     return promoted
 
 
@@ -105,7 +77,7 @@ async def list_workers(paths: PoolPaths, probe: bool) -> list[WorkerRecord]:
     return records
 
 
-@op("workers.list", ListParams, summary="workers of this pool, reconciled with the live processes")
+@op(ops.WORKERS_LIST, summary="workers of this pool, reconciled with the live processes")
 async def list_op(ctx: OpContext, p: ListParams) -> list[WorkerRecord]:
     return await list_workers(ctx.settings.paths, p.probe)
 
@@ -142,7 +114,7 @@ def stop_record(paths: PoolPaths, worker_id: str, grace_s: float) -> WorkerRecor
     return rec
 
 
-@op("workers.stop", StopParams, summary="stop a worker (SIGTERM, SIGKILL after the grace period)")
+@op(ops.WORKERS_STOP, summary="stop a worker (SIGTERM, SIGKILL after the grace period)")
 async def stop_op(ctx: OpContext, p: StopParams) -> list[WorkerRecord]:
     paths = ctx.settings.paths
     if p.all:
@@ -157,18 +129,18 @@ async def stop_op(ctx: OpContext, p: StopParams) -> list[WorkerRecord]:
     return list(await asyncio.gather(*(asyncio.to_thread(stop_record, paths, i, p.grace_s) for i in ids)))
 
 
-@op("workers.logs", LogsParams, streams=True, summary="the log of a worker; follow streams `line` events")
-async def logs_op(ctx: OpContext, p: LogsParams) -> dict[str, Any]:
+@op(ops.WORKERS_LOGS, summary="the log of a worker; follow streams `line` events")
+async def logs_op(ctx: OpContext, p: LogsParams) -> LogsResult:
     rec = await asyncio.to_thread(Registry(ctx.settings.paths).get, p.id)
     path = Path(rec.log_path)
     if not p.follow:
-        return {"id": rec.id, "path": str(path), "lines": await asyncio.to_thread(log_tail, path, p.lines)}
+        return LogsResult(id=rec.id, path=str(path), lines=await asyncio.to_thread(log_tail, path, p.lines))
     for line in await asyncio.to_thread(log_tail, path, p.lines):
         ctx.emit("line", {"text": line})
     return await _follow(ctx, rec, path)
 
 
-async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> dict[str, Any]:
+async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> LogsResult:
     """Stream new lines until the worker is gone (or the caller cancels, which ends this task)."""
     followed = 0
     pending = b""
@@ -198,7 +170,7 @@ async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> dict[str, An
     if pending:
         ctx.emit("line", {"text": pending.decode(errors="replace")})
         followed += 1
-    return {"id": rec.id, "path": str(path), "lines": [], "followed": followed, "ended": "worker stopped"}
+    return LogsResult(id=rec.id, path=str(path), lines=[], followed=followed, ended="worker stopped")
 
 
 SECRET_FLAGS = ("--token",)  # llorch-worker's bearer token: shown as *** wherever a command line is reported
@@ -265,8 +237,8 @@ def _stop_stray(item: dict[str, Any], grace_s: float) -> dict[str, Any]:
     return {**item, "stopped": True}
 
 
-@op("workers.sweep", SweepParams, summary="find llorch-worker processes the registry does not know; --stop stops them")
-async def sweep_op(ctx: OpContext, p: SweepParams) -> dict[str, Any]:
+@op(ops.WORKERS_SWEEP, summary="find llorch-worker processes the registry does not know; --stop stops them")
+async def sweep_op(ctx: OpContext, p: SweepParams) -> SweepResult:
     strays, others = await asyncio.to_thread(find_workers, ctx.settings.paths)
     stopped: list[dict[str, Any]] = []
     if p.stop:
@@ -276,11 +248,11 @@ async def sweep_op(ctx: OpContext, p: SweepParams) -> dict[str, Any]:
             raise LlorchError(ErrorCode.NOT_FOUND, f"pid(s) {sorted(missing)} are not stray llorch-worker processes",
                               "`llorch-pool worker sweep` lists the strays")
         stopped = list(await asyncio.gather(*(asyncio.to_thread(_stop_stray, s, p.grace_s) for s in targets)))
-    return {"strays": strays, "stopped": stopped, "other_state_dirs": others}
+    return SweepResult.model_validate({"strays": strays, "stopped": stopped, "other_state_dirs": others})
 
 
-@op("workers.template", TemplateParams, summary="the warm worker template of this pool; stop=true drains it")
-async def template_op(ctx: OpContext, p: TemplateParams) -> dict[str, Any]:
+@op(ops.WORKERS_TEMPLATE, summary="the warm worker template of this pool; stop=true drains it")
+async def template_op(ctx: OpContext, p: TemplateParams) -> TemplateStatus:
     state = ctx.settings.state_dir
     doc = await asyncio.to_thread(template_client.ping, state)
     out: dict[str, Any] = {"running": doc is not None, "disabled": template_client.disabled_reason(worker_command()),
@@ -289,4 +261,4 @@ async def template_op(ctx: OpContext, p: TemplateParams) -> dict[str, Any]:
         out.update({k: doc.get(k) for k in ("pid", "fingerprint", "children", "stale")})
     if p.stop and doc is not None:
         out["stopped"] = await asyncio.to_thread(template_client.stop, state)
-    return out
+    return TemplateStatus.model_validate(out)

@@ -18,11 +18,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from llorch_worker.api import Health
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool import template_client
@@ -37,6 +39,7 @@ from llorch_tui.protocol import BACKENDS
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.workers import WorkerRecord
 from llorch_tui.pool.child_env import child_env
+from llorch_tui.protocol.params import SpawnParams
 
 BASE_TIMEOUT_S = 60.0
 TIMEOUT_PER_GB_S = 30.0
@@ -45,15 +48,6 @@ KILL_GRACE_S = 3.0
 PID_WAIT_S = 30.0  # the supervisor reports the worker's pid at once; only an overloaded machine is slower
 # Supervisors this agent started: polled so a long-lived agent leaves no zombies.
 _SUPERVISORS: list[subprocess.Popen[bytes]] = []
-
-
-class SpawnParams(BaseModel):
-    backend: str
-    model: str
-    gpu: int | None = Field(default=None, ge=0)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    dtype: str | None = None
-    timeout_s: float | None = Field(default=None, gt=0)
 
 
 def worker_command() -> list[str]:
@@ -238,13 +232,14 @@ async def _open_pipe(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTranspo
     return reader, transport
 
 
-async def _health(port: int) -> dict[str, Any] | None:
+async def _health(port: int) -> Health | None:
+    # Imported here: an agent on a pool without llorch-worker still starts (and says what is missing).
+    from llorch_tui.worker_client import WorkerClient
+
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.5)) as s:
-            async with s.get(f"http://127.0.0.1:{port}/health") as r:
-                doc = await r.json(content_type=None)
-                return doc if isinstance(doc, dict) else None
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return await WorkerClient(s, f"http://127.0.0.1:{port}").health()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, LlorchError):
         return None
 
 
@@ -363,7 +358,7 @@ async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pi
             if exited in done:
                 raise failure_error(fill_exit_info(ctx.settings.paths, rec), "exited before it was ready", entry=entry)
             health = await _health(rec.port)
-            if health is not None and health.get("status") == "ok" and health.get("worker_id") in (None, rec.id):
+            if health is not None and health.status == "ok" and health.worker_id in (None, rec.id):
                 return {"load_s": None}  # the callback got lost; /health is the same truth
             if health is not None and not loading_seen:
                 loading_seen = True

@@ -12,14 +12,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llorch_tui.protocol.catalog import DEFAULT_DTYPE, DTYPES, device_key
+from llorch_tui.protocol.catalog import DEFAULT_DTYPE, DTYPES, Verdict, device_key
 from llorch_tui.protocol.parity import EnvFingerprint, ParityResult
 
-__all__ = ["DEFAULT_DTYPE", "DTYPES"]  # re-exported: the matrix's dtype dimension
+# Re-exported: the matrix's dtype dimension; a cell's verdict is what the catalog records per device.
+__all__ = ["DEFAULT_DTYPE", "DTYPES", "Verdict"]
 
 MATRIX_REPORT_VERSION = 1
-
-Verdict = Literal["pass", "fail", "skipped"]
 Stage = Literal["queued", "downloading", "spawning", "loading", "probing", "parity", "benchmark", "stability", "stopping"]
 
 

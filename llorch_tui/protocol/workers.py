@@ -33,7 +33,7 @@ class WorkerRecord(WireModel):
     device_peak_bytes: int | None = None
     in_flight: int | None = None  # requests queued or generating (from /health)
     queue_depth: int | None = None  # of which waiting for a batch slot
-    # Added by H4: the supervisor (records the exit code), pid-reuse guard, classified failure.
+    # The supervisor (records the exit code), pid-reuse guard, classified failure.
     supervisor_pid: int | None = None
     create_time: float | None = None
     exit_code: int | None = None
@@ -45,3 +45,49 @@ class WorkerRecord(WireModel):
     # why an exec happened where a fork was possible (switched off, macOS, template failure).
     start_mode: str | None = None
     start_note: str | None = None
+
+
+class LogsResult(WireModel):
+    """`workers.logs`: the last lines; with follow, the lines came as `line` events and `ended` says why it stopped."""
+
+    id: str
+    path: str
+    lines: list[str] = []
+    followed: int | None = None
+    ended: str | None = None
+
+
+class StrayWorker(WireModel):
+    """An llorch-worker process the registry does not know (`workers.sweep`)."""
+
+    pid: int
+    cmdline: str
+    create_time: float | None = None
+    state_dir: str | None = None
+    worker_id: str | None = None
+    stopped: bool | None = None  # in `stopped` only: whether it is gone now
+    why: str | None = None  # in `stopped` only: "pid reused", "already gone"
+
+
+class SweepResult(WireModel):
+    strays: list[StrayWorker] = []
+    stopped: list[StrayWorker] = []
+    other_state_dirs: list[StrayWorker] = []  # workers of another agent's state dir: not ours to stop
+
+
+class TemplateChild(WireModel):
+    pid: int
+    worker_id: str | None = None
+
+
+class TemplateStatus(WireModel):
+    """`workers.template`: the pool's warm worker template (forks each worker with torch imported)."""
+
+    running: bool
+    disabled: str | None = None  # why warm starts are off, or None
+    socket: str
+    stopped: bool = False
+    pid: int | None = None
+    fingerprint: str | None = None
+    children: list[TemplateChild] | None = None
+    stale: bool | None = None

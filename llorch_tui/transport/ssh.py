@@ -288,11 +288,6 @@ class SSHTransport(Transport):
         await self._drop_jump()
         self.set_state("offline")
 
-    def drop_connection_for_test(self) -> None:
-        """Abort the TCP connection as a network failure would (used by tests and the bench)."""
-        if self._conn is not None:
-            self._conn.abort()
-
 
 async def _copy(src: Any, dst: Any) -> None:
     with contextlib.suppress(Exception):

@@ -112,9 +112,6 @@ class SSHAgentChannel:
             raise LlorchError(ErrorCode.CONNECTION_LOST, f"cannot write to the pool agent: {e}",
                               "the SSH connection dropped; llorch reconnects on its own") from None
 
-    def exit_status(self) -> int | None:
-        return self.proc.exit_status
-
     def agent_missing(self) -> bool:
         return ssh_errors.looks_like_missing_command(self.proc.exit_status, self.stderr_tail())
 

@@ -1,17 +1,23 @@
-"""The app's pool actions (download, spawn, stop, add a model, follow logs): each one an async worker.
+"""The app's pool actions (download, spawn, stop, add a model, follow logs): each one a Textual worker.
+
+Two kinds of "worker" meet here: Textual's (`run_worker`, the app's background tasks) and the pools'
+inference workers, whose actions say so in their names (`spawn_inference_worker`, `stop_inference_worker`).
 
 A mixin of LlorchApp, so its workers report failures through the app's one error handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
+from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.tui.messages import LogUpdate
 from llorch_tui.units import fmt_bytes
+from llorch_tui.protocol.params import DownloadParams, LogsParams, RegisterParams, SpawnParams, StopParams, SynthParams
 
 if TYPE_CHECKING:
     from llorch_tui.tui.app_host import AppHost as _Base
@@ -71,12 +77,19 @@ class PoolActions(_Base):
                 self.post_message(DownloadEvent(pool, DownloadProgress.model_validate(data)))
 
         try:
-            result = await self.live_fleet().call(pool, "models.download", {"id": model}, on_event)
+            result = await self.live_fleet().api(pool).models.download(DownloadParams(id=model), on_event=on_event)
+        except asyncio.CancelledError:
+            self.model.download_end(pool, model, "cancelled")
+            raise
+        except LlorchError as exc:
+            self.model.download_end(pool, model, "cancelled" if exc.code == ErrorCode.CANCELLED else "failed",
+                                    exc.message)
+            raise
         except BaseException as exc:
-            self.model.download_end(pool, model, "failed", getattr(exc, "message", str(exc)))
+            self.model.download_end(pool, model, "failed", str(exc))
             raise
         self.model.download_end(pool, model, "done")
-        done = "already downloaded" if result.get("noop") else f"downloaded ({fmt_bytes(result.get('bytes_fetched', 0))})"
+        done = "already downloaded" if result.noop else f"downloaded ({fmt_bytes(result.bytes_fetched)})"
         self.event("information", f"{model} on {pool}: {done}")
         self.refresh_all(force=True)
 
@@ -113,13 +126,13 @@ class PoolActions(_Base):
         self.event("information", f"{model} on {target}: {done}")
         self.refresh_all(force=True)
 
-    def spawn_worker(self, pool: str, params: dict[str, Any]) -> None:
+    def spawn_inference_worker(self, pool: str, params: SpawnParams) -> None:
         if not self._refuse("spawn"):
-            self.run_worker(self._spawn(pool, params), name=f"spawn {params.get('model')} on {pool}",
+            self.run_worker(self._spawn(pool, params), name=f"spawn {params.model} on {pool}",
                             exit_on_error=False)
 
-    async def _spawn(self, pool: str, params: dict[str, Any]) -> None:
-        self.event("information", f"starting a {params['backend']} worker for {params['model']} on {pool} "
+    async def _spawn(self, pool: str, params: SpawnParams) -> None:
+        self.event("information", f"starting a {params.backend} worker for {params.model} on {pool} "
                    "(its stages go to the event log)")
         last = [""]
 
@@ -127,42 +140,45 @@ class PoolActions(_Base):
             if name != "progress" or not data.get("stage") or data["stage"] == last[0]:
                 return  # a stage repeated (waiting ... waiting) is news only once
             last[0] = str(data["stage"])
-            self.event("information", f"worker for {params['model']} on {pool}: {_spawn_stage(data)}"
+            self.event("information", f"worker for {params.model} on {pool}: {_spawn_stage(data)}"
                        + (f" — {data['message']}" if data.get("message") else ""), notify=False)
 
-        rec = await self.live_fleet().call(pool, "workers.spawn", params, on_event)
-        self.event("information", f"worker {rec.get('id')} ready on {pool} port {rec.get('port')}")
+        rec = await self.live_fleet().api(pool).workers.spawn(params, on_event=on_event)
+        self.event("information", f"worker {rec.id} ready on {pool} port {rec.port}")
         self.refresh_all(force=True)
 
-    def stop_worker(self, pool: str, worker_id: str) -> None:
+    def stop_inference_worker(self, pool: str, worker_id: str) -> None:
         if not self._refuse("stop"):
             self.run_worker(self._stop(pool, worker_id), name=f"stop {worker_id} on {pool}", exit_on_error=False)
 
     async def _stop(self, pool: str, worker_id: str) -> None:
-        await self.live_fleet().call(pool, "workers.stop", {"id": worker_id})
+        await self.live_fleet().api(pool).workers.stop(StopParams(id=worker_id))
         self.event("information", f"worker {worker_id} on {pool} stopped")
         self.refresh_all(force=True)
 
-    def add_model(self, pool: str, kind: str, params: dict[str, Any]) -> None:
+    def add_model(self, pool: str, params: SynthParams | RegisterParams) -> None:
+        """Synthesize a checkpoint (SynthParams) or register a model (RegisterParams) on one pool."""
         if not self._refuse("adding a model"):
-            op = "models.synth" if kind == "synth" else "models.register"
-            self.run_worker(self._add_model(pool, op, params), name=f"{op} {params.get('id')} on {pool}",
+            what = "synthesize" if isinstance(params, SynthParams) else "register"
+            self.run_worker(self._add_model(pool, params), name=f"{what} {params.id} on {pool}",
                             exit_on_error=False)
 
-    async def _add_model(self, pool: str, op: str, params: dict[str, Any]) -> None:
-        if op == "models.synth":
-            self.event("information", f"synthesizing {params['id']} (a tiny random-weight "
-                       f"{params.get('architecture', 'llama')}) on {pool}: takes a few seconds")
-        else:
-            self.event("information", f"registering {params['id']} on {pool}")
+    async def _add_model(self, pool: str, params: SynthParams | RegisterParams) -> None:
+        models = self.live_fleet().api(pool).models
 
         def on_event(name: str, data: dict[str, Any]) -> None:
             stage = str(data.get("stage", ""))
             if name == "progress" and stage in SYNTH_STAGES and stage != "done":
-                self.event("information", f"{params['id']} on {pool}: {SYNTH_STAGES[stage]}", notify=False)
+                self.event("information", f"{params.id} on {pool}: {SYNTH_STAGES[stage]}", notify=False)
 
-        entry = await self.live_fleet().call(pool, op, params, on_event)
-        self.event("information", f"{entry.get('id')} is in the catalog of {pool}")
+        if isinstance(params, SynthParams):
+            self.event("information", f"synthesizing {params.id} (a tiny random-weight "
+                       f"{params.architecture}) on {pool}: takes a few seconds")
+            entry = await models.synth(params, on_event=on_event)
+        else:
+            self.event("information", f"registering {params.id} on {pool}")
+            entry = await models.register(params)
+        self.event("information", f"{entry.id} is in the catalog of {pool}")
         self.refresh_all(force=True)
 
     def open_logs(self, pool: str, worker_id: str) -> None:
@@ -183,8 +199,9 @@ class PoolActions(_Base):
             if name == "line":
                 write([str(data.get("text", ""))])
 
-        result = await self.live_fleet().call(pool, "workers.logs", {"id": worker_id, "lines": 200, "follow": True}, on_event)
-        write([str(x) for x in (result or {}).get("lines", [])])
+        result = await self.live_fleet().api(pool).workers.logs(LogsParams(id=worker_id, lines=200, follow=True),
+                                                                on_event=on_event)
+        write(result.lines)
         self.signals.worker_log.publish(
             LogUpdate("ended", pool, worker_id, text=f"Log of worker {worker_id} on {pool} (ended: the worker is gone)"))
 

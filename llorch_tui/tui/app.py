@@ -239,7 +239,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
 
     @on(SpawnRequested)
     def _spawn_requested(self, msg: SpawnRequested) -> None:
-        self.spawn_worker(msg.pool, msg.params)
+        self.spawn_inference_worker(msg.pool, msg.params)
 
     @on(CopyRequested)
     def _copy_requested(self, msg: CopyRequested) -> None:
@@ -247,11 +247,11 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
 
     @on(StopRequested)
     def _stop_requested(self, msg: StopRequested) -> None:
-        self.stop_worker(msg.pool, msg.worker_id)
+        self.stop_inference_worker(msg.pool, msg.worker_id)
 
     @on(AddModelRequested)
     def _add_model_requested(self, msg: AddModelRequested) -> None:
-        self.add_model(msg.pool, msg.kind, msg.params)
+        self.add_model(msg.pool, msg.params)
 
     @on(FollowRequested)
     def _follow_requested(self, msg: FollowRequested) -> None:

@@ -5,6 +5,10 @@ Textual sends an exception raised in a message handler, an action, a timer or a 
 an exception becomes a notification plus an event-log line (`LlorchApp.report`), and `guard_handlers` applies
 it to every handler of a class: `action_*`, `on_*`, `key_*`, `@on(...)` handlers and `_watch_*`/`watch_*`.
 Callbacks handed to Textual outside a class (timers, `push_screen` callbacks) are wrapped with `guarded`.
+
+Textual has no public hook for a failing handler, so `guard_handlers` uses two private details (`@on` marks
+functions with `_textual_on`; the metaclass lists them in `_decorated_handlers`). They are pinned: textual
+<9 in pyproject.toml, and tests/tui/test_guard_pins.py fails if either changes.
 """
 
 from __future__ import annotations

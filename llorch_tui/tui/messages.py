@@ -14,6 +14,8 @@ from textual.dom import DOMNode
 from textual.message import Message
 from textual.signal import Signal
 
+from llorch_tui.protocol.params import RegisterParams, SpawnParams, SynthParams
+
 
 # --- requests: screen -> app ------------------------------------------------------------
 
@@ -24,7 +26,7 @@ class DownloadRequested(Message):
 
 
 class SpawnRequested(Message):
-    def __init__(self, pool: str, params: dict[str, Any]) -> None:
+    def __init__(self, pool: str, params: SpawnParams) -> None:
         super().__init__()
         self.pool, self.params = pool, params
 
@@ -42,9 +44,11 @@ class StopRequested(Message):
 
 
 class AddModelRequested(Message):
-    def __init__(self, pool: str, kind: str, params: dict[str, Any]) -> None:
+    """Synthesize a checkpoint (SynthParams) or register a model (RegisterParams) on one pool."""
+
+    def __init__(self, pool: str, params: SynthParams | RegisterParams) -> None:
         super().__init__()
-        self.pool, self.kind, self.params = pool, kind, params
+        self.pool, self.params = pool, params
 
 
 class FollowRequested(Message):

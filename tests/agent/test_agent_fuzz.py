@@ -102,14 +102,12 @@ async def test_agent_survives_1000_hostile_lines_between_real_requests(tmp_path:
 STUCK_AGENT = """
 import asyncio, sys, threading
 from pathlib import Path
-from pydantic import BaseModel
 from llorch_tui.pool.ops import AgentSettings, op
 from llorch_tui.pool.service import run_stdio_service
+from llorch_tui.protocol.ops import OpRef, TicksResult
+from llorch_tui.protocol.params import NoParams
 
-class NoParams(BaseModel):
-    pass
-
-@op("test.stuck", NoParams)
+@op(OpRef("test.stuck", NoParams, TicksResult))
 async def stuck(ctx, p):
     await asyncio.to_thread(threading.Event().wait)  # never returns, never polls ctx.cancelled
 

@@ -101,7 +101,7 @@ class MirrorProc:
 
 
 def register(pool: Pool, model_id: str, *args: str) -> dict[str, Any]:
-    """`models register ID --repo R --architecture A`, in-process (the CLI's own tests live with H1's area)."""
+    """`models register ID --repo R --architecture A`, in-process (the CLI's own tests are in tests/foundation)."""
     it = iter(args)
     params: dict[str, Any] = {"id": model_id}
     for flag in it:

@@ -15,7 +15,8 @@ from fleet_helpers import AGENT, DATA, agent, mirror, mirror_stats, peak_rss
 
 from llorch_tui.config import PoolConfig
 from llorch_tui.matrix.options import MatrixOptions
-from llorch_tui.matrix.plan import PoolView, plan_pool
+from llorch_tui.matrix.plan import PoolFacts, plan_pool
+from llorch_tui.protocol.status import DiskInfo, PoolStatus, RamInfo
 from llorch_tui.pool.fit import decide, estimate, local_shapes, params_from_shape, shape_from_config
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 
@@ -123,8 +124,10 @@ def test_fit_of_an_unknown_model_says_what_to_do(tmp_path: Path) -> None:
 def test_plan_skips_a_cell_that_cannot_fit_with_the_numbers() -> None:
     entry = ModelEntry(id="mistral", name="m", path="/m", architecture="mistral", downloaded=True)
     est = decide(estimate("mistral", _cfg("mistral"), None, "cpu", batch=1, context=512), 8 * 10**9, None, "p")
-    view = PoolView(PoolConfig(name="p"), online=True, catalog=Catalog(pool_id="p", models=[entry]),
-                    status={"backends": ["cpu"], "ram": {"total": 16 * 10**9, "available": 8 * 10**9}},
+    view = PoolFacts(PoolConfig(name="p"), online=True, catalog=Catalog(pool_id="p", models=[entry]),
+                    status=PoolStatus(pool_id="p", hostname="p", os="Linux", llorch_version="0", python="3.11",
+                                      backends=["cpu"], ram=RamInfo(total=16 * 10**9, available=8 * 10**9),
+                                      disk=DiskInfo(path="/", total=10**12, free=10**11)),
                     fits={("mistral", "cpu", "auto"): est})
     cell = plan_pool(view, MatrixOptions(backends=["cpu"]))[0]
     assert cell.skip_code == "will_not_fit"

@@ -17,8 +17,20 @@ from typing import Callable
 import psutil
 
 from llorch_tui.protocol.matrix import MatrixReport
+from llorch_tui.protocol.status import PoolStatus
 
 RUN_TIMEOUT_S = 400
+
+
+def pool_status(ram: dict[str, int] | None = None, gpus: list[dict[str, object]] | None = None,
+                **fields: object) -> PoolStatus:
+    """A `pool.status` answer for planning tests: the given facts over those of a plain Linux pool."""
+    doc: dict[str, object] = {
+        "pool_id": "p", "hostname": "p", "os": "Linux", "llorch_version": "0.1.0", "python": "3.11", "backends": ["cpu"],
+        "ram": {"total": 32 * 10**9, "available": 16 * 10**9, **(ram or {})},
+        "disk": {"path": "/", "total": 10**12, "free": 10**11},
+        "gpus": [{"name": f"GPU{i}", "index": i, **g} for i, g in enumerate(gpus or [])], **fields}
+    return PoolStatus.model_validate(doc)
 
 
 def write_config(path: Path, state: Path, report_dir: Path, parallel: int = 1, hf_endpoint: str | None = None,

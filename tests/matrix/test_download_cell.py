@@ -1,4 +1,4 @@
-"""--download: a cell whose model is registered but missing on the pool downloads it first (from H3's
+"""--download: a cell whose model is registered but missing on the pool downloads it first (from the download tests'
 Hub-compatible mirror serving another pool, over the real huggingface_hub client), with progress events."""
 
 from __future__ import annotations

@@ -11,14 +11,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from matrix_helpers import run_headless, worker_processes, write_config
+from matrix_helpers import pool_status, run_headless, worker_processes, write_config
+
+from llorch_worker.api import WorkerInfo
 
 from llorch_tui.config import MatrixConfig, PoolConfig
 from llorch_tui.errors import LlorchError
 from llorch_tui.matrix.classify import SKIP_CODES, classify_spawn_error
 from llorch_tui.matrix.environment import env_changes, env_fingerprint, model_sha256
 from llorch_tui.matrix.options import MatrixOptions
-from llorch_tui.matrix.plan import PoolView, plan_pool
+from llorch_tui.matrix.plan import PoolFacts, plan_pool
 from llorch_tui.pool.weights_hash import weights_sha256
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 from llorch_tui.protocol.matrix import CellKey, CellResult, MatrixReport
@@ -43,8 +45,8 @@ def test_cell_key_carries_the_dtype_and_old_keys_read_as_auto() -> None:
 
 
 def test_plan_has_a_cell_per_backend_and_dtype() -> None:
-    view = PoolView(PoolConfig(name="p"), online=True, catalog=Catalog(pool_id="p", models=[_entry([])]),
-                    status={"backends": ["cpu"], "ram": {"available": 10**10}, "os": "Linux"})
+    view = PoolFacts(PoolConfig(name="p"), online=True, catalog=Catalog(pool_id="p", models=[_entry([])]),
+                    status=pool_status(backends=["cpu"], ram={"available": 10**10}, os="Linux"))
     cells = plan_pool(view, MatrixOptions(backends=["cpu", "cuda"], dtypes=["float32", "bfloat16"]))
     assert [c.key.id for c in cells] == ["p/cpu:float32/m", "p/cpu:bfloat16/m", "p/cuda:float32/m",
                                          "p/cuda:bfloat16/m"]
@@ -87,10 +89,10 @@ def test_model_hash_prefers_the_parity_measurement_then_the_catalog() -> None:
 
 
 def test_environment_from_pool_and_worker_and_what_changed() -> None:
-    status = {"llorch_version": "0.1.0", "python": "3.11.1", "os": "Linux 6.1 x86_64", "kernel": "6.1", "cpu": "EPYC",
-              "driver_version": "550.1", "gpus": [{"index": 0, "name": "A100"}, {"index": 1, "name": "H100"}]}
-    info = {"worker_version": "0.1.0", "python": "3.12.2", "torch": "2.13.0", "transformers": "5.0.0",
-            "cuda": "12.4", "gpu": None, "dtype": "bfloat16"}
+    status = pool_status(llorch_version="0.1.0", python="3.11.1", os="Linux 6.1 x86_64", kernel="6.1", cpu="EPYC",
+                         driver_version="550.1", gpus=[{"index": 0, "name": "A100"}, {"index": 1, "name": "H100"}])
+    info = WorkerInfo(worker_version="0.1.0", python="3.12.2", torch="2.13.0", transformers="5.0.0",
+                      cuda="12.4", gpu=None, dtype="bfloat16")
     cpu = env_fingerprint(CellKey(pool="p", backend="cpu", model="m"), status, info, None)
     assert (cpu.python, cpu.torch, cpu.dtype, cpu.cpu, cpu.kernel) == ("3.12.2", "2.13.0", "bfloat16", "EPYC", "6.1")
     assert cpu.gpu is cpu.driver is cpu.cuda is None  # a GPU driver does not decide a cpu cell's numbers

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from matrix_helpers import pool_status
+
 from llorch_tui.config import MatrixConfig, PoolConfig
 from llorch_tui.matrix.options import MatrixOptions
-from llorch_tui.matrix.plan import ALL_MODELS, PoolView, plan_pool
+from llorch_tui.matrix.plan import ALL_MODELS, PoolFacts, plan_pool
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 
 GB = 1_000_000_000
@@ -18,9 +20,9 @@ def _entry(mid: str, **kw: object) -> ModelEntry:
 
 
 def _view(models: list[ModelEntry], usable: list[str], ram_free: int = 16 * GB, gpus: list[dict] | None = None,
-          **pool: object) -> PoolView:
-    return PoolView(PoolConfig(name="p", **pool), online=True, catalog=Catalog(pool_id="p", models=models),
-                    status={"backends": usable, "ram": {"total": 32 * GB, "available": ram_free}, "gpus": gpus or []})
+          **pool: object) -> PoolFacts:
+    return PoolFacts(PoolConfig(name="p", **pool), online=True, catalog=Catalog(pool_id="p", models=models),
+                    status=pool_status(backends=usable, ram={"total": 32 * GB, "available": ram_free}, gpus=gpus))
 
 
 def _by_key(cells):  # type: ignore[no-untyped-def]
@@ -58,7 +60,7 @@ def test_will_not_fit_uses_measured_peak_memory() -> None:
 
 
 def test_offline_pool_and_pool_restriction() -> None:
-    off = PoolView(PoolConfig(name="p"), online=False, error="connection refused")
+    off = PoolFacts(PoolConfig(name="p"), online=False, error="connection refused")
     cells = plan_pool(off, MatrixOptions(backends=["cpu"]))
     assert [c.key.model for c in cells] == [ALL_MODELS]
     assert cells[0].skip_code == "pool_offline" and "connection refused" in (cells[0].skip_reason or "")

@@ -1,4 +1,4 @@
-"""The headless matrix over a real SSH pool (OpenSSH sshd in a network namespace, H5's SshdEnv):
+"""The headless matrix over a real SSH pool (OpenSSH sshd in a network namespace, tests/ssh's SshdEnv):
 the engine sees only a PoolClient, so spawn, probes (through the forwarded port) and stop go over SSH."""
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from llorch_worker.api import ExecuteRequest
 
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
 from llorch_tui.cli.pools import resolve
@@ -15,6 +17,8 @@ from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport.ssh_channel import remote_command
 from llorch_tui.transport.ssh_config import parse_hops, plan_connection
+from llorch_tui.protocol.workers import WorkerRecord
+from llorch_tui.worker_client import WorkerClient
 
 
 def test_parse_hops() -> None:
@@ -115,8 +119,9 @@ async def test_submit_closes_the_pool_session_when_the_job_cannot_be_recorded(
         await client.start()
         agent = client._channel.proc  # type: ignore[union-attr]  # the real `llorch-pool serve --stdio`
 
-        async def found(*_a: object, **_k: object) -> tuple[PoolClient, dict]:
-            return client, {"id": "w1", "port": 1}
+        async def found(*_a: object, **_k: object) -> tuple[PoolClient, WorkerRecord]:
+            return client, WorkerRecord(id="w1", model="m", backend="cpu", port=1, pid=1, started_at=datetime.now(),
+                                        log_path="/dev/null")
 
         monkeypatch.setattr(jobs, "find_worker", found)
         store = JobStore(tmp_path / "ctl")
@@ -146,12 +151,13 @@ async def test_a_malformed_worker_event_is_a_protocol_error() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     pieces: list[str] = []
     try:
-        async with aiohttp.ClientSession() as http, http.post(f"http://127.0.0.1:{port}/execute", json={}) as resp:
+        async with aiohttp.ClientSession() as http:
+            events = WorkerClient(http, f"http://127.0.0.1:{port}").execute_stream(ExecuteRequest(prompt="p"))
             with pytest.raises(LlorchError) as e:
-                await jobs._read_sse(resp, pieces.append, False)
+                await jobs._read_stream(events, pieces.append, False)
         assert e.value.code == ErrorCode.PROTOCOL_MISMATCH and pieces == ["a"]
     finally:
         await runner.cleanup()
@@ -168,7 +174,8 @@ print(json.dumps(Hello(agent_version=__version__, pool_id="slow").model_dump(mod
 for line in sys.stdin:  # answers ping; pool.status never comes back (a probe hanging on the pool)
     req = json.loads(line)
     if req["op"] == "agent.ping":
-        print(json.dumps({"v": req["v"], "type": "result", "id": req["id"], "result": {}}), flush=True)
+        ping = {"pool_id": "slow", "agent_version": __version__, "time": 0.0}
+        print(json.dumps({"v": req["v"], "type": "result", "id": req["id"], "result": ping}), flush=True)
 '''
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
+from llorch_tui.protocol.params import SpawnParams
 from llorch_tui.tui.app import LlorchApp
 from llorch_tui.tui.screens.dashboard import DashboardScreen
 from llorch_tui.tui.screens.modals import ModelModal, SpawnModal
@@ -110,7 +111,7 @@ async def test_readonly_hides_and_refuses(tui_pool: Path) -> None:
         lines = [line.text for line in app.screen.query_one(LogPane).lines]
         for what in ("spawn", "add model", "download"):
             assert any(f"read-only: {what} is disabled" in t for t in lines), (what, lines)
-        app.spawn_worker("local", {"model": "tiny-llama", "backend": "cpu"})  # refused even when called
+        app.spawn_inference_worker("local", SpawnParams(model="tiny-llama", backend="cpu"))  # refused even when called
         await pilot.pause(0.2)
         assert not app.model.pools["local"].snapshot.workers
 

@@ -23,9 +23,10 @@ async def tokenize(request: web.Request) -> web.Response:
         ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=False)
         templated = bool(getattr(eng.tokenizer, "chat_template", None))
     else:
-        text = body.get("prompt")
-        if not isinstance(text, str):
+        raw = body.get("prompt")
+        if not isinstance(raw, str):
             raise ApiError(400, "missing_field", "send 'prompt' (a string) or 'messages' (a chat)")
+        text = raw
         check_prompt_size(st, len(text))
         ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=get_bool(body, "add_special_tokens", True))
         templated = False

@@ -9,7 +9,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from llorch_tui.protocol import ops
 from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.protocol.catalog import ModelEntry
+from llorch_tui.protocol.downloads import DownloadResult, RemoveResult, VerifyResult
 from llorch_tui.units import fmt_bytes, fmt_eta
 
 
@@ -85,18 +88,18 @@ def _download_params(a: argparse.Namespace) -> dict[str, Any]:
     return d
 
 
-def render_download(result: dict[str, Any], console: Console) -> None:
-    m = result["model"]
-    if result.get("noop"):
-        console.print(f"{m['id']} is already downloaded ({len(m.get('files', []))} files, "
-                      f"{fmt_bytes(result.get('bytes_total', 0))}) in {m['path']}: nothing to do "
+def render_download(result: DownloadResult, console: Console) -> None:
+    m = result.model
+    if result.noop:
+        console.print(f"{m.id} is already downloaded ({len(m.files)} files, "
+                      f"{fmt_bytes(result.bytes_total)}) in {m.path}: nothing to do "
                       "(--force downloads again)", highlight=False)
         return
-    resumed = result.get("bytes_resumed", 0)
-    console.print(f"[green]downloaded[/] {m['id']} from {result.get('endpoint')} at revision {m.get('revision')}: "
-                  f"{len(m.get('files', []))} files, {fmt_bytes(result.get('bytes_total', 0))}, sha256 verified"
+    resumed = result.bytes_resumed
+    console.print(f"[green]downloaded[/] {m.id} from {result.endpoint} at revision {m.revision}: "
+                  f"{len(m.files)} files, {fmt_bytes(result.bytes_total)}, sha256 verified"
                   + (f" ({fmt_bytes(resumed)} resumed from an earlier attempt)" if resumed else ""), highlight=False)
-    console.print(f"  in {m['path']}", highlight=False)
+    console.print(f"  in {m.path}", highlight=False)
 
 
 def _verify_args(p: argparse.ArgumentParser) -> None:
@@ -105,18 +108,18 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
                    help="only hashes and header checks; skip loading the checkpoint (which imports torch)")
 
 
-def render_verify(result: dict[str, Any], console: Console) -> None:
-    if result["ok"]:
-        console.print(f"[green]ok[/] {result['model']}: {result['files_checked']} files match their sha256"
-                      + ("; the checkpoint loads" if result.get("loaded") else ""), highlight=False)
+def render_verify(result: VerifyResult, console: Console) -> None:
+    if result.ok:
+        console.print(f"[green]ok[/] {result.model}: {result.files_checked} files match their sha256"
+                      + ("; the checkpoint loads" if result.loaded else ""), highlight=False)
         return
-    table = Table(title=f"{result['model']}: problems")
+    table = Table(title=f"{result.model}: problems")
     table.add_column("file")
     table.add_column("problem", overflow="fold")
-    for p in result["problems"]:
-        table.add_row(p["file"], p["problem"])
+    for p in result.problems:
+        table.add_row(p.file, p.problem)
     console.print(table)
-    console.print(f"[yellow]hint:[/] `llorch-pool models download {result['model']} --force` fetches it again",
+    console.print(f"[yellow]hint:[/] `llorch-pool models download {result.model} --force` fetches it again",
                   highlight=False)
 
 
@@ -126,21 +129,21 @@ def _rm_args(p: argparse.ArgumentParser) -> None:
                    "marked not downloaded)")
 
 
-def render_rm(result: dict[str, Any], console: Console) -> None:
-    if "removed" in result:
-        console.print(f"removed {result['removed']}: files deleted ({fmt_bytes(result.get('freed_bytes', 0))}) "
+def render_rm(result: ModelEntry | RemoveResult, console: Console) -> None:
+    if isinstance(result, RemoveResult):
+        console.print(f"removed {result.removed}: files deleted ({fmt_bytes(result.freed_bytes)}) "
                       "and catalog entry dropped", highlight=False)
     else:
-        console.print(f"removed the files of {result['id']}; the entry stays (downloaded: false) — "
-                      f"`llorch-pool models download {result['id']}` fetches them again", highlight=False)
+        console.print(f"removed the files of {result.id}; the entry stays (downloaded: false) — "
+                      f"`llorch-pool models download {result.id}` fetches them again", highlight=False)
 
 
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "download"), "download a registered model (resumable, sha256-verified, progress bar)",
-                _download_args, "models.download", _download_params, render_download, DownloadBar),
+                _download_args, ops.MODELS_DOWNLOAD, _download_params, render_download, DownloadBar),
     CommandSpec(("models", "verify"), "re-hash a downloaded model's files against the catalog and check it loads",
-                _verify_args, "models.verify", lambda a: {"id": a.id, "load": a.load}, render_verify,
-                exit_code=lambda r: 0 if r.get("ok") else 3),
+                _verify_args, ops.MODELS_VERIFY, lambda a: {"id": a.id, "load": a.load}, render_verify,
+                exit_code=lambda r: 0 if r.ok else 3),
     CommandSpec(("models", "rm"), "delete a model's files (keep the entry, or --drop-entry)",
-                _rm_args, "models.rm", lambda a: {"id": a.id, "keep_entry": not a.drop_entry}, render_rm),
+                _rm_args, ops.MODELS_RM, lambda a: {"id": a.id, "keep_entry": not a.drop_entry}, render_rm),
 ]

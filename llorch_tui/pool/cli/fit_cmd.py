@@ -10,7 +10,9 @@ from rich.table import Table
 
 from llorch_tui.pool.cli.models_cmd import split_backends
 from llorch_tui.pool.cli.spec import CommandSpec
-from llorch_tui.pool.fit import WORKER_MAX_BATCH
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.fit import FitEstimate, FitReport
+from llorch_tui.protocol.params import WORKER_MAX_BATCH
 from llorch_tui.units import DASH, fmt_bytes
 
 
@@ -37,30 +39,29 @@ def _args(p: argparse.ArgumentParser) -> None:
     add_fit_args(p)
 
 
-def fits_cell(e: dict[str, Any]) -> str:
-    fits = e.get("fits")
-    return "[yellow]?[/]" if fits is None else "[green]yes[/]" if fits else "[bold red]no[/]"
+def fits_cell(e: FitEstimate) -> str:
+    return "[yellow]?[/]" if e.fits is None else "[green]yes[/]" if e.fits else "[bold red]no[/]"
 
 
-def render_fit(report: dict[str, Any], console: Console) -> None:
-    t = Table(title=f"{report.get('model')} on pool {report.get('pool_id')}", caption=f"from {report.get('source')}")
+def render_fit(report: FitReport, console: Console) -> None:
+    t = Table(title=f"{report.model} on pool {report.pool_id}", caption=f"from {report.source}")
     for col in ("Backend", "dtype", "Params", "Weights", "KV cache", "Activ.", "Runtime", "Estimate", "Measured",
                 "Free", "Fits"):
         t.add_column(col, no_wrap=True)
-    for e in report.get("estimates") or []:
-        kv = f"{fmt_bytes(e['kv_cache_bytes'])} ({e['context']}x{e['batch']})"
-        t.add_row(e["backend"] + (f":{e['gpu']}" if e.get("gpu") is not None else ""), e["dtype"],
-                  f"{e['params'] / 1e9:.2f}B" if e["params"] >= 1e8 else f"{e['params'] / 1e6:.1f}M",
-                  fmt_bytes(e["weights_bytes"]), kv, fmt_bytes(e["activation_bytes"]), fmt_bytes(e["overhead_bytes"]),
-                  fmt_bytes(e["estimate_bytes"]), fmt_bytes(e.get("measured_bytes")) if e.get("measured_bytes") else DASH,
-                  fmt_bytes(e.get("free_bytes")), fits_cell(e))
+    for e in report.estimates:
+        kv = f"{fmt_bytes(e.kv_cache_bytes)} ({e.context}x{e.batch})"
+        t.add_row(e.backend + (f":{e.gpu}" if e.gpu is not None else ""), e.dtype,
+                  f"{e.params / 1e9:.2f}B" if e.params >= 1e8 else f"{e.params / 1e6:.1f}M",
+                  fmt_bytes(e.weights_bytes), kv, fmt_bytes(e.activation_bytes), fmt_bytes(e.overhead_bytes),
+                  fmt_bytes(e.estimate_bytes), fmt_bytes(e.measured_bytes) if e.measured_bytes else DASH,
+                  fmt_bytes(e.free_bytes), fits_cell(e))
     console.print(t)
-    for e in report.get("estimates") or []:
-        if e.get("fits") is False:
-            console.print(f"[red]•[/] {e['reason']}", highlight=False)
+    for e in report.estimates:
+        if e.fits is False:
+            console.print(f"[red]•[/] {e.reason}", highlight=False)
 
 
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "fit"), "will a model fit here? memory per backend, before downloading it", _args,
-                op="models.fit", to_params=lambda a: fit_params(a, a.id), render=render_fit),
+                op=ops.MODELS_FIT, to_params=lambda a: fit_params(a, a.id), render=render_fit),
 ]

@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from llorch_tui.pool.cli.spec import CommandSpec, no_args
+from llorch_tui.pool.cli.spec import CommandSpec, as_document, no_args
+from llorch_tui.protocol import ops
 from llorch_tui.units import fmt_size_gb
 from llorch_tui.pool.cli.stage_progress import StageProgress
 
@@ -116,7 +117,7 @@ def render_entry(verb: str) -> Any:
             how = "converted to float32 safetensors" if gguf.get("converted") else "loaded directly by workers"
             console.print(f"  from GGUF {gguf.get('path')} ({gguf.get('quantization') or '?'}, "
                           f"sha256 {str(gguf.get('sha256'))[:16]}…), {how}", highlight=False)
-    return render
+    return as_document(render)
 
 
 def fmt_format(m: dict[str, Any]) -> str:
@@ -168,16 +169,16 @@ def render_catalog(catalog: dict[str, Any], console: Console) -> None:
 
 
 COMMANDS: list[CommandSpec] = [
-    CommandSpec(("models", "list"), "list the models in this pool's catalog", no_args, op="models.list",
-                render=render_list),
+    CommandSpec(("models", "list"), "list the models in this pool's catalog", no_args, op=ops.MODELS_LIST,
+                render=as_document(render_list)),
     CommandSpec(("models", "catalog"), "the catalog with metadata: source, repo, last verdict per backend", no_args,
-                op="models.list", render=render_catalog),
+                op=ops.MODELS_LIST, render=as_document(render_catalog)),
     CommandSpec(("models", "register"), "add a model to the catalog (seed presets: only the id; --path: a "
                 "checkpoint directory or a GGUF)", _register_args,
-                op="models.register", to_params=_register_params, render=render_entry("registered"),
+                op=ops.MODELS_REGISTER, to_params=_register_params, render=render_entry("registered"),
                 events=StageProgress),
     CommandSpec(("models", "unregister"), "remove a model from the catalog (files stay on disk)", _id_arg,
-                op="models.unregister", to_params=lambda a: {"id": a.id}, render=render_entry("unregistered")),
+                op=ops.MODELS_UNREGISTER, to_params=lambda a: {"id": a.id}, render=render_entry("unregistered")),
     CommandSpec(("models", "update"), "change a catalog entry, e.g. --downloaded true", _update_args,
-                op="models.update", to_params=_update_params, render=render_entry("updated")),
+                op=ops.MODELS_UPDATE, to_params=_update_params, render=render_entry("updated")),
 ]

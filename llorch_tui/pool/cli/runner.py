@@ -10,19 +10,15 @@ import asyncio
 import json
 import signal
 import sys
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from rich.console import Console
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.protocol.ops import OpCaller
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-class Executor(Protocol):
-    async def call(self, op_name: str, params: dict[str, Any],
-                   on_event: Callable[[str, dict[str, Any]], None] | None = None) -> Any: ...
 
 
 def print_error(err: LlorchError, as_json: bool, console: Console | None = None) -> None:
@@ -35,7 +31,7 @@ def print_error(err: LlorchError, as_json: bool, console: Console | None = None)
         con.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
 
 
-async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
+async def run_spec(spec: CommandSpec, args: Any, executor: OpCaller) -> int:
     as_json = bool(getattr(args, "json", False))
     console = Console()
     renderer = spec.events(console) if (spec.events and not as_json) else None
@@ -48,7 +44,8 @@ async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
 
     assert spec.op is not None
     try:
-        result = await executor.call(spec.op, spec.to_params(args), on_event)
+        result = await executor.call(spec.op.name, spec.to_params(args), on_event)
+        typed = spec.op.parse(result)
     except LlorchError as err:
         if renderer is not None:
             renderer.close()
@@ -59,10 +56,10 @@ async def run_spec(spec: CommandSpec, args: Any, executor: Executor) -> int:
     if as_json:
         print(json.dumps(result, default=str), flush=True)
     elif spec.render is not None:
-        spec.render(result, console)
+        spec.render(typed, console)
     else:
         console.print_json(json.dumps(result, default=str))
-    return spec.exit_code(result) if spec.exit_code is not None else EXIT_OK
+    return spec.exit_code(typed) if spec.exit_code is not None else EXIT_OK
 
 
 async def _cancel_on_sigterm(coro_factory: Callable[[], Awaitable[int]]) -> int:

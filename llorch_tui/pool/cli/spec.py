@@ -8,6 +8,8 @@ from typing import Any, Callable, Protocol
 
 from rich.console import Console
 
+from llorch_tui.protocol.ops import OpRef
+
 
 class EventRenderer(Protocol):
     """Stateful human rendering of a streamed op (a progress bar, log lines)."""
@@ -23,8 +25,9 @@ class CommandSpec:
     help: str
     add_args: Callable[[argparse.ArgumentParser], None]
     # None: a local-only command (serve, mirror serve) that runs `run_local(args) -> exit code` instead.
-    op: str | None = None
+    op: OpRef[Any, Any] | None = None
     to_params: Callable[[argparse.Namespace], dict[str, Any]] = lambda args: {}
+    # Gets the op's result as its declared type (`--json` prints the wire document instead).
     render: Callable[[Any, Console], None] | None = None
     events: Callable[[Console], EventRenderer] | None = None
     run_local: Callable[[argparse.Namespace], int] | None = None
@@ -35,3 +38,13 @@ class CommandSpec:
 
 def no_args(_: argparse.ArgumentParser) -> None:
     return None
+
+
+def as_document(render: Callable[[Any, Console], None]) -> Callable[[Any, Console], None]:
+    """For a renderer that still reads the wire document (a dict): the runner hands renderers the typed result."""
+    def run(result: Any, console: Console) -> None:
+        if isinstance(result, list):
+            render([r.model_dump(mode="json") for r in result], console)
+        else:
+            render(result.model_dump(mode="json"), console)
+    return run

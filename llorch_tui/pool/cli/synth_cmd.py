@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from llorch_tui.pool.cli.models_cmd import render_entry, split_backends
+from llorch_tui.protocol import ops
 from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.pool.cli.stage_progress import StageProgress
 
@@ -40,6 +41,6 @@ def _params(a: argparse.Namespace) -> dict[str, Any]:
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "synth"), "write a random-weight checkpoint (tiny, or the exact shape of a real model) "
                 "and register it",
-                _args, op="models.synth", to_params=_params, render=render_entry("synthesized"),
+                _args, op=ops.MODELS_SYNTH, to_params=_params, render=render_entry("synthesized"),
                 events=StageProgress),
 ]

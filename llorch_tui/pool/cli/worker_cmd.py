@@ -10,7 +10,9 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
-from llorch_tui.pool.cli.spec import CommandSpec
+from llorch_tui.pool.cli.spec import CommandSpec, as_document
+from llorch_tui.protocol import ops
+from llorch_tui.protocol.workers import LogsResult, SweepResult, WorkerRecord
 from llorch_tui.units import fmt_bytes
 
 STATE_COLOUR = {"ready": "green", "starting": "yellow", "stopping": "yellow", "stopped": "dim",
@@ -58,22 +60,17 @@ class SpawnProgress:
             self.status.stop()
 
 
-def render_spawned(rec: dict[str, Any], console: Console) -> None:
-    console.print(f"[green]ready[/] worker [bold]{rec['id']}[/]: {rec['model']} on {rec['backend']} at "
-                  f"http://127.0.0.1:{rec['port']} (pid {rec['pid']}, loaded in {rec.get('load_s') or 0:.1f}s)",
+def render_spawned(rec: WorkerRecord, console: Console) -> None:
+    console.print(f"[green]ready[/] worker [bold]{rec.id}[/]: {rec.model} on {rec.backend} at "
+                  f"http://127.0.0.1:{rec.port} (pid {rec.pid}, loaded in {rec.load_s or 0:.1f}s)",
                   highlight=False)
 
 
-def _ago(ts: str | None) -> str:
-    if not ts:
-        return "-"
-    try:
-        return datetime.fromisoformat(ts).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return ts
+def _ago(ts: datetime | None) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def render_list(records: list[dict[str, Any]], console: Console) -> None:
+def render_list(records: list[WorkerRecord], console: Console) -> None:
     if not records:
         console.print("No workers. Start one: llorch-pool worker spawn cpu --model MODEL", highlight=False)
         return
@@ -85,14 +82,14 @@ def render_list(records: list[dict[str, Any]], console: Console) -> None:
     t.add_column("Usage", no_wrap=True)
     t.add_column("Since / reason", overflow="fold")
     for r in records:
-        colour = STATE_COLOUR.get(r["state"], "white")
-        backend = r["backend"] + (f":{r['gpu']}" if r.get("gpu") is not None else "")
+        colour = STATE_COLOUR.get(r.state, "white")
+        backend = r.backend + (f":{r.gpu}" if r.gpu is not None else "")
         usage = "-"
-        if r.get("requests") is not None or r.get("rss_bytes") is not None:
-            usage = f"{r.get('requests') or 0} req, {r.get('tokens_generated') or 0} tok\n{fmt_bytes(r.get('rss_bytes'))}"
-        t.add_row(r["id"], r["model"], f"{backend} :{r['port']}",
-                  f"[{colour}]{r['state']}[/]\npid {r['pid'] or '-'}", usage,
-                  r.get("exit_reason") or _ago(r.get("ready_at") or r.get("started_at")))
+        if r.requests is not None or r.rss_bytes is not None:
+            usage = f"{r.requests or 0} req, {r.tokens_generated or 0} tok\n{fmt_bytes(r.rss_bytes)}"
+        t.add_row(r.id, r.model, f"{backend} :{r.port}",
+                  f"[{colour}]{r.state}[/]\npid {r.pid or '-'}", usage,
+                  r.exit_reason or _ago(r.ready_at or r.started_at))
     console.print(t)
 
 
@@ -111,11 +108,11 @@ def _stop_params(a: argparse.Namespace) -> dict[str, Any]:
     return {"id": a.id, "all": a.all, "grace_s": a.grace}
 
 
-def render_stopped(records: list[dict[str, Any]], console: Console) -> None:
+def render_stopped(records: list[WorkerRecord], console: Console) -> None:
     if not records:
         console.print("No running workers.")
     for r in records:
-        console.print(f"{r['id']}: {r['state']}" + (f" ({r['exit_reason']})" if r.get("exit_reason") else ""),
+        console.print(f"{r.id}: {r.state}" + (f" ({r.exit_reason})" if r.exit_reason else ""),
                       highlight=False)
 
 
@@ -137,8 +134,8 @@ class LogLines:
         return None
 
 
-def render_logs(result: dict[str, Any], console: Console) -> None:
-    for line in result.get("lines", []):
+def render_logs(result: LogsResult, console: Console) -> None:
+    for line in result.lines:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -149,8 +146,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grace", type=float, default=10.0, metavar="SECONDS", help="SIGTERM to SIGKILL (default 10)")
 
 
-def render_sweep(result: dict[str, Any], console: Console) -> None:
-    strays = result.get("strays", [])
+def render_sweep(result: SweepResult, console: Console) -> None:
+    strays = result.strays
     if not strays:
         console.print("No stray llorch-worker processes.")
     else:
@@ -158,13 +155,13 @@ def render_sweep(result: dict[str, Any], console: Console) -> None:
         for col in ("PID", "Worker id", "Command line"):
             t.add_column(col, overflow="fold")
         for s in strays:
-            t.add_row(str(s["pid"]), s.get("worker_id") or "-", s["cmdline"])
+            t.add_row(str(s.pid), s.worker_id or "-", s.cmdline)
         console.print(t)
-    for s in result.get("stopped", []):
-        console.print(f"stopped pid {s['pid']}" if s.get("stopped") else f"not stopped pid {s['pid']}: {s.get('why')}")
-    if strays and not result.get("stopped"):
+    for s in result.stopped:
+        console.print(f"stopped pid {s.pid}" if s.stopped else f"not stopped pid {s.pid}: {s.why}")
+    if strays and not result.stopped:
         console.print("Stop them with: llorch-pool worker sweep --stop [--pid PID]", highlight=False)
-    others = result.get("other_state_dirs", [])
+    others = result.other_state_dirs
     if others:
         console.print(f"({len(others)} more belong to other state directories; their agents manage them)")
 
@@ -193,18 +190,19 @@ def render_template(result: dict[str, Any], console: Console) -> None:
 
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("worker", "spawn"), "start an inference worker and wait until it is ready", _spawn_args,
-                op="workers.spawn", to_params=_spawn_params, render=render_spawned, events=SpawnProgress),
+                op=ops.WORKERS_SPAWN, to_params=_spawn_params, render=render_spawned, events=SpawnProgress),
     CommandSpec(("worker", "list"), "workers of this pool (dead ones with their exit reason)",
                 _list_args,
-                op="workers.list", to_params=lambda a: {"probe": not a.no_probe}, render=render_list),
+                op=ops.WORKERS_LIST, to_params=lambda a: {"probe": not a.no_probe}, render=render_list),
     CommandSpec(("worker", "stop"), "stop a worker (SIGTERM to its process group, SIGKILL after --grace)", _stop_args,
-                op="workers.stop", to_params=_stop_params, render=render_stopped),
-    CommandSpec(("worker", "logs"), "a worker's log; --follow streams new lines", _logs_args, op="workers.logs",
+                op=ops.WORKERS_STOP, to_params=_stop_params, render=render_stopped),
+    CommandSpec(("worker", "logs"), "a worker's log; --follow streams new lines", _logs_args, op=ops.WORKERS_LOGS,
                 to_params=lambda a: {"id": a.id, "lines": a.lines, "follow": a.follow}, render=render_logs,
                 events=LogLines),
     CommandSpec(("worker", "sweep"), "find llorch-worker processes the registry does not know", _sweep_args,
-                op="workers.sweep", to_params=lambda a: {"stop": a.stop, "pids": a.pids, "grace_s": a.grace},
+                op=ops.WORKERS_SWEEP, to_params=lambda a: {"stop": a.stop, "pids": a.pids, "grace_s": a.grace},
                 render=render_sweep),
     CommandSpec(("worker", "template"), "the pool's warm worker template (forks workers with torch imported)",
-                _template_args, op="workers.template", to_params=lambda a: {"stop": a.stop}, render=render_template),
+                _template_args, op=ops.WORKERS_TEMPLATE, to_params=lambda a: {"stop": a.stop},
+                render=as_document(render_template)),
 ]

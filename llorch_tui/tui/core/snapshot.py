@@ -1,8 +1,8 @@
 """What one refresh of one pool returns, and the data sources that produce it.
 
-`FleetSource` asks a real pool (pool.status + models.list over its PoolClient); `SyntheticSource`
-invents a fleet of any size in-process (bench/tui.py). Both hand the same wire documents to
-`parse_snapshot`, so the dashboard's update path is the same for both.
+`FleetSource` asks a real pool (pool.status + models.list through its typed PoolApi); `SyntheticSource`
+invents a fleet of any size in-process (bench/tui.py) as wire documents, read by `parse_snapshot` with
+the same op result types, so the dashboard's update path is the same for both.
 """
 
 from __future__ import annotations
@@ -11,13 +11,20 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Protocol, TypeVar
 
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.protocol import ops
 from llorch_tui.protocol.catalog import Catalog
+from llorch_tui.protocol.params import ListParams, StatusParams
 from llorch_tui.protocol.status import PoolStatus
 from llorch_tui.protocol.workers import WorkerRecord
 from llorch_tui.tui.core.clock import now
+
+if TYPE_CHECKING:
+    from llorch_tui.fleet import Fleet
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -29,20 +36,11 @@ class PoolSnapshot:
     workers: list[WorkerRecord] = field(default_factory=list)
 
 
-def parse_snapshot(pool: str, at: float, status: dict[str, Any] | None, catalog: dict[str, Any] | None,
-                   workers: list[dict[str, Any]] | None = None) -> PoolSnapshot:
-    """Validate the agent's documents into wire models (a malformed one is a clear protocol error)."""
-    try:
-        st = PoolStatus.model_validate(status) if status is not None else None
-        cat = Catalog.model_validate(catalog) if catalog is not None else None
-        if st is not None:
-            ws = st.workers
-        else:
-            ws = [WorkerRecord.model_validate(w) for w in (workers or [])]
-    except ValueError as exc:
-        raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"pool {pool}: unexpected answer from the agent: {exc}",
-                          "install the same llorch version on the pool and here") from None
-    return PoolSnapshot(pool=pool, at=at, catalog=cat, status=st, workers=ws)
+def parse_snapshot(pool: str, at: float, status: dict[str, Any], catalog: dict[str, Any]) -> PoolSnapshot:
+    """Wire documents read as the ops' result types (a malformed one is a clear protocol error)."""
+    where = f"pool {pool}: "
+    st = ops.POOL_STATUS.parse(status, where)
+    return PoolSnapshot(pool=pool, at=at, catalog=ops.MODELS_LIST.parse(catalog, where), status=st, workers=st.workers)
 
 
 class DataSource(Protocol):
@@ -52,32 +50,38 @@ class DataSource(Protocol):
 class FleetSource:
     """Real pools: one status call and one catalog call per refresh, concurrently, each bounded."""
 
-    def __init__(self, fleet: Any) -> None:
+    def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
 
-    async def _call(self, pool: str, op: str, params: dict[str, Any], timeout: float) -> Any:
+    async def _bounded(self, pool: str, op: str, call: Awaitable[T], timeout: float) -> T:
         try:
-            return await self.fleet.call(pool, op, params, timeout=timeout)
+            return await asyncio.wait_for(call, timeout)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool}: no answer to {op} within {timeout:.0f}s",
                               "the pool is slow or stuck; it is retried on the next refresh") from None
 
     async def fetch(self, pool: str, timeout: float) -> PoolSnapshot:
-        results = await asyncio.gather(self._call(pool, "pool.status", {"workers_probe": True}, timeout),
-                                       self._call(pool, "models.list", {}, timeout), return_exceptions=True)
-        status, catalog = results
-        workers: list[dict[str, Any]] | None = None
-        if isinstance(status, LlorchError) and status.code == ErrorCode.UNKNOWN_OP:
+        api = self.fleet.api(pool)
+        status_r, catalog_r = await asyncio.gather(
+            self._bounded(pool, "pool.status", api.pool.status(StatusParams(workers_probe=True)), timeout),
+            self._bounded(pool, "models.list", api.models.list(), timeout), return_exceptions=True)
+        status: PoolStatus | None = None
+        workers: list[WorkerRecord] = []
+        if isinstance(status_r, LlorchError) and status_r.code == ErrorCode.UNKNOWN_OP:
             # An agent without pool.status still lists its workers.
-            workers = await self._call(pool, "workers.list", {"probe": True}, timeout)
-            status = None
-        if isinstance(catalog, LlorchError) and catalog.code == ErrorCode.UNKNOWN_OP:
-            catalog = None
-        if isinstance(status, BaseException):
-            raise status
-        if isinstance(catalog, BaseException):
-            raise catalog
-        return parse_snapshot(pool, now(), status, catalog, workers)
+            workers = await self._bounded(pool, "workers.list", api.workers.list(ListParams(probe=True)), timeout)
+        elif isinstance(status_r, BaseException):
+            raise status_r
+        else:
+            status, workers = status_r, status_r.workers
+        catalog: Catalog | None = None
+        if isinstance(catalog_r, LlorchError) and catalog_r.code == ErrorCode.UNKNOWN_OP:
+            pass
+        elif isinstance(catalog_r, BaseException):
+            raise catalog_r
+        else:
+            catalog = catalog_r
+        return PoolSnapshot(pool=pool, at=now(), catalog=catalog, status=status, workers=workers)
 
 
 class SyntheticSource:

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 
 from llorch_tui.tui.screens.base import ModeScreen
+from llorch_tui.protocol.params import RegisterParams, SpawnParams, SynthParams, build_params
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
@@ -224,7 +225,7 @@ class DashboardScreen(ModeScreen):
 
         def done(result: dict[str, Any] | None) -> None:
             if result:
-                self.post_message(SpawnRequested(pool, {"model": entry.id, **result}))
+                self.post_message(SpawnRequested(pool, build_params(SpawnParams, {"model": entry.id, **result}, "spawn")))
 
         self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
 
@@ -283,7 +284,10 @@ class DashboardScreen(ModeScreen):
 
         def done(result: dict[str, Any] | None) -> None:
             if result:
-                self.post_message(AddModelRequested(result.pop("pool"), result.pop("kind"), result))
+                pool, kind = result.pop("pool"), result.pop("kind")
+                params = (build_params(SynthParams, result, "synthesize") if kind == "synth"
+                          else build_params(RegisterParams, result, "register"))
+                self.post_message(AddModelRequested(pool, params))
 
         self.app.push_screen(ModelModal(pools, default, presets), guarded(done, self))
 

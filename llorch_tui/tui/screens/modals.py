@@ -12,9 +12,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
 
+from llorch_tui.protocol.params import SYNTH_ARCHITECTURES
 from llorch_tui.tui.guard import guard_handlers
 
-ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
 
 
 @guard_handlers
@@ -148,7 +148,7 @@ class ModelModal(ModalScreen[dict[str, Any] | None]):
             yield Label("id" + (f" (presets: {', '.join(self.presets)})" if self.presets else ""))
             yield Input(placeholder="e.g. tiny-llama", id="model-id")
             yield Label("architecture")
-            yield Select([(a, a) for a in ARCHITECTURES], value="llama", allow_blank=False, id="arch")
+            yield Select([(a, a) for a in SYNTH_ARCHITECTURES], value="llama", allow_blank=False, id="arch")
             yield Label("Hub repo (register only, optional for presets)")
             yield Input(placeholder="org/name", id="repo")
             with Horizontal(classes="buttons"):

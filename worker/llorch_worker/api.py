@@ -1,0 +1,188 @@
+"""The worker's HTTP API as pydantic models: the requests it accepts and the documents it answers.
+
+Both sides import this one module: the worker validates request bodies with it (httpkit.parse_body
+turns a validation failure into the same 4xx `invalid_field` / `missing_field` errors as always), and
+the control plane's `llorch_tui.worker_client.WorkerClient` reads every answer with it. It imports
+pydantic and nothing else of the worker, so the control plane and the pool agent can import it without
+torch (an import contract in pyproject.toml keeps it so).
+
+Response models accept unknown fields (a newer worker may add some); request models ignore unknown
+fields, as the OpenAI routes must (clients send parameters this worker does not implement).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+# Bounds shared by the validation and the docs (docs/worker.md).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # anything torch.manual_seed accepts
+STOP_MAX = 16  # stop strings per request
+LOGIT_BIAS_MAX = 1024  # entries in one request's logit_bias
+TOP_LOGPROBS_MAX = 20
+
+Number = StrictInt | StrictFloat  # JSON numbers; true/false are not numbers here
+
+
+class Answer(BaseModel):
+    """Base of the worker's answers: unknown fields from a newer worker are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Request(BaseModel):
+    """Base of request bodies: strict JSON types (no "3" for 3, no true for 1); unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# ------------------------------------------------------------------------------------ requests
+class GenerationParams(Request):
+    """What every generating route accepts (native /execute and the OpenAI routes)."""
+
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None  # OpenAI's newer name; wins over max_tokens
+    temperature: Number | None = Field(default=None, ge=0.0, le=10.0)
+    top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
+    seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
+    ignore_eos: StrictBool | None = None
+    stop: StrictStr | list[StrictStr] | None = None
+    # {"token id": bias in -100..100}; ids are checked against the loaded model's vocabulary.
+    logit_bias: dict[str, Number] | None = None
+    stream: StrictBool | None = None
+
+    @property
+    def token_budget(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+    @property
+    def stop_list(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+class ExecuteRequest(GenerationParams):
+    """POST /execute: one generation; `job_id` lets the caller cancel it (POST /cancel)."""
+
+    prompt: StrictStr
+    job_id: StrictStr | None = None
+
+
+class CancelRequest(Request):
+    job_id: StrictStr
+
+
+class StreamOptions(Request):
+    include_usage: StrictBool | None = None
+
+
+class CompletionRequest(GenerationParams):
+    """POST /v1/completions. `prompt` is text, token ids, or a one-element list of either."""
+
+    model: StrictStr | None = None
+    prompt: StrictStr | list[StrictInt] | list[StrictStr] | list[list[StrictInt]]
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=TOP_LOGPROBS_MAX)
+    echo: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+
+
+class ChatMessage(Request):
+    role: StrictStr
+    content: StrictStr | list[dict[str, Any]] | None = None
+
+
+class ChatRequest(GenerationParams):
+    """POST /v1/chat/completions."""
+
+    model: StrictStr | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream_options: StreamOptions | None = None
+
+
+# ------------------------------------------------------------------------------------ answers
+class Memory(Answer):
+    rss: int | None = None
+    device_allocated: int | None = None
+    device_peak: int | None = None
+
+
+class Health(Answer):
+    """GET /health (no token needed). `status` is loading, ok or failed; `error` after a failed load."""
+
+    status: Literal["loading", "ok", "failed"] | str
+    worker_id: str | None = None
+    model: str | None = None
+    model_path: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    memory: Memory = Field(default_factory=Memory)
+    uptime_s: float | None = None
+    requests: int | None = None
+    queue_depth: int | None = None
+    in_flight: int | None = None
+    tokens_generated: int | None = None
+    version: str | None = None
+    context_length: int | None = None
+    vocab_size: int | None = None
+    stopping: bool = False
+    error: Any = None
+    startup: dict[str, Any] = Field(default_factory=dict)  # seconds per start-up stage (import, load, warmup...)
+
+
+class ExecuteResult(Answer):
+    """POST /execute without streaming; also the `done` event of a streamed one (with "type")."""
+
+    job_id: str
+    text: str = ""
+    tokens_generated: int = 0
+    prompt_tokens: int | None = None
+    finish_reason: Literal["stop", "length", "cancelled"] | str | None = None
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    tokens_per_second: float | None = None
+
+
+class StreamEvent(Answer):
+    """One server-sent event of a streamed /execute: token {text}, then done (ExecuteResult) or error."""
+
+    type: Literal["token", "done", "error"] | str
+    text: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+class CancelResult(Answer):
+    job_id: str
+    cancelled: bool
+
+
+class WorkerInfo(Answer):
+    """GET /info: the software and device facts that decide this worker's numbers."""
+
+    worker_version: str | None = None
+    python: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    cuda: str | None = None
+    cudnn: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    gpu: str | None = None
+    gpu_capability: str | None = None
+    kernel: str | None = None
+    machine: str | None = None
+    threads: int | None = None
+    faults: str | None = None  # "none", or the fault injection in effect ("logit_noise=1")
+
+
+class ErrorDetail(Answer):
+    code: str
+    message: str
+    hint: str | None = None
+
+
+class ErrorBody(Answer):
+    """Every 4xx/5xx: {"error": {code, message, hint?}}."""
+
+    error: ErrorDetail
