@@ -1,8 +1,7 @@
 """The worker's HTTP API as pydantic models: the requests it accepts and the documents it answers.
 
-Both sides import this one module: the worker validates request bodies with it (httpkit.parse_body
-turns a validation failure into the same 4xx `invalid_field` / `missing_field` errors as always), and
-the control plane's `llorch_tui.worker_client.WorkerClient` reads every answer with it. It imports
+The control plane's `llorch_tui.worker_client.WorkerClient` builds requests and reads every answer with
+it; the worker's handlers still check bodies by hand in httpkit.py (the same rules). It imports
 pydantic and nothing else of the worker, so the control plane and the pool agent can import it without
 torch (an import contract in pyproject.toml keeps it so).
 
