@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .api import LOGIT_BIAS_MAX
 from .errors import STATUS_FOR_GENERATION_ERROR, ApiError
 from .jobs import Event, Job
 from .sampling import SEED_MAX, SEED_MIN
@@ -51,7 +52,6 @@ def state_of(request: web.Request) -> WorkerState:
 # a client gets this long to send its body once the headers are in
 BODY_TIMEOUT_S = float(os.environ.get("LLORCH_WORKER_BODY_TIMEOUT_S", "30"))
 _PARSE_OFF_LOOP = 1 << 20  # bodies above 1 MiB are parsed in a thread: /health keeps answering
-LOGIT_BIAS_MAX = 1024  # entries in one request's logit_bias
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

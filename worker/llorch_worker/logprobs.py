@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from .api import TOP_LOGPROBS_MAX as MAX_TOP_LOGPROBS  # noqa: F401  (one definition of the API bound)
 from .jobs import TokenLogprob
 
-MAX_TOP_LOGPROBS = 20
 # Rows of prompt logits turned into log-probs at once: bounds the float32 copy of a long prompt
 # (rows x vocabulary) instead of materialising all of it.
 _CHUNK_ROWS = 256

@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
+from .api import SEED_MAX, SEED_MIN  # noqa: F401  (the API bounds: what torch.Generator.manual_seed accepts)
+
 # Below this the distribution is the argmax to float precision, and dividing by it overflows
 # (a subnormal temperature turns every logit into inf and softmax into NaN): sample greedily.
 GREEDY_BELOW = 1e-5
-SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed accepts
 
 
 class SamplingError(Exception):
