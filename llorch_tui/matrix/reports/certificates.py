@@ -26,7 +26,11 @@ def tokens_text(p: ParityResult) -> str:
     """"126/128 (2 ties)": agreed counts tokens within the tie margin, which the ties say."""
     if not p.tokens_total:
         return "—"
-    return f"{p.tokens_agreed}/{p.tokens_total}" + (f" ({p.tokens_tied} ties)" if p.tokens_tied else "")
+    return f"{p.tokens_agreed}/{p.tokens_total}" + (f" ({_ties(p)})" if p.tokens_tied else "")
+
+
+def _ties(p: ParityResult) -> str:
+    return f"{p.tokens_tied} tie" + ("" if p.tokens_tied == 1 else "s")
 
 
 def golden_text(p: ParityResult) -> str:
@@ -60,7 +64,7 @@ def parity_brief(p: ParityResult) -> str:
     """One line for the headless runner: "parity pass 128/128 tokens, max Δ 0.0004, ppl ×1.0000, golden 2/2"."""
     parts = [f"parity {p.verdict}"]
     if p.tokens_total:
-        parts.append(f"{p.tokens_agreed}/{p.tokens_total} tokens" + (f" ({p.tokens_tied} ties)" if p.tokens_tied else ""))
+        parts.append(f"{p.tokens_agreed}/{p.tokens_total} tokens" + (f" ({_ties(p)})" if p.tokens_tied else ""))
     if p.max_logprob_delta is not None:
         parts.append(f"max Δ {p.max_logprob_delta:.4g}")
     if p.perplexity_ratio is not None:
