@@ -89,10 +89,15 @@ def main() -> int:
                           f'[matrix]\nreport_dir = "{reports}"\n')
         load_before = load()
         t0 = time.monotonic()
-        rc = subprocess.run([sys.executable, "-m", "llorch_tui.app_main", "--run-matrix", "--config", str(config),
-                             "--models", *models, "--backends", "cpu", "--dtypes", *args.dtypes,
-                             "--bench", str(args.bench), "--stability", "--stability-requests",
-                             str(args.stability_requests)], stdin=subprocess.DEVNULL).returncode
+        try:
+            rc = subprocess.run([sys.executable, "-m", "llorch_tui.app_main", "--run-matrix", "--config", str(config),
+                                 "--models", *models, "--backends", "cpu", "--dtypes", *args.dtypes,
+                                 "--bench", str(args.bench), "--stability", "--stability-requests",
+                                 str(args.stability_requests)], stdin=subprocess.DEVNULL).returncode
+        finally:
+            # The pool's warm worker template outlives the run (it idles out later): leave nothing running.
+            subprocess.run([sys.executable, "-m", "llorch_tui.pool.cli.main", "--state-dir", str(state), "worker",
+                            "template", "--stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=False)
         print(f"matrix run: exit {rc} after {time.monotonic() - t0:.0f} s", file=sys.stderr)
         md = (reports / "matrix.md").read_text(encoding="utf-8")
         md = md.split("\n", 1)[1] if md.startswith("# ") else md  # the note carries the page's title
