@@ -92,7 +92,9 @@ async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: 
         progress("parity", None, f"the weights of {key.model} changed since its reference was recorded: "
                                   "comparing against the stored reference")
     golden_skip = None
-    if ref.source == "synthetic":
+    # The catalog's source says so for checkpoints made here; the worker's /health also knows the
+    # marker in config.json, which travels with a synthetic checkpoint downloaded or copied elsewhere.
+    if ref.source == "synthetic" or (await http.health()).get("synthetic"):
         golden_skip = SYNTHETIC_SKIP
     elif not (await http.tokenize_chat([{"role": "user", "content": golden_suite().prompts[0].question}]))[2]:
         golden_skip = NO_TEMPLATE_SKIP

@@ -17,6 +17,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport import ssh_errors
 
 STDERR_LINES = 50
+EOF_SETTLE_S = 5.0  # upper bound on waiting for an ended agent's stderr and exit status
 SESSION_RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2)
 T = TypeVar("T")
 
@@ -92,9 +93,12 @@ class SSHAgentChannel:
         except (asyncssh.Error, OSError, asyncio.IncompleteReadError, BrokenPipeError):
             line = b""
         if not line:
-            # Let stderr catch up so callers see why the agent ended (e.g. "command not found").
+            # Let stderr and the exit status catch up so callers see why the agent ended (e.g.
+            # "command not found", rc 127): on a busy machine they arrive well after stdout's EOF.
             with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 0.5)
+                await asyncio.wait_for(asyncio.shield(self._stderr_task), EOF_SETTLE_S)
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(self.proc.wait_closed(), EOF_SETTLE_S)
             self._slot.release()
         return line
 

@@ -156,6 +156,10 @@ def synthesize(out_dir: Path, architecture: str, size: str = "tiny", seed: int =
     cfg = config.to_dict()
     cfg["architectures"] = [type_name(architecture)]
     cfg["dtype"] = "float32"
+    # The marker travels with the files (mirror, copy, archive), so a checkpoint downloaded or
+    # copied from elsewhere is still known as random weights (its /health says so).
+    cfg["llorch_synthetic"] = {"architecture": architecture, "size": size, "seed": seed, "random_weights": True,
+                               "note": "random weights: the text it generates is noise"}
     files["config.json"] = _dump(cfg)
     files["generation_config.json"] = _dump(
         {"bos_token_id": 1, "eos_token_id": [2, SPECIAL_TOKENS.index("<|end|>")], "pad_token_id": 0,
