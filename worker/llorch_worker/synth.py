@@ -158,7 +158,7 @@ def synthesize(out_dir: Path, architecture: str, size: str = "tiny", seed: int =
     cfg["dtype"] = "float32"
     # The marker travels with the files (mirror, copy, archive), so a checkpoint downloaded or
     # copied from elsewhere is still known as random weights (its /health says so).
-    cfg["llorch_synthetic"] = {"architecture": architecture, "size": size, "seed": seed, "random_weights": True,
+    cfg["llorch_synthetic"] = {"architecture": architecture, "size": size, "random_weights": True,
                                "note": "random weights: the text it generates is noise"}
     files["config.json"] = _dump(cfg)
     files["generation_config.json"] = _dump(
