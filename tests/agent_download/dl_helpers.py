@@ -7,7 +7,6 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+from sshd_mirror import start_mirror, stop_process
 
 # Test modules import these from here, not from conftest (which conftest a bare import finds depends on order).
 GATE_TOKEN = "hf_test_gate_token"
@@ -71,15 +71,8 @@ class MirrorProc:
     """`llorch-pool mirror serve --port 0 --print-url` as a real subprocess."""
 
     def __init__(self, pool: Pool, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(pool.argv("mirror", "serve", "--port", "0", "--print-url", *extra),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env={**pool.env, **(env or {})})
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()  # printed once it is listening: no sleep needed
-        if not line.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"mirror did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
-        self.url = line
+        self.proc, self.url = start_mirror(pool.argv("mirror", "serve", "--port", "0", "--print-url", *extra),
+                                           env={**pool.env, **(env or {})})
 
     def stats(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/api/llorch/stats", timeout=10).json()
@@ -88,16 +81,7 @@ class MirrorProc:
         return int(self.stats()["bytes_served"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(self.proc)
 
 
 def register(pool: Pool, model_id: str, *args: str) -> dict[str, Any]:

@@ -37,24 +37,9 @@ def small_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def isolated_pools():  # type: ignore[no-untyped-def]
     """Two real sshd pools, `c` and `d`, in network namespaces with NO link between them: only this
     machine reaches both (tests/ssh/sshd_env.py links a and b; these are not linked)."""
-    sys.path.insert(0, str(Path(__file__).parents[1] / "ssh"))
-    import atexit
-    import os
+    from sshd_mirror import sshd_pools
 
-    from sshd_env import SshdEnv, sshd_available
-
-    why = sshd_available()
-    if why:
-        pytest.skip(why)
-    if os.geteuid() != 0:
-        pytest.skip("the sshd fixtures run sshd as root (network namespaces, host keys)")
-    env = SshdEnv(pools=("c", "d"))
-    atexit.register(env.close)
-    env.start()
-    try:
-        yield env
-    finally:
-        env.close()
+    yield from sshd_pools(("c", "d"))
 
 
 @pytest.fixture(scope="session")

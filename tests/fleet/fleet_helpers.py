@@ -7,8 +7,10 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from typing import Any
+
+from sshd_mirror import mirror_process
 
 BIN = Path(sys.executable).parent
 AGENT = str(BIN / "llorch-pool")
@@ -24,23 +26,10 @@ def agent(state: Path, *args: str, timeout: float = 300) -> Any:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-@contextmanager
-def mirror(state: Path) -> Iterator[str]:
+def mirror(state: Path) -> AbstractContextManager[str]:
     """`llorch-pool mirror serve` of a pool on loopback; yields its URL, stops it on exit."""
-    proc = subprocess.Popen([AGENT, "--state-dir", str(state), "mirror", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--print-url"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        assert url.startswith("http://"), proc.stderr.read() if proc.stderr else url
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return mirror_process([AGENT, "--state-dir", str(state), "mirror", "serve", "--host", "127.0.0.1", "--port", "0",
+                           "--print-url"])
 
 
 def mirror_stats(url: str) -> dict[str, Any]:

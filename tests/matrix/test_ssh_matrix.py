@@ -4,7 +4,6 @@ the engine sees only a PoolClient, so spawn, probes (through the forwarded port)
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -21,15 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ssh]
 
 @pytest.fixture(scope="module")
 def sshd() -> Iterator[object]:
-    from sshd_env import SshdEnv, sshd_available
+    from sshd_mirror import sshd_pools
 
-    why = sshd_available()
-    if why:
-        pytest.skip(why)
-    if os.geteuid() != 0:
-        pytest.skip("the sshd fixtures run sshd as root")
-    with SshdEnv(pools=("a",)) as env:
-        yield env
+    yield from sshd_pools(("a",))
 
 
 def test_headless_matrix_over_ssh(sshd, synth_models: dict[str, Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from sshd_env import SshdEnv, sshd_available  # noqa: E402
+from sshd_env import SshdEnv  # noqa: E402
+from sshd_mirror import mirror_process, sshd_pools  # noqa: E402
 
 from llorch_tui.config import PoolConfig  # noqa: E402
 
@@ -27,18 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def sshd_env() -> Iterator[SshdEnv]:
-    why = sshd_available()
-    if why:
-        pytest.skip(why)
-    if os.geteuid() != 0:
-        pytest.skip("the sshd fixtures run sshd as root (network namespaces, host keys)")
-    env = SshdEnv()
-    atexit.register(env.close)  # also on an interrupted session
-    env.start()
-    try:
-        yield env
-    finally:
-        env.close()
+    yield from sshd_pools(("a", "b"))
 
 
 @pytest.fixture(scope="session")
@@ -107,19 +96,8 @@ def mirror_url(sshd_env: SshdEnv, synth_models: dict[str, Path]) -> Iterator[str
     assert r.returncode == 0, r.stderr
     argv = sshd_env.exec_in("b", _agent(b.state_dir, "mirror", "serve", "--host", str(b.inner_addr), "--port", "0",
                                        "--print-url", "--rate-limit", str(MIRROR_RATE_BPS)))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()  # printed once serving
-        assert url.startswith("http://"), proc.stderr.read() if proc.stderr else url
+    with mirror_process(argv, start_new_session=True) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="session")

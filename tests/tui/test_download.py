@@ -13,6 +13,7 @@ import pytest
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.tui.app import LlorchApp
 from llorch_tui.tui.widgets.live_table import LiveTable
+from sshd_mirror import mirror_process
 from tui_helpers import loaded, wait_for
 
 CLI = [sys.executable, "-m", "llorch_tui.pool.cli.main"]
@@ -24,20 +25,9 @@ def mirror_url(make_pool) -> Iterator[str]:
     src = make_pool(("llama",), "source")
     subprocess.run([*CLI, "--state-dir", str(src), "--pool-id", "source", "models", "update", "tiny-llama",
                     "--repo", REPO], check=True, capture_output=True, timeout=60)
-    proc = subprocess.Popen([*CLI, "--state-dir", str(src), "--pool-id", "source", "mirror", "serve", "--port", "0",
-                             "--print-url"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()  # printed once listening
-        assert url.startswith("http://"), proc.stderr.read() if proc.stderr else url
+    with mirror_process([*CLI, "--state-dir", str(src), "--pool-id", "source", "mirror", "serve", "--port", "0",
+                         "--print-url"]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def test_download_lands(tmp_path: Path, mirror_url: str) -> None:
