@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,11 @@ def test_forked_workers_are_isolated(warm_pool: Path) -> None:
     assert alive(tpl["pid"]) and alive(b["pid"])
     out = http_json(f"http://127.0.0.1:{b['port']}/execute", {"prompt": "Hello", "max_tokens": 4, "ignore_eos": True})
     assert out["tokens_generated"] == 4
+    # Its `process` stage runs from its fork, so it fits inside the spawn (a clock off by the boot
+    # time's rounding put it at up to a second, more than the whole warm spawn).
+    stages = http_json(f"http://127.0.0.1:{b['port']}/health")["startup"]
+    spawn_s = (datetime.fromisoformat(b["ready_at"]) - datetime.fromisoformat(b["started_at"])).total_seconds()
+    assert 0 < stages["process"] < spawn_s and stages["weights_to_ram"] > 0, (stages, spawn_s)
 
     # A clean stop: exit code 0 through the template; a third spawn still forks.
     (stopped,) = agent_cli(warm_pool, "worker", "stop", b["id"]).result

@@ -230,4 +230,5 @@ async def test_info_reports_what_computes(workers: dict) -> None:
     assert (info["torch"], info["transformers"]) == (torch.__version__, transformers.__version__)
     assert (info["device"], info["dtype"], info["gpu"]) == ("cpu", "float32", None)
     assert info["python"] == platform.python_version() and info["kernel"] == platform.release()
-    assert info["threads"] >= 1 and info["worker_version"]
+    # a tiny model (hidden 64) computes on one thread: a second only adds a barrier per op
+    assert info["threads"] == 1 and info["worker_version"]

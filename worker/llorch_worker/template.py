@@ -81,6 +81,15 @@ def warm_imports() -> None:
             __import__(f"transformers.{mod}")
         except ImportError:
             pass
+    # The first from_pretrained of a process builds transformers' table of checkpoint-key renamings
+    # (~900 regular expressions: 0.3-0.5 s, most of a tiny model's load) and caches it in its module:
+    # build it here once, so every forked worker inherits it. Pure Python: no thread, no device.
+    try:
+        from transformers import conversion_mapping
+
+        conversion_mapping.get_checkpoint_conversion_mapping("llama")
+    except (ImportError, AttributeError):
+        pass  # another transformers version: its loader pays what it pays
     transformers.utils.logging.disable_progress_bar()
 
 
@@ -105,6 +114,10 @@ def fork_hazard() -> str | None:
         return "CUDA is initialised in the template: a forked child could not use it"
     return None
 
+
+# Set in a forked worker to the monotonic time of its fork (CLOCK_MONOTONIC is system-wide on Linux):
+# the worker's `process` start-up stage runs from here.
+FORKED_AT: float | None = None
 
 ID_VAR = "LLORCH_WORKER_ID"
 PAD_VAR = b"LLORCH_ENV_PAD"  # fills what the id leaves of the placeholder
@@ -298,6 +311,8 @@ class Template:
             conn.close()
             return
         if pid == 0:
+            global FORKED_AT
+            FORKED_AT = time.monotonic()
             self.become_worker(argv, req, fds)  # never returns
         self.children[pid] = (conn, worker_id)
         if not send_json(conn, {"ok": True, "pid": pid}):
