@@ -8,15 +8,18 @@ from urllib.parse import urlsplit
 WAIT_S = 60.0  # an upper bound for "closed by the server", far above any idle timeout the tests set
 
 
-def connect(url: str) -> socket.socket:
+def connect(url: str, source: str | None = None) -> socket.socket:
+    """A TCP connection to the URL's server, from the loopback address `source` if given (every
+    127.x address is this machine's, so one test can be several clients)."""
     parts = urlsplit(url)
-    s = socket.create_connection((parts.hostname, parts.port), timeout=WAIT_S)
+    s = socket.create_connection((parts.hostname, parts.port), timeout=WAIT_S,
+                                 source_address=(source, 0) if source else None)
     return s
 
 
-def half_request(url: str) -> socket.socket:
+def half_request(url: str, source: str | None = None) -> socket.socket:
     """A connection that sent half of a request's headers and then nothing."""
-    s = connect(url)
+    s = connect(url, source)
     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
     return s
 
@@ -35,14 +38,19 @@ def closed_by_server(s: socket.socket) -> bool:
         s.close()
 
 
-def raw_get(url: str, path: str, headers: str = "") -> tuple[int, bytes]:
+def read_to_end(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def raw_get(url: str, path: str, headers: str = "", source: str | None = None) -> tuple[int, bytes]:
     """One GET on a fresh connection (Connection: close): (status, whole response)."""
-    s = connect(url)
+    s = connect(url, source)
     try:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+        data = read_to_end(s)
     finally:
         s.close()
     return int(data.split(b" ", 2)[1]), data

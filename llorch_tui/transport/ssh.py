@@ -28,7 +28,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport import ssh_errors
 from llorch_tui.transport.base import AgentChannel, RunResult, Transport
 from llorch_tui.transport.ssh_channel import (SSHAgentChannel, _ChannelSlot, _with_session_retry,
-                                              one_shot_command, remote_command)
+                                              env_handshake, one_shot_command, remote_command)
 from llorch_tui.transport.ssh_config import ConnectPlan, Endpoint, plan_connection
 
 DEFAULT_MAX_CHANNELS = 10  # OpenSSH's default MaxSessions
@@ -175,6 +175,7 @@ class SSHTransport(Transport):
         slot = await self._slot()
         try:
             proc = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
+            proc.stdin.write(env_handshake(env))
         except (asyncssh.Error, OSError) as e:
             slot.release()
             raise self._lost_or(e) from None
@@ -187,6 +188,7 @@ class SSHTransport(Transport):
         proc: asyncssh.SSHClientProcess[bytes] | None = None
         try:
             proc = created = await _with_session_retry(lambda: conn.create_process(command, encoding=None))
+            created.stdin.write(env_handshake(env or {}))
             r = await asyncio.wait_for(created.wait(check=False), timeout)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {self.pool.name}: `{argv[0]}` did not finish within {timeout:.0f}s",

@@ -22,20 +22,36 @@ SESSION_RETRY_DELAYS_S = (0.02, 0.05, 0.1, 0.2)
 T = TypeVar("T")
 
 
-def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
-    """A shell command line for the pool: every value shlex-quoted, env as an `env K=V` prefix.
+# The environment of a remote command arrives on its stdin, one `K=V` line each and an empty line
+# last, read by shell builtins and exported before the command replaces the shell: values never
+# appear in any process's argv (`ps`, /proc/PID/cmdline on the pool) nor in sshd's logs. sshd
+# usually refuses client-sent variables (AcceptEnv), and a command-line `env K=V` shows them to
+# every user of the pool. `read` takes a pipe byte by byte, so the command's stdin starts just
+# after the empty line.
+ENV_WRAPPER = 'while IFS= read -r kv && [ -n "$kv" ]; do export "$kv"; done; exec "$@"'
 
-    sshd usually refuses client-sent environment (AcceptEnv), so variables travel in the
-    command itself. A leading `~/` stays expandable by the remote shell.
-    """
+
+def remote_command(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """A shell command line for the pool, every value shlex-quoted. With `env`, the command reads
+    its variables from stdin first: write `env_handshake(env)` before anything else. A leading
+    `~/` stays expandable by the remote shell."""
     words = [_quote(a) for a in argv]
     if env:
-        for k in env:
-            if not k.replace("_", "a").isalnum() or k[0].isdigit():
-                raise LlorchError(ErrorCode.CONFIG_INVALID, f"invalid environment variable name {k!r}",
-                                  "names may hold letters, digits and _ and must not start with a digit")
-        words = ["env", *(shlex.quote(f"{k}={v}") for k, v in env.items()), *words]
+        env_handshake(env)  # refuse a bad name or value before anything runs
+        words = ["sh", "-c", shlex.quote(ENV_WRAPPER), "sh", *words]
     return " ".join(words)
+
+
+def env_handshake(env: dict[str, str]) -> bytes:
+    """What `remote_command(argv, env)` expects on stdin before the command's own input."""
+    for k, v in env.items():
+        if not k or not k.replace("_", "a").isalnum() or not k.isascii() or k[0].isdigit():
+            raise LlorchError(ErrorCode.CONFIG_INVALID, f"invalid environment variable name {k!r}",
+                              "names may hold letters, digits and _ and must not start with a digit")
+        if "\n" in v or "\r" in v or "\0" in v:
+            raise LlorchError(ErrorCode.CONFIG_INVALID, f"the value of environment variable {k} holds a line "
+                              "break or NUL", "put a multi-line value in a file on the pool and pass its path")
+    return "".join(f"{k}={v}\n" for k, v in env.items()).encode() + b"\n" if env else b""
 
 
 # One-shot commands run under this POSIX sh wrapper: when the channel closes (we timed out, were
@@ -50,7 +66,8 @@ RUN_WRAPPER = (
 
 
 def one_shot_command(argv: list[str], env: dict[str, str] | None = None) -> str:
-    """remote_command for a command that must die with its channel (see RUN_WRAPPER). Its stdin is /dev/null."""
+    """remote_command for a command that must die with its channel (see RUN_WRAPPER). Its stdin
+    (after `env_handshake(env)`) gets nothing."""
     return remote_command(["sh", "-c", RUN_WRAPPER, "sh", *argv], env)
 
 

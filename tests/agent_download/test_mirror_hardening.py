@@ -103,7 +103,7 @@ def test_corrupt_catalog_while_serving_and_connection_limits(make_pool: Any, hf_
 
     state = make_pool(("llama",), pool_id="fragile")
     pool = Pool(state, "fragile", clean_env(hf_home))
-    m = MirrorProc(pool, "--idle-timeout", "2", "--max-connections", "3")
+    m = MirrorProc(pool, "--idle-timeout", "2", "--max-connections", "3", "--max-connections-per-client", "3")
     try:
         url = f"{m.url}/llorch/tiny-llama/resolve/main/config.json"
         good = httpx.get(url)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
+import uuid
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from sshd_env import SshdEnv
 
@@ -14,6 +17,7 @@ from llorch_tui.client import PoolClient
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport.ssh import SSHTransport, remote_command
+from llorch_tui.transport.ssh_channel import SSHAgentChannel
 
 
 def fingerprint(pub: Path) -> str:
@@ -27,8 +31,11 @@ async def test_values_crossing_ssh_are_quoted(pool_a: PoolConfig) -> None:
         r = await t.run(["printf", "%s|%s\n", nasty], env={"LLORCH_X": nasty})
         assert r.rc == 0, r.stderr
         assert r.stdout == f"{nasty}|\n"
-        r = await t.run(["sh", "-c", 'printf "%s" "$LLORCH_X"'], env={"LLORCH_X": nasty})
-        assert r.stdout == nasty
+        # the value reaches the command, and no process on the pool shows it in its argv meanwhile
+        every_argv = 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " < "$f"; echo; done 2>/dev/null'
+        r = await t.run(["sh", "-c", f'printf "%s\\n" "$LLORCH_X"; {every_argv}'], env={"LLORCH_X": nasty})
+        value, argvs = r.stdout.split("\n", 1)
+        assert value == nasty and "llorch" in argvs and nasty not in argvs
         assert not list(Path("/tmp").glob("llorch-pwned-*"))
     finally:
         await t.close()
@@ -37,12 +44,32 @@ async def test_values_crossing_ssh_are_quoted(pool_a: PoolConfig) -> None:
     assert e.value.code == ErrorCode.CONFIG_INVALID
 
 
+def _agents_holding(secret: str) -> list[psutil.Process]:
+    """Processes of this machine (the pools' sshd share its process table) with `secret` in their
+    environment; and no process may have it in its argv."""
+    found = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            assert secret not in " ".join(p.cmdline()), p.cmdline()
+            if p.environ().get("LLORCH_TEST_SECRET") == secret:
+                found.append(p)
+    return found
+
+
 async def test_agent_session_hello_ping_and_stream(pool_a: PoolConfig) -> None:
-    client = PoolClient(pool_a)
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    client = PoolClient(pool_a.model_copy(update={"env": {**pool_a.env, "LLORCH_TEST_SECRET": secret}}))
     try:
         hello = await client.start()
         assert hello.pool_id == "a"
         assert client.transport.state == "online"
+        # the pool's env reached the agent over its stdin, never through a command line: not in the
+        # one sshd runs (the remote shell's argv), not in any process's argv on the pool
+        channel = client._channel
+        assert isinstance(channel, SSHAgentChannel) and "llorch-pool" in channel.command
+        assert secret not in channel.command
+        agents = _agents_holding(secret)
+        assert any("serve" in p.cmdline() and "--stdio" in p.cmdline() for p in agents), agents
         pong = await client.call("agent.ping")
         assert pong["pool_id"] == "a"
         ticks: list[int] = []

@@ -15,7 +15,7 @@ from llorch_tui.cli.pools import resolve
 from llorch_tui.transport.jumps import with_jump_pools
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.transport.ssh_channel import remote_command
+from llorch_tui.transport.ssh_channel import env_handshake, one_shot_command, remote_command
 from llorch_tui.transport.ssh_config import parse_hops, plan_connection
 from llorch_tui.protocol.workers import WorkerRecord
 from llorch_tui.worker_client import WorkerClient
@@ -29,11 +29,18 @@ def test_parse_hops() -> None:
 
 def test_remote_command_quotes_every_word_and_keeps_home_expandable() -> None:
     cmd = remote_command(["~/venv/bin/llorch-pool", "--state-dir", "/data/my models", "x;y"], {"HF_HOME": "/a b"})
-    assert shlex.split(cmd)[:2] == ["env", "HF_HOME=/a b"]
+    assert "HF_HOME" not in cmd and "/a b" not in cmd  # the environment travels on stdin
     assert '"$HOME"/venv/bin/llorch-pool' in cmd
-    out = subprocess.run(["sh", "-c", remote_command(["printf", "%s|", "a b", "$(id)", "'"], {"V": "1"})],
-                         capture_output=True, text=True).stdout
-    assert out == "a b|$(id)|'|"
+    env = {"V": "x y $(id) 'q'", "W": ""}
+    script = 'printf "%s|" "$V" "${W-unset}" "$@"; cat'
+    out = subprocess.run(["sh", "-c", remote_command(["sh", "-c", script, "sh", "a b", "$(id)", "'"], env)],
+                         input=env_handshake(env) + b"the command's own input", capture_output=True).stdout
+    assert out == b"x y $(id) 'q'||a b|$(id)|'|the command's own input"
+    assert "x y" not in one_shot_command(["true"], env)
+    for bad in ({"V": "two\nlines"}, {"BAD;NAME": "x"}, {"": "x"}):
+        with pytest.raises(LlorchError) as e:
+            remote_command(["true"], bad)
+        assert e.value.code == ErrorCode.CONFIG_INVALID
 
 
 def test_known_hosts_none_in_ssh_config_does_not_disable_checks(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import shutil
 from pathlib import Path
 from typing import Any
@@ -160,17 +161,24 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
 
 
 async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path, synth_models: dict) -> None:
-    from netprobe import closed_by_server, connect, half_request, raw_get
+    from netprobe import closed_by_server, connect, half_request, raw_get, read_to_end
 
     token_file = tmp_path / "token"
     token_file.write_text("file-token\n")
-    w = WorkerProc(synth_models["llama"], "--idle-timeout", "2", "--max-connections", "3",
-                   "--token-file", str(token_file), worker_id="limits", env={"LLORCH_WORKER_BODY_TIMEOUT_S": "1"})
+    w = WorkerProc(synth_models["llama"], "--idle-timeout", "2", "--max-connections", "4",
+                   "--max-connections-per-client", "3", "--token-file", str(token_file), worker_id="limits",
+                   env={"LLORCH_WORKER_BODY_TIMEOUT_S": "1.5", "LLORCH_WORKER_BODY_TOTAL_S": "4"})
     try:
         w.wait_ready()
+        # one client (127.0.0.1) holds its share: its next connection is refused, another client's is not
         slow = [half_request(w.url) for _ in range(3)]
-        status, refused = raw_get(w.url, "/health")  # the fourth connection
-        assert status == 503 and b"too_many_connections" in refused and b"Retry-After: 1" in refused
+        status, refused = raw_get(w.url, "/health")
+        assert status == 429 and b"too_many_connections_from_client" in refused and b"Retry-After: 1" in refused
+        assert raw_get(w.url, "/health", source="127.0.0.2")[0] == 200
+        # the total cap still holds: with a fourth connection open, a third client gets 503
+        slow.append(half_request(w.url, source="127.0.0.2"))
+        status, refused = raw_get(w.url, "/health", source="127.0.0.3")
+        assert status == 503 and b'"too_many_connections"' in refused and b"Retry-After: 1" in refused
         # the half-sent requests are closed by the idle timeout, which frees their places
         assert all(closed_by_server(s) for s in slow)
         status, health = raw_get(w.url, "/health")
@@ -180,15 +188,33 @@ async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path
         assert status == 200
         assert raw_get(w.url, "/v1/models", "Authorization: Bearer other\r\n")[0] == 401
         assert "file-token" not in " ".join(w.cmd)
+
+        def upload(body: bytes, pieces: list[bytes], gap_s: float) -> bytes:
+            """POST /execute announcing `body`'s length, sending `pieces` with a pause before each."""
+            s = connect(w.url)
+            s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer file-token\r\n"
+                      b"Content-Type: application/json\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n" % len(body))
+            for piece in pieces:
+                # the pacing of a slow link is what is under test; stop once the server has answered
+                if select.select([s], [], [], gap_s)[0]:
+                    break
+                s.sendall(piece)
+            try:
+                return read_to_end(s)
+            finally:
+                s.close()
+
+        # a slow upload that keeps progressing (3 s in all, twice the 1.5 s allowed without progress) is served
+        body = json.dumps({"prompt": "Hello", "max_tokens": 2, "pad": " " * 200}).encode()
+        answer = await asyncio.to_thread(upload, body, [body[i:i + 18] for i in range(0, len(body), 18)], 0.25)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
         # a body that stops arriving is a 408, not a handler waiting for ever
-        s = connect(w.url)
-        s.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer file-token\r\n"
-                  b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\": ")
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-        s.close()
-        assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer, answer[:300]
+        answer = await asyncio.to_thread(upload, b"x" * 100, [b'{"prompt": '], 0)
+        assert answer.startswith(b"HTTP/1.1 408") and b"stopped arriving" in answer, answer[:300]
+        # a trickle that never ends is cut at the total ceiling (4 s) although it never pauses long
+        answer = await asyncio.to_thread(upload, b"x" * 10_000, [b" "] * 40, 0.25)
+        assert answer.startswith(b"HTTP/1.1 408") and b"in all" in answer, answer[:300]
     finally:
         w.close()
 

@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="close a connection that has not sent a request's headers within this many seconds")
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
                    help="open connections at most; beyond, a connection gets 503 and is closed")
+    p.add_argument("--max-connections-per-client", type=int, metavar="N",
+                   help="open connections one client address may hold (default: half of --max-connections); "
+                        "beyond, a connection gets 429 and is closed")
     args = p.parse_args(argv)
     if args.token is not None:
         p.error("--token on the command line is visible to every user of this machine (ps, /proc); "
@@ -63,8 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--token-file {args.token_file} is empty")
     if not 0 <= args.port <= 65535:
         p.error(f"--port {args.port} is out of range 0..65535")
-    if args.max_batch < 1 or args.queue_limit < 1 or args.max_connections < 1:
-        p.error("--max-batch, --queue-limit and --max-connections must be at least 1")
+    if args.max_batch < 1 or args.queue_limit < 1 or args.max_connections < 1 or (
+            args.max_connections_per_client is not None and args.max_connections_per_client < 1):
+        p.error("--max-batch, --queue-limit, --max-connections and --max-connections-per-client must be at least 1")
     if not args.idle_timeout > 0:
         p.error("--idle-timeout must be more than 0 seconds")
     from .faults import logit_noise_from_env
@@ -190,7 +194,7 @@ class WorkerProcess:
 
         app = make_app(self.state)
         # handler_cancellation: a client that disconnects cancels its handler -> its job is cancelled
-        limits = ConnectionLimits(self.args.idle_timeout, self.args.max_connections)
+        limits = ConnectionLimits(self.args.idle_timeout, self.args.max_connections, self.args.max_connections_per_client)
         self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5.0, access_log=None,
                                     **limits.runner_kwargs())
         await self.runner.setup()

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .api import LOGIT_BIAS_MAX
 from .errors import STATUS_FOR_GENERATION_ERROR, ApiError
+from .httpguard import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, BodyTimeout, read_body
 from .jobs import Event, Job
 from .sampling import SEED_MAX, SEED_MIN
 
@@ -49,18 +50,17 @@ def state_of(request: web.Request) -> WorkerState:
     return request.app[STATE_KEY]
 
 
-# a client gets this long to send its body once the headers are in
-BODY_TIMEOUT_S = float(os.environ.get("LLORCH_WORKER_BODY_TIMEOUT_S", "30"))
+# a body may pause this long between bytes, and take this long in all, once the headers are in
+BODY_TIMEOUT_S = float(os.environ.get("LLORCH_WORKER_BODY_TIMEOUT_S", str(DEFAULT_BODY_IDLE_S)))
+BODY_TOTAL_S = float(os.environ.get("LLORCH_WORKER_BODY_TOTAL_S", str(DEFAULT_BODY_TOTAL_S)))
 _PARSE_OFF_LOOP = 1 << 20  # bodies above 1 MiB are parsed in a thread: /health keeps answering
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     try:
-        async with asyncio.timeout(BODY_TIMEOUT_S):
-            raw = await request.read()
-    except TimeoutError:
-        raise ApiError(408, "request_timeout", f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
-                       hint="send the whole body at once") from None
+        raw = await read_body(request, BODY_TIMEOUT_S, BODY_TOTAL_S)
+    except BodyTimeout as e:
+        raise ApiError(408, "request_timeout", e.message, hint="send the whole body without pausing") from None
     try:
         body = await asyncio.to_thread(json.loads, raw) if len(raw) > _PARSE_OFF_LOOP else json.loads(raw)
     except ValueError as e:  # not JSON, not UTF-8, or a number of over 4300 digits

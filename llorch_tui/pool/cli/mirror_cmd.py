@@ -35,6 +35,9 @@ def _args(p: argparse.ArgumentParser) -> None:
                    help="close a connection that has not sent a request's headers within S seconds")
     p.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help="open connections at most; beyond, a connection gets 503 and is closed")
+    p.add_argument("--max-connections-per-client", type=int, metavar="N",
+                   help="open connections one client address may hold (default: half of --max-connections); "
+                        "beyond, a connection gets 429 and is closed")
     p.add_argument("--rate-limit", type=float, metavar="BYTES_PER_S",
                    help="cap each download's speed (keeps the LAN usable while pools copy models)")
 
@@ -56,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
         raise LlorchError(ErrorCode.BAD_REQUEST, "--token on the command line is visible to every user of this "
                           "machine (ps, /proc)", f"put the token in {MIRROR_TOKEN_ENV} or in a file passed with "
                           "--token-file")
-    if args.max_connections < 1 or not args.idle_timeout > 0:
-        raise LlorchError(ErrorCode.BAD_REQUEST, "--max-connections must be at least 1 and --idle-timeout above 0")
+    per_client = args.max_connections_per_client
+    if args.max_connections < 1 or (per_client is not None and per_client < 1) or not args.idle_timeout > 0:
+        raise LlorchError(ErrorCode.BAD_REQUEST, "--max-connections and --max-connections-per-client must be at "
+                          "least 1 and --idle-timeout above 0")
     token = read_token_file(args.token_file) if args.token_file else mirror_token()
     options = MirrorOptions(gated=set(args.gated), token=token, rate_limit_bps=args.rate_limit,
-                            limits=ConnectionLimits(args.idle_timeout, args.max_connections))
+                            limits=ConnectionLimits(args.idle_timeout, args.max_connections, per_client))
     err = Console(stderr=True)
     if not _is_loopback(args.host):
         err.print(f"[yellow]note:[/] serving on {args.host}: anyone who can reach it can download these models",
