@@ -16,6 +16,28 @@ from llorch_tui.tui.core.fmt import fmt_bytes
 STYLE = {"pending": "dim", "running": "bold yellow", "pass": "bold green", "fail": "bold red", "skipped": "dim"}
 # A worker that runs but answers unlike its reference (parity_drift, wrong_answer): apart from broken cells.
 DRIFT_STYLE = "bold magenta"
+# A cell says its reason in a word or two, so a grid of many pools fits the screen; the full code, reason
+# and hint are in the cell's detail (below the grid, and `i`).
+SHORT_REASON = {
+    "backend_absent": "absent", "backend_unsupported": "unsupported", "not_downloaded": "not local",
+    "not_in_catalog": "unknown", "will_not_fit": "won't fit", "pool_offline": "offline", "stopped": "stopped",
+    "download_failed": "download", "checkpoint_corrupt": "corrupt", "model_invalid": "invalid",
+    "tokenizer_missing": "tokenizer", "backend_unavailable": "no backend", "port_in_use": "port busy",
+    "oom": "oom", "load_error": "load", "timeout": "timeout", "crash": "crash", "empty_output": "empty",
+    "wrong_output": "bad output", "nondeterministic": "nondeterm.", "second_prompt_failed": "2nd prompt",
+    "unstable": "unstable", "connection_lost": "conn. lost", "cancelled": "cancelled", "internal": "internal",
+    "dtype_unsupported": "dtype", "parity_drift": "drift", "wrong_answer": "wrong answer",
+}
+
+
+def short_reason(code: str) -> str:
+    return SHORT_REASON.get(code, code)
+
+
+def column_label(column: str) -> Text:
+    """A column's two-line header, pool over device: as narrow as the longer of the two names."""
+    pool, _, device = column.partition("/")
+    return Text(f"{pool}\n{device}")  # names from pools: Text, never markup
 
 
 @dataclass
@@ -40,6 +62,7 @@ class MatrixGrid:
     # Backends usable on no online pool: their columns would be all "skip backend_absent", so they are
     # left out of the grid (and said so once, in the status line). Their cells still count.
     hidden_backends: list[str] = field(default_factory=list)
+    hidden_columns: list[str] = field(default_factory=list)  # pool/backend of an online pool without it
 
     def apply(self, ev: Any) -> list[str]:
         """Apply one engine event; returns the ids of the cells whose look changed."""
@@ -49,9 +72,14 @@ class MatrixGrid:
             online = [p for p in pools if p.online]
             usable = {b for p in online for b in p.backends}
             self.hidden_backends = sorted({k.backend for k in ev.cells} - usable) if online else []
+            # An online pool's column of a backend it lacks would be all "absent" too: hidden, and named once.
+            lacks = {p.name: set(p.backends) for p in online}
+            self.hidden_columns = sorted({k.column for k in ev.cells if k.backend not in self.hidden_backends
+                                          and k.pool in lacks and k.backend not in lacks[k.pool]})
             # Online pools' columns first (in the order the pools are configured), offline ones last.
             rank = {p.name: (not p.online, i) for i, p in enumerate(pools)}
-            shown = {k.column: k.pool for k in ev.cells if k.backend not in self.hidden_backends}
+            shown = {k.column: k.pool for k in ev.cells
+                     if k.backend not in self.hidden_backends and k.column not in self.hidden_columns}
             self.columns = sorted(shown, key=lambda c: (rank.get(shown[c], (True, len(rank))), c))
             self.models = sorted({k.model for k in ev.cells})
             self.cells = {k.id: CellState(k) for k in ev.cells}
@@ -85,19 +113,19 @@ class MatrixGrid:
         if c is None:
             return Text("")
         if c.status == "pending":
-            return Text("· pending", style=STYLE["pending"])
+            return Text("·", style=STYLE["pending"])
         if c.status == "running":
             pct = f" {c.fraction:.0%}" if c.fraction is not None else ""
             return Text(f"▶ {c.stage}{pct}", style=STYLE["running"])
         r = c.result
         if c.status == "pass":
             tps = r.measurements.tokens_per_second if r else None
-            return Text("✓ pass" + (f" {tps:.0f} t/s" if tps else ""), style=STYLE["pass"])
+            return Text("✓" + (f" {tps:.0f} t/s" if tps else " pass"), style=STYLE["pass"])
         reason = (r.reason_code or "") if r else ""
         if reason in DRIFT_CODES:
-            return Text(f"≈ drift {reason}", style=DRIFT_STYLE)
-        mark = "✗ fail" if c.status == "fail" else "– skip"
-        return Text(f"{mark} {reason}".strip(), style=STYLE[c.status])
+            return Text(f"≈ {short_reason(reason)}", style=DRIFT_STYLE)
+        mark = "✗" if c.status == "fail" else "–"
+        return Text(f"{mark} {short_reason(reason)}".strip(), style=STYLE[c.status])
 
     def detail(self, cell_id: str) -> str:
         """Markdown of one cell: verdict, reason, hint, measurements, log tail."""

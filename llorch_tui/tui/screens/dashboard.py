@@ -25,6 +25,7 @@ from llorch_tui.tui.widgets.live_table import LiveTable
 from llorch_tui.tui.widgets.log_pane import LogPane
 
 if TYPE_CHECKING:
+    from llorch_tui.protocol.catalog import ModelEntry
     from llorch_tui.tui.app import LlorchApp
 
 POOL_COLS = ("pool", "state", "backends", "workers")
@@ -204,13 +205,19 @@ class DashboardScreen(ModeScreen):
         pool, _, model = key.partition("/")
         self.post_message(DownloadRequested(pool, model))
 
-    def action_spawn(self) -> None:
+    def highlighted_model(self) -> tuple[str, ModelEntry] | None:
+        """(pool, catalog entry) of the Catalog pane's highlighted row; None (said so) without one."""
         key = self.selected_model_key()
         entry = self.lapp.model.model_entry(key) if key else None
         if key is None or entry is None:
             self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
+            return None
+        return key.partition("/")[0], entry
+
+    def action_spawn(self) -> None:
+        if (picked := self.highlighted_model()) is None:
             return
-        pool = key.partition("/")[0]
+        pool, entry = picked
         from llorch_tui.tui.screens.modals import SpawnModal
 
         snap = self.lapp.model.pools[pool].snapshot
@@ -230,12 +237,9 @@ class DashboardScreen(ModeScreen):
         self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
 
     def action_copy_model(self) -> None:
-        key = self.selected_model_key()
-        entry = self.lapp.model.model_entry(key) if key else None
-        if key is None or entry is None:
-            self.lapp.warn("no model highlighted", "move to a row of the Catalog pane first")
+        if (picked := self.highlighted_model()) is None:
             return
-        pool = key.partition("/")[0]
+        pool, entry = picked
         if not entry.downloaded:
             self.lapp.warn(f"{entry.id} is not downloaded on {pool}: nothing to copy", "download it first (d)")
             return

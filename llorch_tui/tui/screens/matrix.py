@@ -18,7 +18,7 @@ from llorch_tui.tui.guard import guard_handlers
 from llorch_tui.tui.messages import MatrixRequested
 from llorch_tui.tui.action_registry import bindings
 from llorch_tui.tui.core.clock import frozen
-from llorch_tui.tui.core.matrix_grid import DRIFT_STYLE, MatrixGrid
+from llorch_tui.tui.core.matrix_grid import DRIFT_STYLE, MatrixGrid, column_label
 
 if TYPE_CHECKING:
     from llorch_tui.tui.app import LlorchApp
@@ -28,10 +28,17 @@ IDLE_READONLY = "No run yet. Read-only: matrix runs are disabled (start llorch-t
 
 
 class MatrixTable(DataTable[Text]):
-    HELP = ("**Matrix**: one row per model, one column per pool/backend (and dtype, with --dtypes). Cells go "
-            "pending (·) → running (▶ stage) → pass (✓, tokens/s) / fail (✗ reason) / drifted (≈, magenta: runs "
-            "but answers unlike its reference) / skipped (–). Move onto a cell to see its detail below (parity "
-            "figures, environment); `i` opens it full-screen.")
+    """The grid: pool over backend in a two-line header, the model column fixed while the rest scrolls
+    sideways (a grid wider than the terminal keeps its row names and the cursor in view)."""
+
+    HELP = ("**Matrix**: one row per model, one column per pool/backend (and dtype, with --dtypes): the header "
+            "names the pool over the backend. Cells go pending (·) → running (▶ stage) → pass (✓, tokens/s) / "
+            "fail (✗ reason) / drifted (≈, magenta: runs but answers unlike its reference) / skipped (–). Move "
+            "onto a cell to see its detail below (full reason, hint, parity figures, environment); `i` opens it "
+            "full-screen. A grid wider than the screen scrolls sideways with the cursor; the model column stays.")
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="cell", header_height=2, fixed_columns=1)
 
 
 @guard_handlers
@@ -67,7 +74,7 @@ class MatrixScreen(ModeScreen):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Static(Text(IDLE_READONLY if self.lapp.readonly else IDLE), id="matrix-status")
-        yield MatrixTable(id="matrix", cursor_type="cell")
+        yield MatrixTable(id="matrix")
         yield Markdown("", id="cell-detail")
         yield Footer()
 
@@ -88,7 +95,7 @@ class MatrixScreen(ModeScreen):
             table.clear(columns=True)  # once per run: the grid's shape is new
             table.add_column("model", key="model")
             for col in self.grid.columns:
-                table.add_column(Text(col), key=col)  # a label string would be parsed as markup
+                table.add_column(column_label(col), key=col)
             for model in self.grid.models:
                 table.add_row(Text(model, style="bold"), *[self.grid.cell_text(f"{c}/{model}") for c in self.grid.columns],
                               key=model)
@@ -127,6 +134,9 @@ class MatrixScreen(ModeScreen):
         if g.hidden_backends:
             t.append(f"\n{', '.join(g.hidden_backends)}: usable on no online pool, columns hidden "
                      "(their cells count as skipped)", style="dim")
+        if g.hidden_columns:
+            t.append(f"\n{', '.join(g.hidden_columns)}: the pool lacks the backend, hidden (counted as skipped)",
+                     style="dim")
         if g.reports:
             t.append("\nreports: " + "  ".join(g.reports.values()), style="dim")
         self.query_one("#matrix-status", Static).update(t)

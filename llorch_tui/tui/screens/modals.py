@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -15,6 +15,31 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
 from llorch_tui.protocol.params import SYNTH_ARCHITECTURES
 from llorch_tui.tui.guard import guard_handlers
 
+T = TypeVar("T")
+
+
+@guard_handlers
+class FormModal(ModalScreen[T | None], Generic[T]):
+    """A dialog of fields over an OK/Cancel row: Esc or q cancels, focus starts on `FIRST_FOCUS`."""
+
+    # q closes the modal, not the app; typed into a text input it stays a letter (the input takes it first).
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
+    FIRST_FOCUS: ClassVar[str] = "#ok"
+
+    def __init__(self) -> None:
+        super().__init__(classes="modal")
+
+    @staticmethod
+    def buttons(ok: str) -> ComposeResult:
+        with Horizontal(classes="buttons"):
+            yield Button(ok, variant="success", id="ok")
+            yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(self.FIRST_FOCUS).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 @guard_handlers
@@ -47,15 +72,13 @@ class ConfirmModal(ModalScreen[bool]):
 
 
 @guard_handlers
-class SpawnModal(ModalScreen[dict[str, Any] | None]):
+class SpawnModal(FormModal[dict[str, Any]]):
     """Choose the backend (and the GPU for cuda) of a new worker."""
 
-    # q closes the modal, not the app; typed into a text input it stays a letter (the input takes it first).
-    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
     HELP = "Pick the backend and, for cuda, the GPU. Enter on Spawn starts the worker; Esc cancels."
 
     def __init__(self, pool: str, model: str, backends: list[str], gpus: list[tuple[int, str]]) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.pool, self.model, self.backends, self.gpus = pool, model, backends, gpus
 
     def compose(self) -> ComposeResult:
@@ -68,15 +91,7 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
             yield Label("gpu")
             options = [("auto / none", -1)] + [(f"{i}: {name}", i) for i, name in self.gpus]
             yield Select(options, value=-1, allow_blank=False, id="gpu")
-            with Horizontal(classes="buttons"):
-                yield Button("Spawn", variant="success", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            yield from self.buttons("Spawn")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -92,14 +107,13 @@ class SpawnModal(ModalScreen[dict[str, Any] | None]):
 
 
 @guard_handlers
-class CopyModal(ModalScreen[str | None]):
+class CopyModal(FormModal[str]):
     """Pick the pool to copy a model to (online pools other than its own)."""
 
-    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
     HELP = "Pick the target pool. The files stream through this machine, verified by sha256; Esc cancels."
 
     def __init__(self, pool: str, model: str, targets: list[str]) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.pool, self.model, self.targets = pool, model, targets
 
     def compose(self) -> ComposeResult:
@@ -107,15 +121,7 @@ class CopyModal(ModalScreen[str | None]):
             yield Label(Text.assemble("Copy ", (self.model, "bold"), " from ", (self.pool, "bold"), " to"),
                         classes="question")
             yield Select([(t, t) for t in self.targets], value=self.targets[0], allow_blank=False, id="target")
-            with Horizontal(classes="buttons"):
-                yield Button("Copy", variant="success", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            yield from self.buttons("Copy")
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
@@ -124,17 +130,16 @@ class CopyModal(ModalScreen[str | None]):
 
 
 @guard_handlers
-class ModelModal(ModalScreen[dict[str, Any] | None]):
+class ModelModal(FormModal[dict[str, Any]]):
     """Register a model (a seed preset needs only its id) or synthesize a tiny random-weight one."""
 
-    # q closes the modal, not the app; typed into a text input it stays a letter (the input takes it first).
-    BINDINGS = [Binding("escape,q", "cancel", "Cancel")]
+    FIRST_FOCUS = "#model-id"  # typing goes into the id at once
     HELP = ("**Register** adds a catalog entry (a configured preset needs only its id; others need a Hub repo "
             "and architecture); download it afterwards with `d`. **Synthesize** writes a tiny random-weight "
             "checkpoint of a real architecture, ready to spawn at once.")
 
     def __init__(self, pools: list[str], pool: str, presets: list[str]) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.pools, self.pool, self.presets = pools, pool, presets
 
     def compose(self) -> ComposeResult:
@@ -151,15 +156,7 @@ class ModelModal(ModalScreen[dict[str, Any] | None]):
             yield Select([(a, a) for a in SYNTH_ARCHITECTURES], value="llama", allow_blank=False, id="arch")
             yield Label("Hub repo (register only, optional for presets)")
             yield Input(placeholder="org/name", id="repo")
-            with Horizontal(classes="buttons"):
-                yield Button("Add", variant="success", id="ok")
-                yield Button("Cancel", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#model-id", Input).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+            yield from self.buttons("Add")
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
