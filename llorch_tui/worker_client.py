@@ -1,5 +1,5 @@
 """WorkerClient: the one HTTP client of an inference worker, used by `llorch jobs`, the matrix probes and
-the agent's health checks. Requests and answers are the worker's own models (`llorch_worker.api`,
+benchmark, the parity recorder and certificate, and the agent's health checks. Requests and answers are the worker's own models (`llorch_worker.api`,
 pydantic only: importing it pulls no torch), so a renamed field fails mypy instead of a consumer.
 
     async with aiohttp.ClientSession() as session:
@@ -15,16 +15,28 @@ aiohttp/asyncio errors: each caller decides what a lost worker means for it.
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, TypeVar
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Generic, TypeVar
 
 import aiohttp
-from llorch_worker.api import (CancelRequest, CancelResult, ErrorBody, ExecuteRequest, ExecuteResult, Health,
-                               StreamEvent, WorkerInfo)
+from llorch_worker.api import (CancelRequest, CancelResult, ChatCompletion, ChatRequest, Completion,
+                               CompletionRequest, DetokenizeRequest, Detokenized, ErrorBody, ExecuteRequest,
+                               ExecuteResult, Health, StreamEvent, Tokenized, TokenizeRequest, WorkerInfo)
 from pydantic import BaseModel, ValidationError
 
 from llorch_tui.errors import ErrorCode, LlorchError
 
 A = TypeVar("A", bound=BaseModel)
+MISMATCH_HINT = "install the same llorch-worker version on the pool as llorch here"
+
+
+@dataclass(frozen=True)
+class Timed(Generic[A]):
+    """A streamed event and when its line arrived (`time.perf_counter()`), for TTFT/ITL measured by the client."""
+
+    at: float
+    event: A
 
 
 class WorkerHTTPError(LlorchError):
@@ -69,7 +81,7 @@ class WorkerClient:
             return await resp.json(content_type=None)
         except ValueError:
             raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"{what}: the worker's answer is not JSON",
-                              "install the same llorch-worker version on the pool as llorch here") from None
+                              MISMATCH_HINT) from None
 
     async def _get(self, path: str, model: type[A]) -> A:
         async with self.session.get(f"{self.base}{path}", headers=self.headers, **self._timeout) as resp:
@@ -98,24 +110,64 @@ class WorkerClient:
         """One generation, answered when it is done."""
         return await self._post("/execute", req.model_copy(update={"stream": False}), ExecuteResult)
 
-    async def execute_stream(self, req: ExecuteRequest) -> AsyncIterator[StreamEvent]:
-        """A streamed generation: token events, then one done (read it with `ExecuteResult.model_validate`)
-        or error event. Leaving the iteration early closes the connection, which cancels the job."""
-        payload = req.model_copy(update={"stream": True}).model_dump(mode="json", exclude_none=True)
-        async with self.session.post(f"{self.base}/execute", json=payload, headers=self.headers,
+    async def _sse(self, path: str, body: BaseModel) -> AsyncIterator[tuple[float, Any]]:
+        """The JSON documents of a server-sent event stream, each with its arrival time; stops at [DONE].
+        Leaving the iteration early closes the connection, which cancels the job."""
+        payload = body.model_dump(mode="json", exclude_none=True)
+        async with self.session.post(f"{self.base}{path}", json=payload, headers=self.headers,
                                      **self._timeout) as resp:
             if resp.status != 200:
-                raise await self._error(resp, "POST /execute")
+                raise await self._error(resp, f"POST {path}")
             async for raw in resp.content:
+                at = time.perf_counter()
                 line = raw.decode(errors="replace").rstrip("\r\n")
                 if not line.startswith("data:"):
                     continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
                 try:
-                    doc = json.loads(line[5:].strip())
+                    doc = json.loads(data)
                 except ValueError:
                     raise LlorchError(ErrorCode.PROTOCOL_MISMATCH, f"the worker sent a malformed event: {line[:120]!r}",
-                                      "install the same llorch-worker version on the pool as llorch here") from None
-                yield _parse(StreamEvent, doc, "an /execute event")
+                                      MISMATCH_HINT) from None
+                yield at, doc
+
+    async def execute_stream(self, req: ExecuteRequest) -> AsyncIterator[StreamEvent]:
+        """A streamed generation: token events, then one done (read it with `ExecuteResult.model_validate`)
+        or error event. Leaving the iteration early closes the connection, which cancels the job."""
+        async for timed in self.execute_stream_timed(req):
+            yield timed.event
+
+    async def execute_stream_timed(self, req: ExecuteRequest) -> AsyncIterator[Timed[StreamEvent]]:
+        """`execute_stream` with each event's arrival time (per-token timestamps for TTFT and ITL)."""
+        async for at, doc in self._sse("/execute", req.model_copy(update={"stream": True})):
+            yield Timed(at, _parse(StreamEvent, doc, "an /execute event"))
+
+    async def completions(self, req: CompletionRequest) -> Completion:
+        """POST /v1/completions without streaming (log-probs and echo when the request asks)."""
+        return await self._post("/v1/completions", req.model_copy(update={"stream": False}), Completion)
+
+    async def completions_stream(self, req: CompletionRequest) -> AsyncIterator[Timed[Completion]]:
+        """A streamed /v1/completions: one chunk per piece of text, each with its arrival time; `usage` on the
+        last one when `stream_options.include_usage`. An error the worker streams raises WorkerHTTPError."""
+        async for at, doc in self._sse("/v1/completions", req.model_copy(update={"stream": True})):
+            if isinstance(doc, dict) and "error" in doc:
+                err = _parse(ErrorBody, doc, "a /v1/completions chunk").error
+                raise WorkerHTTPError(200, err.code, f"POST /v1/completions failed while streaming: {err.message}",
+                                      err.hint)
+            yield Timed(at, _parse(Completion, doc, "a /v1/completions chunk"))
+
+    async def chat(self, req: ChatRequest) -> ChatCompletion:
+        """POST /v1/chat/completions without streaming."""
+        return await self._post("/v1/chat/completions", req.model_copy(update={"stream": False}), ChatCompletion)
+
+    async def tokenize(self, req: TokenizeRequest) -> Tokenized:
+        """POST /tokenize: the ids of a text, or of a conversation as the chat template renders it."""
+        return await self._post("/tokenize", req, Tokenized)
+
+    async def detokenize(self, req: DetokenizeRequest) -> Detokenized:
+        return await self._post("/detokenize", req, Detokenized)
 
     async def cancel(self, job_id: str) -> CancelResult:
         """POST /cancel; a job the worker no longer knows is WorkerHTTPError 404 (unknown_job)."""

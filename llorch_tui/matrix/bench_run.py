@@ -13,12 +13,14 @@ Prompts are token ids sent to `/v1/completions`, so the lengths are exact whatev
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, Callable
 
+from llorch_worker.api import CompletionRequest, StreamOptions
+
 from llorch_tui.bench_metrics import RequestTiming, level_summary, mean_sd, pp_tps
-from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP
+from llorch_tui.errors import LlorchError
+from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, probe_failure
 from llorch_tui.protocol.matrix import ReasonCode
 
 
@@ -36,53 +38,34 @@ def prompt_ids(n: int, vocab_size: int, salt: int = 0) -> list[int]:
 
 async def decode_rate(http: WorkerHTTP, tg: int, seed: int) -> float:
     """tg tok/s of one request for exactly `tg` tokens, as the worker clocks its decode loop."""
-    payload = {"prompt": TG_PROMPT, "max_tokens": tg, "seed": seed, "ignore_eos": True}
-    async with http.session.post(f"{http.base}/execute", json=payload, timeout=http.timeout) as resp:
-        body = await resp.json(content_type=None)
-        if resp.status != 200 or int(body.get("tokens_generated") or 0) != tg:
-            raise ProbeFailure(ReasonCode.WRONG_OUTPUT, f"/execute for {tg} tokens answered HTTP {resp.status}: "
-                                                        f"{str(body)[:300]}")
-    return float(body.get("tokens_per_second") or 0.0)
+    gen = await http.execute(TG_PROMPT, tg, seed, ignore_eos=True)
+    if gen.tokens_generated != tg:
+        raise ProbeFailure(ReasonCode.WRONG_OUTPUT, f"/execute for {tg} tokens generated {gen.tokens_generated}")
+    return gen.tokens_per_second or 0.0
 
 
 async def stream_completion(http: WorkerHTTP, ids: list[int], max_tokens: int, seed: int,
                             stream: bool = True) -> RequestTiming:
-    """One /v1/completions request, timed by the client (streamed: chunk by chunk)."""
-    payload: dict[str, Any] = {"prompt": ids, "max_tokens": max_tokens, "temperature": 0, "seed": seed,
-                               "ignore_eos": True, "stream": stream}
-    if stream:
-        payload["stream_options"] = {"include_usage": True}
+    """One /v1/completions request, timed by the client (streamed: chunk by chunk, as each arrives)."""
+    req = CompletionRequest(prompt=ids, max_tokens=max_tokens, temperature=0, seed=seed, ignore_eos=True,
+                            stream_options=StreamOptions(include_usage=True) if stream else None)
     timing = RequestTiming(sent=time.perf_counter(), prompt_tokens=len(ids))
-    async with http.session.post(f"{http.base}/v1/completions", json=payload, timeout=http.timeout) as resp:
-        if resp.status != 200:
-            text = (await resp.text())[:300]
-            code = ReasonCode.OOM if resp.status == 507 else ReasonCode.WRONG_OUTPUT
-            raise ProbeFailure(code, f"/v1/completions answered HTTP {resp.status}: {text}")
+    try:
         if not stream:
-            body = await resp.json(content_type=None)
+            answer = await http.worker.completions(req)
             timing.done = time.perf_counter()
-            usage = body.get("usage") or {}
-            timing.tokens = int(usage.get("completion_tokens") or 0)
-            timing.prompt_tokens = int(usage.get("prompt_tokens") or timing.prompt_tokens)
+            if answer.usage is not None:
+                timing.tokens = answer.usage.completion_tokens
+                timing.prompt_tokens = answer.usage.prompt_tokens or timing.prompt_tokens
             return timing
-        async for raw in resp.content:
-            line = raw.strip()
-            if not line.startswith(b"data:"):
-                continue
-            now = time.perf_counter()
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                break
-            doc = json.loads(data)
-            if "error" in doc:
-                raise ProbeFailure(ReasonCode.WRONG_OUTPUT, f"streamed error: {doc['error']}")
-            usage = doc.get("usage")
-            if isinstance(usage, dict):
-                timing.tokens = int(usage.get("completion_tokens") or 0)
-                timing.prompt_tokens = int(usage.get("prompt_tokens") or timing.prompt_tokens)
-            for choice in doc.get("choices") or []:
-                if choice.get("text"):
-                    timing.chunks.append(now)
+        async for chunk in http.worker.completions_stream(req):
+            if chunk.event.usage is not None:
+                timing.tokens = chunk.event.usage.completion_tokens
+                timing.prompt_tokens = chunk.event.usage.prompt_tokens or timing.prompt_tokens
+            if any(c.text for c in chunk.event.choices):
+                timing.chunks.append(chunk.at)
+    except LlorchError as err:
+        raise probe_failure(err, "/v1/completions") from None
     timing.done = time.perf_counter()
     if not timing.tokens:
         timing.tokens = len(timing.chunks)

@@ -14,13 +14,14 @@ import aiohttp
 
 from llorch_tui.client import PoolClient
 from llorch_tui.errors import ErrorCode, LlorchError
+from llorch_tui.parity.calls import tokenize_chat
 from llorch_tui.parity.compare import certify
 from llorch_tui.parity.record import record_fingerprint
 from llorch_tui.parity.suite import golden_suite
-from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
 from llorch_tui.protocol.matrix import CellKey, ReasonCode, Stage
-from llorch_tui.protocol.params import IdParams, SetFingerprintParams
+from llorch_tui.protocol.params import FingerprintParams, IdParams, SetFingerprintParams
 from llorch_tui.protocol.parity import Fingerprint, ModelReference, ParityResult
+from llorch_tui.worker_client import WorkerClient, WorkerHTTPError
 
 ProgressFn = Callable[[Stage, "float | None", str], None]
 HASH_TIMEOUT_S = 900.0       # hashing a big model's weights on a slow disk
@@ -37,9 +38,14 @@ async def _reference(client: PoolClient, model: str) -> ModelReference:
     return await client.api.models.reference(IdParams(id=model), timeout=HASH_TIMEOUT_S)
 
 
-async def _record_here(client: PoolClient, http: ParityHTTP, ref: ModelReference) -> tuple[Fingerprint, bool]:
+def _unavailable(exc: LlorchError) -> bool:
+    """The worker refused a parity request, or answered something else than the worker API (an older worker)."""
+    return isinstance(exc, WorkerHTTPError) or exc.code == ErrorCode.PROTOCOL_MISMATCH
+
+
+async def _record_here(client: PoolClient, worker: WorkerClient, ref: ModelReference) -> tuple[Fingerprint, bool]:
     """Record from this (cpu float32) worker and store it; (the stored reference, whether it is ours)."""
-    fp = await record_fingerprint(http, weights_sha256=ref.weights_sha256, pool_id=client.pool.name)
+    fp = await record_fingerprint(worker, weights_sha256=ref.weights_sha256, pool_id=client.pool.name)
     try:
         await client.api.models.set_fingerprint(SetFingerprintParams(id=ref.model, fingerprint=fp),
                                                 timeout=HASH_TIMEOUT_S)
@@ -54,18 +60,20 @@ async def _record_here(client: PoolClient, http: ParityHTTP, ref: ModelReference
 
 async def certify_cell(client: PoolClient, key: CellKey, session: aiohttp.ClientSession, url: str,
                        options: Any, progress: ProgressFn) -> ParityResult:
-    http = ParityHTTP(session, url, options.request_timeout_s)
+    worker = WorkerClient(session, url, timeout=options.request_timeout_s)
     try:
-        return await _certify(client, key, http, options, progress)
-    except WorkerAnswerError as exc:
-        raise ParityUnavailable(f"parity check: {exc}") from exc
+        return await _certify(client, key, worker, options, progress)
+    except LlorchError as exc:
+        if not _unavailable(exc):
+            raise
+        raise ParityUnavailable(f"parity check: {exc.message}") from exc
 
 
-async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: Any,
+async def _certify(client: PoolClient, key: CellKey, worker: WorkerClient, options: Any,
                    progress: ProgressFn) -> ParityResult:
     ref = await _reference(client, key.model)
-    health = await http.health()
-    backend, dtype = str(health.get("backend") or key.backend), str(health.get("dtype") or "")
+    health = await worker.health()
+    backend, dtype = health.backend or key.backend, health.dtype or ""
     note = ""
     fp = ref.fingerprint
     if fp is None:
@@ -73,17 +81,18 @@ async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: 
             if backend == "cpu" and dtype == "float32":
                 progress("parity", None, f"no reference fingerprint for {key.model} yet: recording it from this "
                                           "cpu float32 worker")
-                fp, ours = await _record_here(client, http, ref)
+                fp, ours = await _record_here(client, worker, ref)
                 note = "reference recorded by this cell; " if ours else ""
             else:
                 progress("parity", None, f"no reference fingerprint for {key.model} yet: recording one on cpu "
                                           "float32 (llorch-pool models fingerprint)")
-                rep = await client.call("models.fingerprint", {"id": key.model, "timeout_s": options.load_timeout_s},
-                                        timeout=options.load_timeout_s + RECORD_SLACK_S)
-                fp = Fingerprint.model_validate(rep["fingerprint"])
-                note = "reference recorded on cpu float32 for this run; " if rep.get("recorded") else ""
+                rep = await client.api.models.fingerprint(
+                    FingerprintParams(id=key.model, timeout_s=options.load_timeout_s),
+                    timeout=options.load_timeout_s + RECORD_SLACK_S)
+                fp = rep.fingerprint
+                note = "reference recorded on cpu float32 for this run; " if rep.recorded else ""
         except LlorchError as exc:
-            if exc.code == ErrorCode.CONNECTION_LOST:
+            if exc.code == ErrorCode.CONNECTION_LOST or _unavailable(exc):
                 raise
             return ParityResult(verdict="no_reference", dtype=dtype or "float32", weights_sha256=ref.weights_sha256,
                                 reason=f"no reference fingerprint, and recording one failed: {exc.message}")
@@ -94,12 +103,12 @@ async def _certify(client: PoolClient, key: CellKey, http: ParityHTTP, options: 
     golden_skip = None
     # The catalog's source says so for checkpoints made here; the worker's /health also knows the
     # marker in config.json, which travels with a synthetic checkpoint downloaded or copied elsewhere.
-    if ref.source == "synthetic" or (await http.health()).get("synthetic"):
+    if ref.source == "synthetic" or (await worker.health()).synthetic:
         golden_skip = SYNTHETIC_SKIP
-    elif not (await http.tokenize_chat([{"role": "user", "content": golden_suite().prompts[0].question}]))[2]:
+    elif not (await tokenize_chat(worker, [{"role": "user", "content": golden_suite().prompts[0].question}])).chat_template:
         golden_skip = NO_TEMPLATE_SKIP
     progress("parity", None, f"comparing with the reference ({fp.prompt_set_version})")
-    result = await certify(http, fp, weights_sha256=ref.weights_sha256, golden_skip=golden_skip)
+    result = await certify(worker, fp, weights_sha256=ref.weights_sha256, golden_skip=golden_skip)
     if note:
         result.reason = note + (result.reason or "")
     return result

@@ -39,9 +39,6 @@ class WorkerHTTP:
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str, request_timeout_s: float) -> None:
         self.worker = WorkerClient(session, base_url, timeout=request_timeout_s)
-        # For the routes WorkerClient does not model yet (the streamed /v1/completions of the benchmark).
-        self.session, self.base = session, base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self.peak_rss: int | None = None
         self.device_peak: int | None = None
         self.last_rss: int | None = None
@@ -56,17 +53,15 @@ class WorkerHTTP:
             self.device_peak = max(self.device_peak or 0, dpeak)
         return health
 
-    async def execute(self, prompt: str, max_tokens: int, seed: int | None, job_id: str | None = None) -> Generation:
+    async def execute(self, prompt: str, max_tokens: int, seed: int | None, job_id: str | None = None,
+                      ignore_eos: bool | None = None) -> Generation:
         """One non-streamed generation. HTTP errors become ProbeFailure with the worker's error code."""
-        req = ExecuteRequest(job_id=job_id or uuid.uuid4().hex, prompt=prompt, max_tokens=max_tokens, seed=seed)
+        req = ExecuteRequest(job_id=job_id or uuid.uuid4().hex, prompt=prompt, max_tokens=max_tokens, seed=seed,
+                             ignore_eos=ignore_eos)
         try:
             return await self.worker.execute(req)
-        except WorkerHTTPError as err:
-            code = ReasonCode.OOM if err.worker_code == "oom" or err.status == 507 else ReasonCode.WRONG_OUTPUT
-            raise ProbeFailure(code, f"/execute answered HTTP {err.status} {err.worker_code}: "
-                                     f"{err.message.partition(': ')[2]}".strip(), err.hint) from None
-        except LlorchError as err:  # an answer that is not the worker's document
-            raise ProbeFailure(ReasonCode.WRONG_OUTPUT, err.message, err.hint) from None
+        except LlorchError as err:
+            raise probe_failure(err, "/execute") from None
 
     async def cancel(self, job_id: str) -> int:
         """The HTTP status of POST /cancel: 200 cancelled, 404 not (or no longer) running."""
@@ -75,6 +70,16 @@ class WorkerHTTP:
         except WorkerHTTPError as err:
             return err.status
         return 200
+
+
+def probe_failure(err: LlorchError, route: str) -> ProbeFailure:
+    """A WorkerClient error as a cell's failure: the worker's own code (oom is OOM), or an answer that does not
+    fit the worker API (wrong output)."""
+    if isinstance(err, WorkerHTTPError):
+        code = ReasonCode.OOM if err.worker_code == "oom" or err.status == 507 else ReasonCode.WRONG_OUTPUT
+        return ProbeFailure(code, f"{route} answered HTTP {err.status} {err.worker_code}: "
+                                  f"{err.message.partition(': ')[2]}".strip(), err.hint)
+    return ProbeFailure(ReasonCode.WRONG_OUTPUT, err.message, err.hint)
 
 
 def check_generation(gen: Generation, max_tokens: int, what: str) -> None:

@@ -14,12 +14,13 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from llorch_tui.parity import calls
 from llorch_tui.parity.record import environment_of, perplexity, steps_of, suite_prompt_ids
 from llorch_tui.parity.suite import GoldenPrompt, golden_suite, prompt_suite
 from llorch_tui.parity.tolerances import Tolerances, for_dtype
-from llorch_tui.parity.worker_client import ParityHTTP
 from llorch_tui.protocol.parity import (Divergence, EnvFingerprint, Fingerprint, FingerprintPrompt, FingerprintStep,
                                        GoldenOutcome, ParityResult)
+from llorch_tui.worker_client import WorkerClient
 
 # Alternatives asked of the cell per step: the reference's top-k (5) must be found among them.
 CELL_TOP_K = 20
@@ -111,18 +112,18 @@ def golden_ok(answer: str, g: GoldenPrompt) -> bool:
     return re.search(rf"(?<!\w){re.escape(g.expected)}(?!\w)", answer, re.IGNORECASE) is not None
 
 
-async def run_golden(http: ParityHTTP) -> tuple[str, list[GoldenOutcome]]:
+async def run_golden(worker: WorkerClient) -> tuple[str, list[GoldenOutcome]]:
     suite = golden_suite()
-    answers = await asyncio.gather(*(http.chat(g.question, suite.max_tokens) for g in suite.prompts))
+    answers = await asyncio.gather(*(calls.chat(worker, g.question, suite.max_tokens) for g in suite.prompts))
     return suite.version, [GoldenOutcome(prompt_id=g.id, question=g.question, expected=g.expected, mode=g.mode,
                                          answer=a, ok=golden_ok(a, g)) for g, a in zip(suite.prompts, answers)]
 
 
-async def certify(http: ParityHTTP, fp: Fingerprint, *, weights_sha256: str | None,
+async def certify(worker: WorkerClient, fp: Fingerprint, *, weights_sha256: str | None,
                   golden_skip: str | None) -> ParityResult:
-    """Compare the worker behind `http` with the fingerprint; golden prompts unless `golden_skip` says why not."""
-    health = await http.health()
-    dtype = str(health.get("dtype") or "float32")
+    """Compare the worker with the fingerprint; golden prompts unless `golden_skip` says why not."""
+    health = await worker.health()
+    dtype = health.dtype or "float32"
     tol = for_dtype(dtype)
     suite = {p.id: p for p in prompt_suite(fp.prompt_set_version).prompts}
     problems: list[str] = []
@@ -130,21 +131,21 @@ async def certify(http: ParityHTTP, fp: Fingerprint, *, weights_sha256: str | No
     async def one(ref: FingerprintPrompt) -> PromptCheck:
         sp = suite.get(ref.prompt_id)
         if sp is not None:  # the same text must give the same ids here (tokenizer / chat template drift)
-            ids = (await suite_prompt_ids(http, sp))[0]
+            ids = (await suite_prompt_ids(worker, sp))[0]
             if ids != ref.prompt_token_ids:
                 at = next((i for i, (a, b) in enumerate(zip(ids, ref.prompt_token_ids)) if a != b),
                           min(len(ids), len(ref.prompt_token_ids)))
                 problems.append(f"{ref.prompt_id}: the tokenizer gives other ids here ({len(ids)} vs "
                                 f"{len(ref.prompt_token_ids)} in the reference, first difference at {at})")
         free, forced = await asyncio.gather(
-            http.greedy(ref.prompt_token_ids, len(ref.steps), CELL_TOP_K),
-            http.teacher_forced(ref.prompt_token_ids + [s.token_id for s in ref.steps], CELL_TOP_K))
+            calls.greedy(worker, ref.prompt_token_ids, len(ref.steps), CELL_TOP_K),
+            calls.teacher_forced(worker, ref.prompt_token_ids + [s.token_id for s in ref.steps], CELL_TOP_K))
         return compare_prompt(ref, steps_of(free), steps_of(forced, len(ref.prompt_token_ids)), tol)
 
     # every request at once: the worker batches them (golden prompts and perplexity too)
-    ppl_task = (asyncio.ensure_future(perplexity(http, fp.perplexity_text_version))
+    ppl_task = (asyncio.ensure_future(perplexity(worker, fp.perplexity_text_version))
                 if fp.perplexity_text_version else None)
-    golden_task = asyncio.ensure_future(run_golden(http)) if not golden_skip else None
+    golden_task = asyncio.ensure_future(run_golden(worker)) if not golden_skip else None
     try:
         checks = list(await asyncio.gather(*(one(ref) for ref in fp.prompts)))
         ppl = await ppl_task if ppl_task is not None else None
@@ -196,7 +197,7 @@ async def certify(http: ParityHTTP, fp: Fingerprint, *, weights_sha256: str | No
     if problems:
         result.verdict = "parity_drift"
         result.reason = f"{changed}drifts from the reference ({dtype} tolerances): " + "; ".join(problems) + f" — {figures}"
-        moved = env_moves(fp.environment, environment_of(await http.info(), weights_sha256))
+        moved = env_moves(fp.environment, environment_of(await worker.info(), weights_sha256))
         if moved:
             result.reason += f"; this worker vs the reference's: {', '.join(moved)}"
     elif wrong:

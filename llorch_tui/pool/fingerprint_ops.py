@@ -12,9 +12,7 @@ import asyncio
 import aiohttp
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.parity.record import record_fingerprint
 from llorch_tui.parity.suite import prompt_suite
-from llorch_tui.parity.worker_client import ParityHTTP, WorkerAnswerError
 from llorch_tui.pool.models_ops import store_of
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import ops
@@ -86,11 +84,16 @@ async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> Fingerprin
         rec = await _spawn_reference(ctx, p)
         try:
             ctx.emit("progress", {"stage": "recording", "worker_id": rec.id, "prompt_set": prompt_suite().version})
+            # Imported here: an agent on a pool without llorch-worker (`--torch none`) still starts.
+            from llorch_tui.parity.calls import PARITY_TIMEOUT_S
+            from llorch_tui.parity.record import record_fingerprint
+            from llorch_tui.worker_client import WorkerClient
+
             async with aiohttp.ClientSession() as session:
-                http = ParityHTTP(session, f"http://127.0.0.1:{rec.port}")
+                worker = WorkerClient(session, f"http://127.0.0.1:{rec.port}", timeout=PARITY_TIMEOUT_S)
                 try:
-                    fp = await record_fingerprint(http, weights_sha256=sha, pool_id=ctx.settings.pool_id)
-                except (WorkerAnswerError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    fp = await record_fingerprint(worker, weights_sha256=sha, pool_id=ctx.settings.pool_id)
+                except (LlorchError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     raise LlorchError(ErrorCode.WORKER_FAILED,
                                       f"recording the fingerprint of {p.id!r} failed: {exc}",
                                       f"see the worker's log: llorch-pool worker logs {rec.id}") from exc

@@ -1,8 +1,9 @@
 """The worker's HTTP API as pydantic models: the requests it accepts and the documents it answers.
 
 The control plane's `llorch_tui.worker_client.WorkerClient` builds requests and reads every answer with
-it; the worker's handlers still check bodies by hand in httpkit.py (the same rules). It imports
-pydantic and nothing else of the worker, so the control plane and the pool agent can import it without
+it; the worker's handlers read every request body with it (`validation.py` turns a ValidationError into
+one clear 400 naming the field). A field's `description` is what the 400 says the field must be. It
+imports pydantic and nothing else of the worker, so the control plane and the pool agent can import it without
 torch (an import contract in pyproject.toml keeps it so).
 
 Response models accept unknown fields (a newer worker may add some); request models ignore unknown
@@ -11,7 +12,7 @@ fields, as the OpenAI routes must (clients send parameters this worker does not 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -46,9 +47,12 @@ class GenerationParams(Request):
     top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
     seed: StrictInt | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     ignore_eos: StrictBool | None = None
-    stop: StrictStr | list[StrictStr] | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=STOP_MAX)] | None = Field(
+        default=None, description=f"a string or a list of at most {STOP_MAX} strings")
     # {"token id": bias in -100..100}; ids are checked against the loaded model's vocabulary.
-    logit_bias: dict[str, Number] | None = None
+    logit_bias: dict[str, Annotated[Number, Field(ge=-100, le=100)]] | None = Field(
+        default=None, max_length=LOGIT_BIAS_MAX,
+        description=f'an object {{"token id": bias from -100 to 100}} of at most {LOGIT_BIAS_MAX} entries')
     stream: StrictBool | None = None
 
     @property
@@ -60,10 +64,20 @@ class GenerationParams(Request):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
-class ExecuteRequest(GenerationParams):
-    """POST /execute: one generation; `job_id` lets the caller cancel it (POST /cancel)."""
+MESSAGES_WANT = "a non-empty list of {role, content} objects"
 
-    prompt: StrictStr
+
+class ChatMessage(Request):
+    role: StrictStr
+    content: StrictStr | list[dict[str, Any]] | None = Field(default=None, description="a string or a list of text parts")
+
+
+class ExecuteRequest(GenerationParams):
+    """POST /execute: one generation of raw text (`prompt`) or of a chat (`messages`, rendered by the model's
+    chat template); exactly one of the two. `job_id` lets the caller cancel it (POST /cancel)."""
+
+    prompt: StrictStr | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description=MESSAGES_WANT)
     job_id: StrictStr | None = None
 
 
@@ -79,23 +93,33 @@ class CompletionRequest(GenerationParams):
     """POST /v1/completions. `prompt` is text, token ids, or a one-element list of either."""
 
     model: StrictStr | None = None
-    prompt: StrictStr | list[StrictInt] | list[StrictStr] | list[list[StrictInt]]
+    prompt: StrictStr | list[StrictInt] | list[StrictStr] | list[list[StrictInt]] = Field(
+        description="a string or a list of token ids (or a list of exactly one of these)")
     logprobs: StrictInt | None = Field(default=None, ge=0, le=TOP_LOGPROBS_MAX)
     echo: StrictBool | None = None
+    n: StrictInt | None = None  # only 1 is served
     stream_options: StreamOptions | None = None
-
-
-class ChatMessage(Request):
-    role: StrictStr
-    content: StrictStr | list[dict[str, Any]] | None = None
 
 
 class ChatRequest(GenerationParams):
     """POST /v1/chat/completions."""
 
     model: StrictStr | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, description=MESSAGES_WANT)
+    n: StrictInt | None = None  # only 1 is served
     stream_options: StreamOptions | None = None
+
+
+class TokenizeRequest(Request):
+    """POST /tokenize: a text (`prompt`) or a conversation (`messages`, rendered by the chat template)."""
+
+    prompt: StrictStr | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, description=MESSAGES_WANT)
+    add_special_tokens: StrictBool | None = None
+
+
+class DetokenizeRequest(Request):
+    tokens: list[StrictInt] = Field(description="a list of token ids")
 
 
 # ------------------------------------------------------------------------------------ answers
@@ -127,6 +151,8 @@ class Health(Answer):
     stopping: bool = False
     error: Any = None
     startup: dict[str, Any] = Field(default_factory=dict)  # seconds per start-up stage (import, load, warmup...)
+    synthetic: dict[str, Any] | None = None  # config.json's `llorch_synthetic` block: random weights
+    fault_injection: dict[str, Any] | None = None  # {"logit_noise": sigma} while a fault is injected
 
 
 class ExecuteResult(Answer):
@@ -175,10 +201,91 @@ class WorkerInfo(Answer):
     faults: str | None = None  # "none", or the fault injection in effect ("logit_noise=1")
 
 
+class TopTokenLogprob(Answer):
+    """One alternative of a position (llorch's extension of the legacy format: the id is unambiguous)."""
+
+    token_id: int
+    logprob: float
+    token: str | None = None
+
+
+class CompletionLogprobs(Answer):
+    """The legacy OpenAI completions `logprobs` object, plus token ids. With `echo`, the prompt's positions
+    come first (the first has no log-prob: None)."""
+
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] | None = None
+    text_offset: list[int] = Field(default_factory=list)
+    token_ids: list[int] = Field(default_factory=list)
+    top_token_logprobs: list[list[TopTokenLogprob] | None] | None = None
+
+
+class Usage(Answer):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class CompletionChoice(Answer):
+    text: str = ""
+    index: int = 0
+    logprobs: CompletionLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class Completion(Answer):
+    """POST /v1/completions; also each chunk of a streamed one (then `usage` only on the last, if asked)."""
+
+    id: str = ""
+    object: str = "text_completion"
+    created: int = 0
+    model: str = ""
+    choices: list[CompletionChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+class ChatAnswerMessage(Answer):
+    role: str = "assistant"
+    content: str | None = None
+
+
+class ChatChoice(Answer):
+    index: int = 0
+    message: ChatAnswerMessage = Field(default_factory=ChatAnswerMessage)
+    finish_reason: str | None = None
+
+
+class ChatCompletion(Answer):
+    """POST /v1/chat/completions without streaming."""
+
+    id: str = ""
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    choices: list[ChatChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+class Tokenized(Answer):
+    """POST /tokenize: the ids, and the text they came from (the rendered chat prompt for `messages`)."""
+
+    tokens: list[int]
+    count: int = 0
+    max_model_len: int | None = None
+    prompt: str = ""
+    chat_template: bool = False  # the messages were rendered by the model's own chat template
+
+
+class Detokenized(Answer):
+    prompt: str
+
+
 class ErrorDetail(Answer):
     code: str
     message: str
     hint: str | None = None
+    field: str | None = None  # the request field at fault, as the client wrote it ("messages[0].role")
 
 
 class ErrorBody(Answer):

@@ -63,19 +63,23 @@ STATUS_FOR_GENERATION_ERROR: dict[str, int] = {"oom": 507, "non_finite_logits": 
 
 
 class ApiError(Exception):
-    """A request-level error: becomes `{"error": {"code", "message", "hint"?}}` with `status`."""
+    """A request-level error: becomes `{"error": {"code", "message", "hint"?, "field"?}}` with `status`;
+    `field` names the request field at fault (`messages[0].role`)."""
 
     def __init__(self, status: int, code: str, message: str, hint: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.hint = hint
         self.headers = headers or {}
+        self.field = field
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.hint:
             err["hint"] = self.hint
+        if self.field:
+            err["field"] = self.field
         return {"error": err}

@@ -15,31 +15,30 @@ from typing import Any
 from rich.console import Console
 
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.pool.cli.spec import CommandSpec, as_document
+from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.pool.cli.worker_cmd import SpawnProgress
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.catalog import ModelEntry
+from llorch_tui.protocol.parity import Fingerprint, FingerprintReport, ModelReference
 
 
-def describe(fp: dict[str, Any] | None) -> str:
+def describe(fp: Fingerprint | None) -> str:
     """One line for a fingerprint: suite, size, perplexity, when and where (also `models list`)."""
-    if not fp:
+    if fp is None:
         return "-"
-    prompts = fp.get("prompts") or []
-    steps = len((prompts[0] or {}).get("steps") or []) if prompts else 0
-    ppl = fp.get("perplexity")
-    return (f"{fp.get('prompt_set_version')} ({len(prompts)}×{steps} tokens, top-{fp.get('top_k')}"
-            + (f", ppl {ppl:.3f}" if isinstance(ppl, (int, float)) else "")
-            + f") {fp.get('backend')}/{fp.get('dtype')} {str(fp.get('recorded_at', ''))[:16]} on {fp.get('recorded_on') or '?'}"
-            + f", weights {str(fp.get('weights_sha256', ''))[:12]}")
+    steps = len(fp.prompts[0].steps) if fp.prompts else 0
+    return (f"{fp.prompt_set_version} ({len(fp.prompts)}×{steps} tokens, top-{fp.top_k}"
+            + (f", ppl {fp.perplexity:.3f}" if fp.perplexity is not None else "")
+            + f") {fp.backend}/{fp.dtype} {fp.recorded_at.isoformat()[:16]} on {fp.recorded_on or '?'}"
+            + f", weights {fp.weights_sha256[:12]}")
 
 
-def brief(fp: dict[str, Any] | None) -> str:
+def brief(fp: Fingerprint | None) -> str:
     """A few words for a table cell: suite, perplexity, date."""
-    if not fp:
+    if fp is None:
         return "-"
-    ppl = fp.get("perplexity")
-    return " ".join(x for x in (str(fp.get("prompt_set_version")), f"ppl {ppl:.2f}" if isinstance(ppl, (int, float)) else "",
-                                str(fp.get("recorded_at", ""))[:10]) if x)
+    return " ".join(x for x in (fp.prompt_set_version, f"ppl {fp.perplexity:.2f}" if fp.perplexity is not None else "",
+                                fp.recorded_at.isoformat()[:10]) if x)
 
 
 def _fingerprint_args(p: argparse.ArgumentParser) -> None:
@@ -62,25 +61,24 @@ class FingerprintProgress(SpawnProgress):
             super().__call__(event, data)
 
 
-def render_fingerprint(rep: dict[str, Any], console: Console) -> None:
-    verb = "recorded" if rep.get("recorded") else "kept (already recorded; --accept records a new one)"
-    console.print(f"{rep['model']}: reference {verb}", highlight=False)
-    console.print(f"  {describe(rep.get('fingerprint'))}", highlight=False)
-    if rep.get("weights_changed"):
+def render_fingerprint(rep: FingerprintReport, console: Console) -> None:
+    verb = "recorded" if rep.recorded else "kept (already recorded; --accept records a new one)"
+    console.print(f"{rep.model}: reference {verb}", highlight=False)
+    console.print(f"  {describe(rep.fingerprint)}", highlight=False)
+    if rep.weights_changed:
         console.print(f"  [bold yellow]the weights changed since it was recorded[/] (now "
-                      f"{str(rep.get('weights_sha256'))[:12]}): matrix runs compare against the stored reference "
-                      f"and say so; `llorch-pool models fingerprint {rep['model']} --accept` makes the new weights "
+                      f"{rep.weights_sha256[:12]}): matrix runs compare against the stored reference "
+                      f"and say so; `llorch-pool models fingerprint {rep.model} --accept` makes the new weights "
                       "the reference", highlight=False)
 
 
-def render_export(ref: dict[str, Any], console: Console) -> None:
+def render_export(ref: ModelReference, console: Console) -> None:
     """The bare fingerprint JSON on stdout (redirect it to a file), or a note on stderr when there is none."""
-    fp = ref.get("fingerprint")
-    if fp is None:
-        Console(stderr=True).print(f"{ref['model']} has no reference fingerprint yet: "
-                                   f"`llorch-pool models fingerprint {ref['model']}` records one", highlight=False)
+    if ref.fingerprint is None:
+        Console(stderr=True).print(f"{ref.model} has no reference fingerprint yet: "
+                                   f"`llorch-pool models fingerprint {ref.model}` records one", highlight=False)
         return
-    sys.stdout.write(json.dumps(fp, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(ref.fingerprint.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
@@ -107,8 +105,8 @@ def _import_params(a: argparse.Namespace) -> dict[str, Any]:
     return {"id": a.id, "fingerprint": doc, "accept": bool(a.accept)}
 
 
-def _render_imported(entry: dict[str, Any], console: Console) -> None:
-    console.print(f"{entry['id']}: reference imported — {describe(entry.get('fingerprint'))}", highlight=False)
+def _render_imported(entry: ModelEntry, console: Console) -> None:
+    console.print(f"{entry.id}: reference imported — {describe(entry.fingerprint)}", highlight=False)
 
 
 
@@ -118,11 +116,11 @@ COMMANDS: list[CommandSpec] = [
                 _fingerprint_args, op=ops.MODELS_FINGERPRINT,
                 to_params=lambda a: {k: v for k, v in {"id": a.id, "accept": a.accept, "timeout_s": a.timeout_s}.items()
                                      if v is not None},
-                render=as_document(render_fingerprint), events=FingerprintProgress),
+                render=render_fingerprint, events=FingerprintProgress),
     CommandSpec(("models", "fingerprint-export"), "print the model's reference fingerprint as JSON (> FILE to save it)",
                 _id_only, op=ops.MODELS_REFERENCE,
-                to_params=lambda a: {"id": a.id}, render=as_document(render_export),
+                to_params=lambda a: {"id": a.id}, render=render_export,
                 exit_code=lambda ref: 0 if ref.fingerprint else 1),
     CommandSpec(("models", "fingerprint-import"), "import a reference fingerprint from a JSON file (another pool's)",
-                _import_args, op=ops.MODELS_SET_FINGERPRINT, to_params=_import_params, render=as_document(_render_imported)),
+                _import_args, op=ops.MODELS_SET_FINGERPRINT, to_params=_import_params, render=_render_imported),
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.table import Table
 
-from llorch_tui.pool.cli.spec import CommandSpec, as_document, no_args
+from llorch_tui.pool.cli.spec import CommandSpec, no_args
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.catalog import Catalog, ModelEntry, VerdictRecord
 from llorch_tui.units import fmt_size_gb
 from llorch_tui.pool.cli.stage_progress import StageProgress
 
@@ -30,12 +31,11 @@ def split_backends(values: list[str] | None) -> list[str] | None:
     return [b.strip() for v in values for b in v.split(",") if b.strip()]
 
 
-def fmt_verdicts(verdicts: dict[str, Any]) -> str:
+def fmt_verdicts(verdicts: dict[str, VerdictRecord]) -> str:
     colour = {"pass": "green", "fail": "red", "skipped": "yellow"}
     parts = []
     for backend, rec in sorted(verdicts.items()):
-        v = rec.get("verdict", "?")
-        parts.append(f"[{colour.get(v, 'white')}]{backend}:{v}[/] {str(rec.get('date', ''))[:10]}")
+        parts.append(f"[{colour.get(rec.verdict, 'white')}]{backend}:{rec.verdict}[/] {rec.date.isoformat()[:10]}")
     return "\n".join(parts) or "-"
 
 
@@ -107,62 +107,62 @@ def _update_params(a: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
-def render_entry(verb: str) -> Any:
-    def render(entry: dict[str, Any], console: Console) -> None:
-        state = "downloaded" if entry.get("downloaded") else "not downloaded"
-        console.print(f"{verb} [bold]{entry['id']}[/] ({entry.get('name')}, {entry.get('architecture')}, "
-                      f"{state}) at {entry.get('path')}", highlight=False)
-        gguf = entry.get("gguf")
-        if gguf:
-            how = "converted to float32 safetensors" if gguf.get("converted") else "loaded directly by workers"
-            console.print(f"  from GGUF {gguf.get('path')} ({gguf.get('quantization') or '?'}, "
-                          f"sha256 {str(gguf.get('sha256'))[:16]}…), {how}", highlight=False)
-    return as_document(render)
+def render_entry(verb: str) -> Callable[[ModelEntry, Console], None]:
+    def render(entry: ModelEntry, console: Console) -> None:
+        state = "downloaded" if entry.downloaded else "not downloaded"
+        console.print(f"{verb} [bold]{entry.id}[/] ({entry.name}, {entry.architecture}, "
+                      f"{state}) at {entry.path}", highlight=False)
+        gguf = entry.gguf
+        if gguf is not None:
+            how = "converted to float32 safetensors" if gguf.converted else "loaded directly by workers"
+            console.print(f"  from GGUF {gguf.path} ({gguf.quantization or '?'}, "
+                          f"sha256 {gguf.sha256[:16]}…), {how}", highlight=False)
+    return render
 
 
-def fmt_format(m: dict[str, Any]) -> str:
+def fmt_format(m: ModelEntry) -> str:
     """`safetensors`, or `gguf Q4_1` (a GGUF's quantization as published)."""
-    return " ".join(x for x in (m.get("format") or "safetensors", m.get("quantization")) if x)
+    return " ".join(x for x in (m.format or "safetensors", m.quantization) if x)
 
 
-def render_list(catalog: dict[str, Any], console: Console) -> None:
-    models = catalog.get("models", [])
+def render_list(catalog: Catalog, console: Console) -> None:
+    models = catalog.models
     if not models:
-        console.print(f"No models in the catalog of pool {catalog.get('pool_id')}. "
+        console.print(f"No models in the catalog of pool {catalog.pool_id}. "
                       "Register one: llorch-pool models register tinyllama", highlight=False)
         return
-    t = Table(title=f"Models on {catalog.get('pool_id')}")
+    t = Table(title=f"Models on {catalog.pool_id}")
     from llorch_tui.pool.cli.fingerprint_cmd import brief
 
     # the reference column only once some model has one: the seed's table stays as it was otherwise
-    refs = any(m.get("fingerprint") for m in models)
+    refs = any(m.fingerprint is not None for m in models)
     for col in ("ID", "Name", "Downloaded", "Size", "Architecture", "Backends") + (("Reference",) if refs else ()):
         t.add_column(col, overflow="fold", no_wrap=col == "ID")
     for m in models:
         # the format only where it is not the default, so the common table keeps its width
         fmt = fmt_format(m)
-        arch = m.get("architecture", "") + ("" if fmt == "safetensors" else f"\n[dim]{fmt}[/]")
-        t.add_row(m["id"], m.get("name", ""), "[green]yes[/]" if m.get("downloaded") else "[red]no[/]",
-                  fmt_size_gb(m.get("size_gb")), arch, " ".join(m.get("backends", [])),
-                  *((brief(m.get("fingerprint")),) if refs else ()))
+        arch = m.architecture + ("" if fmt == "safetensors" else f"\n[dim]{fmt}[/]")
+        t.add_row(m.id, m.name, "[green]yes[/]" if m.downloaded else "[red]no[/]",
+                  fmt_size_gb(m.size_gb), arch, " ".join(m.backends),
+                  *((brief(m.fingerprint),) if refs else ()))
     console.print(t)
 
 
-def render_catalog(catalog: dict[str, Any], console: Console) -> None:
+def render_catalog(catalog: Catalog, console: Console) -> None:
     """The seed project's table (ID, Name, Downloaded, Size) plus what llorch knows besides."""
-    models = catalog.get("models", [])
-    t = Table(title=f"Model Catalog for {catalog.get('pool_id')}", show_lines=bool(models))
+    models = catalog.models
+    t = Table(title=f"Model Catalog for {catalog.pool_id}", show_lines=bool(models))
     for col in ("ID", "Name / repo", "Downloaded", "Size", "Arch / source", "Backends", "Last verdicts"):
         # Short columns never wrap; the long ones fold on narrow terminals.
         t.add_column(col, overflow="fold", no_wrap=col == "ID", ratio=2 if col == "Name / repo" else 1)
     for m in models:
-        where = (m.get("metadata") or {}).get("repo") or m.get("path", "")
-        if m.get("gguf"):
-            where = m["gguf"].get("path") or where
-        t.add_row(m["id"], f"{m.get('name', '')}\n[dim]{where}[/]", "✅" if m.get("downloaded") else "❌",
-                  fmt_size_gb(m.get("size_gb")),
-                  f"{m.get('architecture', '')}\n[dim]{m.get('source', '')} · {fmt_format(m)}[/]",
-                  " ".join(m.get("backends", [])), fmt_verdicts(m.get("verdicts") or {}))
+        where = m.metadata.repo or m.path
+        if m.gguf is not None:
+            where = m.gguf.path or where
+        t.add_row(m.id, f"{m.name}\n[dim]{where}[/]", "✅" if m.downloaded else "❌",
+                  fmt_size_gb(m.size_gb),
+                  f"{m.architecture}\n[dim]{m.source} · {fmt_format(m)}[/]",
+                  " ".join(m.backends), fmt_verdicts(m.verdicts))
     console.print(t)
     if not models:
         console.print("(empty) Register one: llorch-pool models register tinyllama", highlight=False)
@@ -170,9 +170,9 @@ def render_catalog(catalog: dict[str, Any], console: Console) -> None:
 
 COMMANDS: list[CommandSpec] = [
     CommandSpec(("models", "list"), "list the models in this pool's catalog", no_args, op=ops.MODELS_LIST,
-                render=as_document(render_list)),
+                render=render_list),
     CommandSpec(("models", "catalog"), "the catalog with metadata: source, repo, last verdict per backend", no_args,
-                op=ops.MODELS_LIST, render=as_document(render_catalog)),
+                op=ops.MODELS_LIST, render=render_catalog),
     CommandSpec(("models", "register"), "add a model to the catalog (seed presets: only the id; --path: a "
                 "checkpoint directory or a GGUF)", _register_args,
                 op=ops.MODELS_REGISTER, to_params=_register_params, render=render_entry("registered"),

@@ -38,13 +38,3 @@ class CommandSpec:
 
 def no_args(_: argparse.ArgumentParser) -> None:
     return None
-
-
-def as_document(render: Callable[[Any, Console], None]) -> Callable[[Any, Console], None]:
-    """For a renderer that still reads the wire document (a dict): the runner hands renderers the typed result."""
-    def run(result: Any, console: Console) -> None:
-        if isinstance(result, list):
-            render([r.model_dump(mode="json") for r in result], console)
-        else:
-            render(result.model_dump(mode="json"), console)
-    return run

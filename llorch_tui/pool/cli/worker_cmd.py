@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
-from llorch_tui.pool.cli.spec import CommandSpec, as_document
+from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.protocol import ops
-from llorch_tui.protocol.workers import LogsResult, SweepResult, WorkerRecord
+from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
 from llorch_tui.units import fmt_bytes
 
 STATE_COLOUR = {"ready": "green", "starting": "yellow", "stopping": "yellow", "stopped": "dim",
@@ -174,17 +174,17 @@ def _template_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="store_true", help="drain it: no more forks; it exits after its last worker")
 
 
-def render_template(result: dict[str, Any], console: Console) -> None:
-    if result.get("disabled"):
-        console.print(f"Warm starts are off on this pool: {result['disabled']}", highlight=False)
-    elif not result.get("running"):
+def render_template(result: TemplateStatus, console: Console) -> None:
+    if result.disabled:
+        console.print(f"Warm starts are off on this pool: {result.disabled}", highlight=False)
+    elif not result.running:
         console.print("No worker template running (the next spawn starts one).", highlight=False)
     else:
-        kids = result.get("children") or []
-        console.print(f"worker template pid {result.get('pid')} (package {result.get('fingerprint')}): "
+        kids = result.children or []
+        console.print(f"worker template pid {result.pid} (package {result.fingerprint}): "
                       f"{len(kids)} worker(s) forked and running"
-                      f"{'; draining' if result.get('stale') or result.get('stopped') else ''}", highlight=False)
-    if result.get("stopped"):
+                      f"{'; draining' if result.stale or result.stopped else ''}", highlight=False)
+    if result.stopped:
         console.print("Asked it to stop: it takes no more spawns and exits after its last worker.")
 
 
@@ -204,5 +204,5 @@ COMMANDS: list[CommandSpec] = [
                 render=render_sweep),
     CommandSpec(("worker", "template"), "the pool's warm worker template (forks workers with torch imported)",
                 _template_args, op=ops.WORKERS_TEMPLATE, to_params=lambda a: {"stop": a.stop},
-                render=as_document(render_template)),
+                render=render_template),
 ]
