@@ -158,3 +158,13 @@ def make_smollm2_pool(tmp_path_factory: pytest.TempPathFactory, smollm2_entry: d
         return state
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def smollm2_certified(make_smollm2_pool, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real SmolLM2 through the headless matrix once per session, cpu float32 then bfloat16: the float32
+    cell records the reference, both are certified against it (tests/smollm2_certified.py). Read-only: a test
+    that changes weights, the catalog or reports takes `.private_copy(make_smollm2_pool, dir)`."""
+    from smollm2_certified import certify_smollm2
+
+    return certify_smollm2(make_smollm2_pool(), tmp_path_factory.mktemp("smollm2-certified"))

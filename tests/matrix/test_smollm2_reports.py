@@ -1,14 +1,14 @@
 """The real SmolLM2-135M-Instruct through worker → matrix → reports on cpu, in float32 and bfloat16: both
 cells certified against the reference their run records (golden answers right, parity figures within the
-dtype's tolerances), and every report shows it — the Parity section, JUnit properties, the environment."""
+dtype's tolerances), and every report shows it — the Parity section, JUnit properties, the environment.
+The run is the session's `smollm2_certified` (shared with tests/parity)."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from matrix_helpers import run_headless, worker_processes, write_config
+from matrix_helpers import worker_processes
 
 from llorch_tui.parity.tolerances import for_dtype
 from llorch_tui.protocol.matrix import MatrixReport
@@ -16,11 +16,8 @@ from llorch_tui.protocol.matrix import MatrixReport
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
-def test_real_model_in_two_dtypes_is_certified_in_every_report(make_smollm2_pool, tmp_path: Path) -> None:
-    state = make_smollm2_pool()
-    reports = tmp_path / "reports"
-    config = write_config(tmp_path / "config.toml", state, reports, max_tokens=8)  # float32 first: it records
-    run = run_headless(config, "--models", "smollm2", "--backends", "cpu", "--dtypes", "float32", "bfloat16")
+def test_real_model_in_two_dtypes_is_certified_in_every_report(smollm2_certified) -> None:  # type: ignore[no-untyped-def]
+    state, reports, run = smollm2_certified.state, smollm2_certified.reports, smollm2_certified.run
     assert run.rc == 0, (run.stdout_lines, run.stderr_lines[-30:])
     assert run.stdout_lines[-1] == "Test Results: 2 passed, 0 failed, 0 skipped"
     report = MatrixReport.model_validate_json((reports / "matrix.json").read_text())

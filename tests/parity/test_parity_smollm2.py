@@ -3,8 +3,9 @@ golden answers and parity figures; then the logit-noise fault on the unchanged m
 tensor perturbed slightly (the model still answers fluently): both fail with parity_drift, the second
 naming the first divergent token and that the weights changed, and the diff report flags it.
 
-One module-scoped run per situation (each cell is one worker per dtype). The tests run in file order:
-the perturbation comes last because it changes the pool's copy of the weights."""
+The certified run is the session's `smollm2_certified` (shared with tests/matrix, read-only); the fault and
+the perturbation run on a private copy of its pool and reports. The tests run in file order: the
+perturbation comes last because it changes that copy's weights."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from parity_helpers import run_matrix
 
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.catalog_store import CatalogStore
-from llorch_tui.protocol.matrix import CellResult, MatrixReport
+from llorch_tui.protocol.matrix import MatrixReport
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first test may pay the shared run
 F32, BF16 = "local/cpu:float32/smollm2", "local/cpu:bfloat16/smollm2"
 # a tensor in the middle of the network, moved by 10 % of its own spread: answers stay fluent and right
 PERTURBED_TENSOR, PERTURB_SCALE = "model.layers.10.mlp.down_proj.weight", 0.1
@@ -34,29 +35,20 @@ class Smol:
     state: Path
     model_dir: Path      # the pool's own copy: links to the shared read-only checkpoint
     reports: Path
-    results: dict[str, CellResult]
-    details: list[str]
 
 
 @pytest.fixture(scope="module")
-def smol(make_smollm2_pool, tmp_path_factory: pytest.TempPathFactory) -> Smol:
-    state = make_smollm2_pool()
-    store = CatalogStore(PoolPaths(state), "local")
-    entry = store.get("smollm2")
-    shared = Path(entry.path)
-    own = tmp_path_factory.mktemp("smollm2-own")
-    for f in shared.iterdir():  # links: the shared checkpoint is never written; a changed file replaces its link
-        (own / f.name).symlink_to(f)
-    with store.edit() as catalog:
-        store.require(catalog, "smollm2").path = str(own)
-    reports = tmp_path_factory.mktemp("smollm2-reports")
-    results, details = asyncio.run(run_matrix(state, reports, models=["smollm2"], dtypes=["float32", "bfloat16"]))
-    return Smol(state, own, reports, results, details)
+def smol(smollm2_certified, make_smollm2_pool, tmp_path_factory: pytest.TempPathFactory) -> Smol:  # type: ignore[no-untyped-def]
+    """A private copy of the certified pool (same reference) and of its reports, for the runs below."""
+    return Smol(*smollm2_certified.private_copy(make_smollm2_pool, tmp_path_factory.mktemp("smollm2-own")))
 
 
-def test_float32_and_bfloat16_answer_right_and_match_the_reference(smol: Smol) -> None:
-    assert any("no reference fingerprint for smollm2 yet" in d for d in smol.details), smol.details
-    f32, bf16 = smol.results[F32], smol.results[BF16]
+def test_float32_and_bfloat16_answer_right_and_match_the_reference(smollm2_certified) -> None:  # type: ignore[no-untyped-def]
+    run = smollm2_certified.run
+    assert run.rc == 0, run.stderr_lines[-30:]
+    assert any(f".. {F32}: parity (no reference fingerprint for smollm2 yet: recording it from this cpu float32 "
+               "worker)" == line for line in run.stderr_lines), run.stderr_lines
+    f32, bf16 = smollm2_certified.results[F32], smollm2_certified.results[BF16]
     for cell in (f32, bf16):
         assert cell.verdict == "pass", (cell.key.id, cell.reason_code, cell.reason)
         p = cell.parity
@@ -76,17 +68,26 @@ def test_float32_and_bfloat16_answer_right_and_match_the_reference(smol: Smol) -
     assert p16.perplexity_ratio is not None and abs(p16.perplexity_ratio - 1) <= p16.tolerances["perplexity_ratio"]
     assert p16.tolerances["max_logprob_delta"] > p32.tolerances["max_logprob_delta"]
     assert p32.perplexity is not None and 2 < p32.perplexity < 200
-    fp = CatalogStore(PoolPaths(smol.state), "local").get("smollm2").fingerprint
+    fp = CatalogStore(PoolPaths(smollm2_certified.state), "local").get("smollm2").fingerprint
     assert fp is not None and (fp.backend, fp.dtype) == ("cpu", "float32") and fp.weights_sha256 == p32.weights_sha256
+    assert fp.perplexity == pytest.approx(p32.perplexity, rel=1e-4)  # the cell compared with what it recorded
 
 
-def test_reports_carry_the_certificate(smol: Smol) -> None:
-    report = MatrixReport.model_validate_json((smol.reports / "matrix.json").read_text())
+def test_reports_carry_the_certificate(smollm2_certified) -> None:  # type: ignore[no-untyped-def]
+    reports = smollm2_certified.reports
+    report = MatrixReport.model_validate_json((reports / "matrix.json").read_text())
     by = {c.key.id: c for c in report.cells}
-    assert by[F32].parity == smol.results[F32].parity and by[BF16].parity is not None
-    md = (smol.reports / "matrix.md").read_text()
+    assert set(by) == {F32, BF16} and all(by[k].parity is not None for k in by)
+    # the human cell lines the runner printed from its results say what the report holds
+    for key, cell in by.items():
+        p = cell.parity
+        assert p is not None
+        line = next(l for l in smollm2_certified.run.stdout_lines if l.startswith(f"PASS  {key}  "))
+        assert f"[parity pass {p.tokens_agreed}/{p.tokens_total} tokens" in line
+        assert f"golden {p.golden_passed}/{p.golden_total}]" in line
+    md = (reports / "matrix.md").read_text()
     assert "Parity" in md and "5/5" in md and "160/160" in md
-    junit = (smol.reports / "matrix.junit.xml").read_text()
+    junit = (reports / "matrix.junit.xml").read_text()
     assert 'name="parity.golden_passed" value="5"' in junit
 
 
