@@ -108,6 +108,8 @@ class ChatRequest(GenerationParams):
     messages: list[ChatMessage] = Field(min_length=1, description=MESSAGES_WANT)
     n: StrictInt | None = None  # only 1 is served
     stream_options: StreamOptions | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=TOP_LOGPROBS_MAX)  # needs logprobs: true
 
 
 class TokenizeRequest(Request):

@@ -78,6 +78,14 @@ class Job:
             return delta
         return ""
 
+    def token_event(self, text: str) -> Event:
+        """A `token` event; with log-probs wanted it also says how many tokens the text so far
+        covers (`tokens`), so a streamed chunk carries the log-probs of exactly its tokens."""
+        event: Event = {"type": "token", "text": text}
+        if self.top_logprobs is not None:
+            event["tokens"] = len(self.generated)
+        return event
+
     def accept_text(self, delta: str) -> tuple[str, bool]:
         """Record decoded text; return (text to emit now, whether a stop string was hit).
         A tail that could begin a stop string is held back until it is decided."""

@@ -17,6 +17,7 @@ from .errors import ApiError
 from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, get_bool, get_int, open_sse, read_json,
                       ready_state, run_events, send_sse, state_of)
 from .logprobs import MAX_TOP_LOGPROBS
+from .openai_logprobs import chat_logprobs, completion_logprobs
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
 
@@ -65,44 +66,62 @@ def _prompt_of(body: dict[str, Any], vocab_size: int) -> str | list[int]:
 
 
 def _logprobs_of(body: dict[str, Any], stream: bool) -> tuple[int | None, bool]:
-    """(top-k or None, echo), validated: k in 0..MAX_TOP_LOGPROBS, no log-probs while streaming."""
+    """(top-k or None, echo), validated: k in 0..MAX_TOP_LOGPROBS, no echo while streaming."""
     k = get_int(body, "logprobs", None)
     if k is not None and not 0 <= k <= MAX_TOP_LOGPROBS:
         raise ApiError(400, "invalid_field", f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}",
                        hint=f"ask for at most the top {MAX_TOP_LOGPROBS} alternatives per token")
     echo = get_bool(body, "echo")
-    if stream and (k is not None or echo):
-        raise ApiError(400, "unsupported", "logprobs and echo are not supported with stream: true",
-                       hint="send the request without stream to get log-probabilities")
+    if stream and echo:
+        raise ApiError(400, "unsupported", "echo is not supported with stream: true",
+                       hint="send the request without stream to get the prompt back with its log-probabilities")
     return k, echo
 
 
+def _chat_logprobs_of(body: dict[str, Any]) -> int | None:
+    """Chat's `logprobs: true` [+ `top_logprobs: k`] as top-k (0 without top_logprobs); None: not asked."""
+    want = get_bool(body, "logprobs")
+    k = get_int(body, "top_logprobs", None)
+    if k is not None and not 0 <= k <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, "invalid_field", f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}",
+                       hint=f"ask for at most the top {MAX_TOP_LOGPROBS} alternatives per token")
+    if k is not None and not want:
+        raise ApiError(400, "invalid_field", "top_logprobs needs logprobs: true",
+                       hint="send logprobs: true with top_logprobs")
+    return (k or 0) if want else None
+
+
 def _logprobs_doc(st: WorkerState, s: dict[str, Any], k: int, echo: bool) -> dict[str, Any]:
-    """The legacy OpenAI completions `logprobs` object, plus token ids (llorch's extension: a token's
-    text is ambiguous, its id is not)."""
-    eng = st.engine
     ids: list[int] = (s["prompt_ids"] if echo else []) + s["token_ids"]
     entries: list[Any] = ([None] + s["prompt_logprobs"] if echo else []) + s["token_logprobs"]
-    tokens = [eng.token_text(t) for t in ids]
-    offsets, pos = [], 0
-    for t in tokens:
-        offsets.append(pos)
-        pos += len(t)
-    top_docs: list[dict[str, float] | None] = []
-    top_ids: list[list[dict[str, Any]] | None] = []
-    for e in entries:
-        if e is None:
-            top_docs.append(None)
-            top_ids.append(None)
-            continue
-        doc: dict[str, float] = {}
-        for tid, lp in e[1]:
-            doc.setdefault(eng.token_text(tid), lp)  # two ids with the same text: the likelier one
-        top_docs.append(doc)
-        top_ids.append([{"token_id": tid, "token": eng.token_text(tid), "logprob": lp} for tid, lp in e[1]])
-    return {"tokens": tokens, "token_logprobs": [None if e is None else e[0] for e in entries],
-            "top_logprobs": top_docs if k > 0 else [None if e is None else {} for e in entries],
-            "text_offset": offsets, "token_ids": ids, "top_token_logprobs": top_ids if k > 0 else None}
+    return completion_logprobs(st.engine, ids, entries, k)
+
+
+class _ChunkLogprobs:
+    """Splits a streamed answer's log-probs over its chunks: each token event says how many tokens
+    its text covers; the final chunk gets whatever is left (tokens whose text never showed, e.g. a
+    stop string's)."""
+
+    def __init__(self, st: WorkerState, job: Any, k: int, chat: bool) -> None:
+        self.st, self.job, self.k, self.chat = st, job, k, chat
+        self.sent = 0
+        self.offset = 0  # characters of the completions tokens sent so far (text_offset)
+
+    def _doc(self, ids: list[int], entries: list[Any]) -> dict[str, Any]:
+        self.sent += len(ids)
+        if self.chat:
+            return chat_logprobs(self.st.engine, ids, entries, self.k)
+        doc = completion_logprobs(self.st.engine, ids, entries, self.k, self.offset)
+        self.offset += sum(len(t) for t in doc["tokens"])
+        return doc
+
+    def for_token(self, event: dict[str, Any]) -> dict[str, Any]:
+        n = event["tokens"]  # entries below n were recorded before this event was emitted
+        return self._doc(self.job.generated[self.sent:n], self.job.token_logprobs[self.sent:n])
+
+    def for_done(self, summary: dict[str, Any]) -> dict[str, Any] | None:
+        ids, entries = summary["token_ids"][self.sent:], summary["token_logprobs"][self.sent:]
+        return self._doc(ids, entries) if ids else None
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -116,9 +135,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
                           top_logprobs=k, echo=echo)
     cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
-    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+    def chunk(text: str, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"id": cid, "object": "text_completion", "created": created, "model": model,
-                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}]}
 
     if not stream:
         s = await collect(st, job)
@@ -130,8 +149,10 @@ async def completions(request: web.Request) -> web.StreamResponse:
             out["choices"][0]["logprobs"] = _logprobs_doc(st, s, k, echo)
         out["usage"] = _usage(s)
         return web.json_response(out)
-    return await _stream(request, st, job, lambda t: chunk(t, None),
-                         lambda s: chunk("", _FINISH.get(s["finish_reason"], "stop")), body, cid, created, model)
+    split = _ChunkLogprobs(st, job, k, chat=False) if k is not None else None
+    return await _stream(request, st, job, lambda t, lp: chunk(t, None, lp),
+                         lambda s, lp: chunk("", _FINISH.get(s["finish_reason"], "stop"), lp), body, cid, created,
+                         model, split)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -140,28 +161,31 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _check_n(body)
     prompt = await chat_prompt_of(st, body)
     stream = get_bool(body, "stream")
+    k = _chat_logprobs_of(body)
     job = await build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
-                          stream=stream)
+                          stream=stream, top_logprobs=k)
     cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
 
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
 
     if not stream:
         s = await collect(st, job)
+        logprobs = chat_logprobs(st.engine, s["token_ids"], s["token_logprobs"], k) if k is not None else None
         return web.json_response({
             "id": cid, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": s["text"]},
-                         "logprobs": None, "finish_reason": _FINISH.get(s["finish_reason"], "stop")}],
+                         "logprobs": logprobs, "finish_reason": _FINISH.get(s["finish_reason"], "stop")}],
             "usage": _usage(s)})
-    return await _stream(request, st, job, lambda t: chunk({"content": t}, None),
-                         lambda s: chunk({}, _FINISH.get(s["finish_reason"], "stop")), body, cid, created, model,
-                         first=chunk({"role": "assistant", "content": ""}, None))
+    split = _ChunkLogprobs(st, job, k, chat=True) if k is not None else None
+    return await _stream(request, st, job, lambda t, lp: chunk({"content": t}, None, lp),
+                         lambda s, lp: chunk({}, _FINISH.get(s["finish_reason"], "stop"), lp), body, cid, created,
+                         model, split, first=chunk({"role": "assistant", "content": ""}, None))
 
 
 async def _stream(request: web.Request, st: WorkerState, job: Any, token_chunk: Any, final_chunk: Any,
-                  body: dict[str, Any], cid: str, created: int, model: str,
+                  body: dict[str, Any], cid: str, created: int, model: str, split: _ChunkLogprobs | None,
                   first: dict[str, Any] | None = None) -> web.StreamResponse:
     opts = body.get("stream_options") or {}
     include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
@@ -171,9 +195,9 @@ async def _stream(request: web.Request, st: WorkerState, job: Any, token_chunk: 
     async with aclosing(run_events(st, job)) as events:
         async for event in events:
             if event["type"] == "token":
-                await send_sse(resp, token_chunk(event["text"]))
+                await send_sse(resp, token_chunk(event["text"], split.for_token(event) if split else None))
             elif event["type"] == "done":
-                await send_sse(resp, final_chunk(event))
+                await send_sse(resp, final_chunk(event, split.for_done(event) if split else None))
                 if include_usage:
                     obj = "chat.completion.chunk" if cid.startswith("chat") else "text_completion"
                     await send_sse(resp, {"id": cid, "object": obj, "created": created, "model": model,

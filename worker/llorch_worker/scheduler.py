@@ -289,7 +289,7 @@ class Scheduler:
             delta = job.push_token(tok, eng.decode)
             out, hit = job.accept_text(delta) if delta else ("", False)
             if out:
-                job.emit({"type": "token", "text": out})
+                job.emit(job.token_event(out))
             limit = min(job.max_tokens, eng.context_length - len(job.prompt_ids))
             if hit:
                 job.finish_reason = "stop"
@@ -352,7 +352,7 @@ class Scheduler:
         if error is None and not job.stopped_by_string:
             delta = job.flush_text(self.engine.decode)
             if delta:
-                job.emit({"type": "token", "text": delta})
+                job.emit(job.token_event(delta))
         self.jobs.pop(job.job_id, None)
         summary = job.summary()
         self.metrics.observe_job(summary)
