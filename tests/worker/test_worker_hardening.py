@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from test_worker_generation import long_stream, read_until_done
+from test_worker_generation import long_stream, read_event, read_until_done
 from workerproc import WorkerProc
 
 pytestmark = pytest.mark.slow
@@ -156,8 +156,34 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
                 events = [json.loads(line[6:]) for line in (await r.text()).splitlines() if line.startswith("data: ")]
         assert events[-1]["type"] == "error" and events[-1]["code"] == "non_finite_logits"
         assert (await ok(w.url, victims[1]))["text"] == alone[1]["text"]
+        await _bad_prefill_fails_only_the_newcomers(w.url, victims, alone, attack, poison)
     finally:
         w.close()
+
+
+async def _bad_prefill_fails_only_the_newcomers(url: str, victims: list[dict[str, Any]], alone: list[dict[str, Any]],
+                                                attack: dict[str, Any], poison: int) -> None:
+    """While a batch decodes, newcomers join it after a prefill of their own: attackers whose
+    prefill gives non-finite logits fail alone; the newcomers prefilled with them and the request
+    already running give their solo text."""
+    runner = {"job_id": "runner-prefill", "prompt": "Tell me a long story", "max_tokens": 1500, "stream": True,
+              "ignore_eos": True, "logit_bias": {str(poison): -100}}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/execute", json=runner) as resp:
+            assert resp.status == 200
+            text = [(await read_event(resp))["text"]]  # its first token: it is running
+            results = await asyncio.gather(*(post(f"{url}/execute", b) for b in [attack, *victims, attack]))
+            # still running after the attack (else the cancel is a 404): the attackers joined a live batch
+            async with s.post(f"{url}/cancel", json={"job_id": "runner-prefill"}) as c:
+                assert c.status == 200, await c.text()
+            while (event := await read_event(resp))["type"] == "token":
+                text.append(event["text"])
+    assert [r[0] for r in (results[0], results[-1])] == [422, 422], results
+    assert all(r[1]["error"]["code"] == "non_finite_logits" and r[1]["error"]["message"] for r in (results[0], results[-1]))
+    assert [r[1]["text"] for r in results[1:-1]] == [a["text"] for a in alone]
+    assert event["type"] == "done" and event["finish_reason"] == "cancelled", event
+    solo = await ok(url, {**runner, "stream": False, "job_id": None, "max_tokens": event["tokens_generated"]})
+    assert "".join(text) == solo["text"]
 
 
 async def test_idle_connections_are_closed_and_connections_capped(tmp_path: Path, synth_models: dict) -> None:
