@@ -5,14 +5,16 @@ in a process group of its own, forwards SIGTERM/SIGINT/SIGHUP to that group, and
 ends writes `logs/<id>.exit` (returncode, signal, time) for `worker list` to report. It imports
 nothing heavy (no torch, no pydantic): it costs a few MB next to a worker.
 
-    python -m llorch_tui.pool.supervise --exit-file F [--pid-fd N] [--template NAME --command-words K]
-                                        -- llorch-worker ARGS...
+    python -m llorch_tui.pool.supervise --exit-file F [--pid-fd N] [--listen-fd L]
+                                        [--template NAME --command-words K] -- llorch-worker ARGS...
 
 With --pid-fd, the worker's pid and how it started are written to that fd as one line
 (`PID`, `PID fork`, or `PID exec WHY` when a fork was asked for and failed); the fd stays open until this process exits, so the
 agent sees EOF exactly when the worker is gone. With --template, the worker is forked by the
 pool's warm template (its argv is the command minus its first K words) and the template reports
 its exit status here; if the template cannot, the command is exec'd as usual and the log says why.
+With --listen-fd, that inherited fd (the worker's listening socket, bound by the agent) is handed
+on to the worker, exec'd or forked, and closed here once the worker has it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pid-fd", type=int)
     p.add_argument("--template", help="abstract socket name of the pool's warm worker template")
     p.add_argument("--command-words", type=int, default=1, help="words of the command before the worker's argv")
+    p.add_argument("--listen-fd", type=int, help="an inherited fd to hand on to the worker (its listening socket)")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
     cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.devnull, "rb") as devnull:
             conn, worker_pid, why = template_client.fork_worker(
                 args.template, cmd[args.command_words:], dict(os.environ), os.getcwd(),
-                (devnull.fileno(), sys.stdout.fileno(), sys.stderr.fileno()))
+                (devnull.fileno(), sys.stdout.fileno(), sys.stderr.fileno()),
+                () if args.listen_fd is None else (args.listen_fd,))
         if conn is not None:
             mode = "fork"
         else:
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if conn is None:
         try:
             # Its own process group: signals reach the worker and whatever it forks, never this supervisor twice.
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0,
+                                     pass_fds=() if args.listen_fd is None else (args.listen_fd,))
         except OSError as exc:
             print(f"LLORCH_WORKER_ERROR {json.dumps({'code': 'internal', 'message': f'cannot start {cmd[0]}: {exc}'})}",
                   file=sys.stderr, flush=True)
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 pid_out.close()
             return 127
         worker_pid = child.pid
+    if args.listen_fd is not None:
+        os.close(args.listen_fd)  # the worker's now: the port is freed when the worker ends, not when we do
     for signum in pending:
         forward(signum, None)
     if pid_out is not None:

@@ -185,16 +185,19 @@ def _start(name: str, state_dir: Path, logs_dir: Path, python: str) -> dict[str,
     return doc if isinstance(doc, dict) else {"ok": False, "error": "unreadable ready line"}
 
 
-def fork_worker(name: str, argv: list[str], env: dict[str, str], cwd: str,
-                stdio: tuple[int, int, int]) -> tuple[socket.socket | None, int | None, str | None]:
-    """Ask the template for a worker: (connection to await its exit on, its pid, None) or (None, None, why not)."""
+def fork_worker(name: str, argv: list[str], env: dict[str, str], cwd: str, stdio: tuple[int, int, int],
+                extra_fds: tuple[int, ...] = ()) -> tuple[socket.socket | None, int | None, str | None]:
+    """Ask the template for a worker: (connection to await its exit on, its pid, None) or (None, None, why not).
+
+    `extra_fds` (at most one: the worker's listening socket) reach the worker too; its argv names
+    it as `--listen-fd N` with this process's number, which the template rewrites to the child's."""
     try:
         sock = _connect(name, REPLY_TIMEOUT_S)
     except OSError as exc:
         return None, None, f"no worker template answers ({exc})"
     try:
         payload = json.dumps({"op": "spawn", "argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
-        socket.send_fds(sock, [payload], list(stdio))
+        socket.send_fds(sock, [payload], [*stdio, *extra_fds])
         doc = _read_line(sock)
     except (OSError, ValueError) as exc:
         sock.close()

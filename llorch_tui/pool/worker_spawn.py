@@ -1,4 +1,7 @@
-"""`workers.spawn`: check, pick a port, start a supervised detached worker, wait for its ready event.
+"""`workers.spawn`: check, pick and hold a port, start a supervised detached worker, wait for its ready event.
+
+The port is bound here, when it is chosen, and the worker inherits the listening socket
+(`--listen-fd`): nobody can take it in between, however long the worker takes to start.
 
 Readiness comes from the worker itself: its callback POST (a tiny aiohttp server on 127.0.0.1:0
 lives here for the duration of the spawn), with `/health` as a fallback and the supervisor's exit
@@ -14,6 +17,7 @@ import secrets
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,7 +34,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool import template_client
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.ops import OpContext
-from llorch_tui.pool.ports import pick_port
+from llorch_tui.pool.ports import hold_port
 from llorch_tui.pool.terminate import terminate
 from llorch_tui.pool.probe_cache import probe_backends, usable_backends
 from llorch_tui.pool.worker_failure import failure_error, refetch_hint
@@ -171,28 +175,31 @@ class _Callback:
             await self.runner.cleanup()
 
 
-def _reserve(ctx: OpContext, p: SpawnParams, worker_id: str) -> WorkerRecord:
-    """Pick the port and write the `starting` record under one lock, so two spawns never pick the same port."""
+def _reserve(ctx: OpContext, p: SpawnParams, worker_id: str) -> tuple[WorkerRecord, socket.socket]:
+    """Bind the port (the worker inherits the socket) and write the `starting` record under one lock."""
     paths = ctx.settings.paths.ensure()
     with Registry(paths).edit() as records:
         reserved = [r.port for r in records if r.state in LIVE_STATES and is_live(r)]
-        port = pick_port(p.gpu, p.port, reserved)
+        listener = hold_port(p.gpu, p.port, reserved)
+        port = int(listener.getsockname()[1])
         rec = WorkerRecord(id=worker_id, model=p.model, backend=p.backend, gpu=p.gpu, port=port, pid=0,
                            state="starting", started_at=now(), dtype=p.dtype,
                            log_path=str(paths.logs_dir / f"{worker_id}.log"))
         records.append(rec)
-    return rec
+    return rec, listener
 
 
 def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str,
-            template: str | None) -> tuple[subprocess.Popen[bytes], int]:
+            template: str | None, listener: socket.socket) -> tuple[subprocess.Popen[bytes], int]:
     """Start the supervisor in a new session; returns it and the read end of its pid pipe.
 
     With `template` (the pool's warm template socket), the supervisor has the worker forked there.
+    The worker serves on `listener`, passed down as an inherited fd.
     """
     command = worker_command()
+    lfd = listener.fileno()
     argv = [*command, "--worker-id", rec.id, "--model", str(mdir), "--backend", rec.backend,
-            "--port", str(rec.port), "--host", "127.0.0.1", "--callback-url", callback_url]
+            "--port", str(rec.port), "--host", "127.0.0.1", "--listen-fd", str(lfd), "--callback-url", callback_url]
     if rec.gpu is not None:
         argv += ["--gpu", str(rec.gpu)]
     if rec.dtype:
@@ -213,9 +220,9 @@ def _launch(ctx: OpContext, rec: WorkerRecord, mdir: Path, callback_url: str,
             # Never the agent's stdin/stdout (the protocol channel): /dev/null in, the log file out.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "llorch_tui.pool.supervise", "--exit-file", str(exit_file(paths, rec.id)),
-                 "--pid-fd", str(w), *fork, "--", *argv],
+                 "--pid-fd", str(w), "--listen-fd", str(lfd), *fork, "--", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                pass_fds=(w,), env=env, cwd=str(ctx.settings.state_dir))
+                pass_fds=(w, lfd), env=env, cwd=str(ctx.settings.state_dir))
     except BaseException:
         os.close(r)
         raise
@@ -266,17 +273,20 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     # still free when the worker binds it.
     template, note = await asyncio.to_thread(
         template_client.ensure, ctx.settings.state_dir, ctx.settings.paths.ensure().logs_dir, worker_command())
-    rec = await asyncio.to_thread(_reserve, ctx, p, worker_id)
+    rec, listener = await asyncio.to_thread(_reserve, ctx, p, worker_id)
     rec.start_note = note
     registry = Registry(ctx.settings.paths)
-    ctx.emit("progress", {"stage": "port", "port": rec.port, "worker_id": rec.id})
+    ctx.emit("progress", {"stage": "port", "port": rec.port, "worker_id": rec.id, "held": True})
     callback = _Callback(rec.id)
     sup: subprocess.Popen[bytes] | None = None
     pipe: asyncio.BaseTransport | None = None
     t0 = time.monotonic()
     try:
-        await callback.start()
-        sup, fd = _launch(ctx, rec, mdir, callback.url, template)
+        try:
+            await callback.start()
+            sup, fd = _launch(ctx, rec, mdir, callback.url, template, listener)
+        finally:
+            listener.close()  # the supervisor (and through it the worker) has its own copy now
         reader, pipe = await _open_pipe(fd)
         try:
             line = (await asyncio.wait_for(reader.readline(), PID_WAIT_S)).strip()

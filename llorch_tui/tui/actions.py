@@ -41,7 +41,7 @@ def _spawn_stage(data: dict[str, Any]) -> str:
     """A spawn progress event in words."""
     stage = str(data.get("stage"))
     if stage == "port":
-        return f"port {data.get('port')} reserved"
+        return f"port {data.get('port')} " + ("bound, held for the worker" if data.get("held") else "reserved")
     if stage == "spawned":
         return f"process started (pid {data.get('pid')})"
     if stage == "loading":

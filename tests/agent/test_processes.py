@@ -17,7 +17,7 @@ import pytest
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths
-from llorch_tui.pool.ports import pick_port, port_free
+from llorch_tui.pool.ports import hold_port, pick_port, port_free
 from llorch_tui.pool.worker_registry import Registry, is_worker_cmdline
 from llorch_tui.protocol.workers import WorkerRecord
 
@@ -49,6 +49,10 @@ def test_default_port_skips_taken_and_reserved() -> None:
         # A worker still starting has not bound its port yet: the registry's reservation must count.
         assert pick_port(None, reserved=[second]) > second
     assert pick_port(3) >= 8003
+    # The spawn's choice is a held, listening socket: a port free a moment ago stays the worker's.
+    with hold_port(None) as held:
+        assert held.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        assert not port_free(held.getsockname()[1]) and pick_port(None) != held.getsockname()[1]
 
 
 @pytest.mark.parametrize("cmd, expected", [

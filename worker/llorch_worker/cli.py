@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -35,6 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu", type=int, default=0, help="CUDA device index (cuda only)")
     p.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one (reported when ready)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (non-loopback needs --token)")
+    p.add_argument("--listen-fd", type=int, metavar="FD",
+                   help="serve on this inherited, already listening TCP socket instead of binding --host/--port "
+                        "(the pool agent binds the port when it chooses it, so nobody can take it meanwhile)")
     p.add_argument("--callback-url", help="POST readiness/failure JSON here")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--token-file", metavar="FILE",
@@ -198,7 +202,11 @@ class WorkerProcess:
         self.runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5.0, access_log=None,
                                     **limits.runner_kwargs())
         await self.runner.setup()
-        site = LimitedTCPSite(self.runner, self.args.host, self.args.port, limits, reuse_address=True)
+        if self.args.listen_fd is not None:
+            sock = self._inherited_socket(self.args.listen_fd)
+            site = LimitedTCPSite(self.runner, None, None, limits, sock=sock)
+        else:
+            site = LimitedTCPSite(self.runner, self.args.host, self.args.port, limits, reuse_address=True)
         try:
             await site.start()
         except OSError as e:
@@ -210,6 +218,24 @@ class WorkerProcess:
             raise WorkerError("internal", f"cannot listen on {self.args.host}:{self.args.port}: {e}") from e
         self.port = self.runner.addresses[0][1]
         print(f"LLORCH_WORKER_LISTENING {json.dumps({'port': self.port, 'pid': os.getpid()})}", flush=True)
+
+    def _inherited_socket(self, fd: int) -> socket.socket:
+        """The listening socket --listen-fd names, checked: TCP, listening, on loopback unless a token is set."""
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as e:
+            raise WorkerError("internal", f"--listen-fd {fd} is not an open socket: {e}") from e
+        listening = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM \
+            and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if not listening:
+            sock.detach()
+            raise WorkerError("internal", f"--listen-fd {fd} is not a listening TCP socket")
+        host = sock.getsockname()[0]
+        if not _is_loopback(host) and not self.args.token:
+            sock.close()
+            raise WorkerError("internal", f"--listen-fd {fd} listens on {host}, not a loopback address: that "
+                              "needs a token (LLORCH_WORKER_TOKEN or --token-file)")
+        return sock
 
     def _load(self) -> None:
         """Runs in a thread: load, warm up on a throwaway cache, start the scheduler."""

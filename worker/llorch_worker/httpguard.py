@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,18 +217,25 @@ class LimitedTCPSite(web.TCPSite):
     """A TCPSite whose listening socket refuses connections beyond `limits.max_connections` (503)
     and beyond `limits.per_client` from one peer address (429)."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits,
-                 **kwargs: Any) -> None:
+    def __init__(self, runner: web.BaseRunner, host: str | None, port: int | None, limits: ConnectionLimits,
+                 sock: socket.socket | None = None, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self.limits = limits
+        self._sock = sock  # an already listening socket (inherited): served as it is, host/port unused
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with its runner
         server = self._runner.server
         assert server is not None
         loop = asyncio.get_running_loop()
+        factory = _CappedFactory(server, self.limits)
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock, ssl=self._ssl_context,
+                                                    backlog=self._backlog)
+            self._bound_port = self._sock.getsockname()[1]
+            return
         self._server = await loop.create_server(
-            _CappedFactory(server, self.limits), self._host, self._port,
+            factory, self._host, self._port,
             ssl=self._ssl_context, backlog=self._backlog, reuse_address=self._reuse_address,
             reuse_port=self._reuse_port)
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port

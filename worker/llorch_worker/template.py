@@ -15,9 +15,11 @@ listening and exits once its last worker has ended; the agent starts a fresh one
 caller's import-relevant environment differs from its own, or when it is not single-threaded.
 It exits by itself after `--idle-s` seconds with no worker and no request.
 
-Wire (one JSON line each way; the spawn request carries three fds by SCM_RIGHTS):
+Wire (one JSON line each way; the spawn request carries three or four fds by SCM_RIGHTS):
     {"op": "ping"}                                      -> {"ok": true, "pid", "fingerprint", "children"}
-    {"op": "spawn", "argv", "env", "cwd"} + fds 0,1,2   -> {"ok": true, "pid"} ... {"exit": {"returncode", "signal"}}
+    {"op": "spawn", "argv", "env", "cwd"} + fds 0,1,2[,L] -> {"ok": true, "pid"} ... {"exit": {"returncode", "signal"}}
+      (L: the worker's listening socket, when argv has `--listen-fd`; the child gets it under the
+      number its argv then names)
     {"op": "stop"}                                      -> {"ok": true}  (drain: no new spawns, exit when idle)
     a refusal:                                          -> {"ok": false, "error", "stale": bool}
 """
@@ -119,6 +121,7 @@ def fork_hazard() -> str | None:
 # the worker's `process` start-up stage runs from here.
 FORKED_AT: float | None = None
 
+LISTEN_FD_FLAG = "--listen-fd"
 ID_VAR = "LLORCH_WORKER_ID"
 PAD_VAR = b"LLORCH_ENV_PAD"  # fills what the id leaves of the placeholder
 
@@ -238,7 +241,7 @@ class Template:
 
     def read(self, conn: socket.socket) -> None:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 3)
+            data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MSG, 4)
         except OSError:
             data, fds = b"", []
         if not data:
@@ -293,8 +296,10 @@ class Template:
     def refusal(self, req: dict[str, Any], fds: list[int]) -> str | None:
         if self.check_stale():
             return "the worker package changed since the template started (a fresh one takes over)"
-        if len(fds) != 3:
-            return f"expected stdin, stdout and stderr, got {len(fds)} fd(s)"
+        wanted = 4 if LISTEN_FD_FLAG in req["argv"] else 3
+        if len(fds) != wanted:
+            return (f"expected stdin, stdout, stderr{' and the listening socket' if wanted == 4 else ''}, "
+                    f"got {len(fds)} fd(s)")
         if env_key(req["env"]) != self.env_key:
             return "the spawn's environment (PYTHON*/TORCH*/HF_*/CUDA_*/... variables) differs from the template's"
         return fork_hazard()
@@ -330,9 +335,11 @@ class Template:
             for c in [*self.conns, *(c for c, _ in self.children.values() if c is not None)]:
                 c.close()
             os.close(self.wake_r)
-            for target, fd in enumerate(fds):
+            for target, fd in enumerate(fds[:3]):
                 os.dup2(fd, target)
                 os.close(fd)
+            if len(fds) == 4:  # the listening socket stays where it arrived (>= 3: stdio was open here)
+                argv[argv.index(LISTEN_FD_FLAG) + 1] = str(fds[3])
             os.chdir(req["cwd"])
             os.environ.clear()
             os.environ.update({str(k): str(v) for k, v in req["env"].items()})
