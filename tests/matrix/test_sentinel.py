@@ -86,3 +86,35 @@ def test_the_diff_reports_carry_the_sentinel(tmp_path: Path) -> None:
         line = next(l for l in text.splitlines() if l.startswith("* `local/cpu/m`"))
         assert "**performance slower**: 100.2 → 80.1 tokens/s (-20.1%, noise bound ±2.0%, 4/4 samples)" in line
         assert "**environment**: torch 2.13.0 → 2.14.0; kernel 6.1 → 6.8" in line
+
+
+def test_cells_with_and_without_a_dtype_are_matched_by_the_dtype_they_ran_in(tmp_path: Path) -> None:
+    from llorch_tui.matrix.reports.diff import diff_reports
+
+    def cell(key: str, samples: list[float], verdict: str = "pass", dtype: str = "float32") -> CellResult:
+        return _cell(samples, env=ENV.model_copy(update={"dtype": dtype}), verdict=verdict).model_copy(
+            update={"key": CellKey.parse(key)})
+
+    def run(minute: int, *cells: CellResult) -> MatrixReport:
+        return _run(cells[0], minute).model_copy(update={"cells": list(cells)})
+
+    plain = run(0, cell("local/cpu/m", [100.0, 101.0, 99.0, 100.5]))  # no --dtypes: the worker chose float32
+    d = diff_reports(plain, run(1, cell("local/cpu:float32/m", [80.0, 81.0, 79.5, 80.2])))
+    assert (d.added, d.not_run, d.changed, d.unchanged) == ([], [], [], 1)
+    (entry,) = d.sentinel
+    assert entry.key == "local/cpu:float32/m" and entry.performance and entry.performance.verdict == "slower"
+    # the other way round, with a verdict change: the table names the baseline's id
+    dtyped = run(2, cell("local/cpu:float32/m", [100.0, 101.0, 99.0]), cell("local/cpu:bfloat16/m", [90.0]))
+    d = diff_reports(dtyped, run(3, cell("local/cpu/m", [100.0], verdict="fail")))
+    assert [(c.key, c.before_key, c.before, c.after) for c in d.changed] == [
+        ("local/cpu/m", "local/cpu:float32/m", "pass", "fail")]
+    assert [c.key for c in d.not_run] == ["local/cpu:bfloat16/m"] and d.added == []
+    write_reports(dtyped, tmp_path)
+    paths = write_reports(run(3, cell("local/cpu/m", [100.0], verdict="fail")), tmp_path)
+    assert "| `local/cpu/m` (was `local/cpu:float32/m`) | ✅ pass | ❌ fail |" in Path(paths["diff"]).read_text()
+    # an exact id wins, and a cell whose worker ran in another dtype is another cell
+    both = run(4, cell("local/cpu/m", [100.0]), cell("local/cpu:float32/m", [100.0]))
+    d = diff_reports(plain, both)
+    assert d.unchanged == 1 and [c.key for c in d.added] == ["local/cpu:float32/m"]
+    d = diff_reports(plain, run(5, cell("local/cpu:bfloat16/m", [100.0], dtype="bfloat16")))
+    assert [c.key for c in d.added] == ["local/cpu:bfloat16/m"] and [c.key for c in d.not_run] == ["local/cpu/m"]

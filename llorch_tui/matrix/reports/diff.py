@@ -1,7 +1,11 @@
 """Which cells changed verdict since the baseline: the last whole run in the same report directory.
 
 Only cells that ran in both runs are compared. A cell of the baseline that did not run this time (not
-selected, or skipped by a stop) is listed as "not run", never as gone or changed."""
+selected, or skipped by a stop) is listed as "not run", never as gone or changed.
+
+Cells are matched by id; a cell run without a dtype (`pool/cpu/m`, the worker's default) also matches
+the cell of the dtype its worker actually used (`pool/cpu:float32/m`, from the cell's recorded
+environment), so a run with `--dtypes` and one without compare the same computation."""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from llorch_tui.matrix.reports.sentinel import CellSentinel, sentinel, sentinel_markdown
-from llorch_tui.protocol.matrix import CellResult, MatrixReport, ReasonCode
+from llorch_tui.matrix.reports.sentinel import CellSentinel, cell_sentinel, sentinel_markdown
+from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, MatrixReport, ReasonCode
 
 
 class CellChange(BaseModel):
     key: str
     before: str | None  # verdict, None = not in that run
+    before_key: str | None = None  # the baseline's id of the cell when it differs (with and without a dtype)
     after: str | None
     before_reason: str | None = None
     after_reason: str | None = None
@@ -41,6 +46,39 @@ def _ran(cells: list[CellResult]) -> dict[str, CellResult]:
     return {c.key.id: c for c in cells if c.reason_code != ReasonCode.STOPPED}
 
 
+def _resolved_id(cell: CellResult) -> str:
+    """The cell's id with the default dtype replaced by the one its worker used (when recorded)."""
+    used = cell.environment.dtype if cell.environment else None
+    if cell.key.dtype != DEFAULT_DTYPE or not used or used == DEFAULT_DTYPE:
+        return cell.key.id
+    return cell.key.model_copy(update={"dtype": used}).id
+
+
+def pair_cells(before: dict[str, CellResult], after: dict[str, CellResult]) -> dict[str, str]:
+    """current id -> baseline id of the same cell: equal ids first; then, among the cells left on
+    both sides, equal ids once a default-dtype cell's dtype is resolved to the one it ran in (a
+    resolved id that two cells of one run share matches nothing: it would be a guess)."""
+    pairs = {k: k for k in after if k in before}
+
+    def resolved(cells: dict[str, CellResult], taken: set[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        clash: set[str] = set()
+        for k, c in cells.items():
+            if k in taken:
+                continue
+            r = _resolved_id(c)
+            if r in out:
+                clash.add(r)
+            out[r] = k
+        return {r: k for r, k in out.items() if r not in clash}
+
+    old = resolved(before, set(pairs.values()))
+    for r, k in resolved(after, set(pairs)).items():
+        if r in old:
+            pairs[k] = old[r]
+    return pairs
+
+
 def diff_reports(previous: MatrixReport | None, current: MatrixReport) -> MatrixDiff:
     d = MatrixDiff(previous_started_at=previous.started_at if previous else None, current_started_at=current.started_at,
                    partial=current.partial)
@@ -48,21 +86,23 @@ def diff_reports(previous: MatrixReport | None, current: MatrixReport) -> Matrix
         return d
     before = _ran(previous.cells)
     after = _ran(current.cells)
+    pairs = pair_cells(before, after)
     for key, cur in after.items():
-        old = before.get(key)
+        old = before.get(pairs[key]) if key in pairs else None
+        was = pairs.get(key) if pairs.get(key) != key else None
         if old is None:
             d.added.append(CellChange(key=key, before=None, after=cur.verdict, after_reason=cur.reason))
         elif old.verdict != cur.verdict:
-            d.changed.append(CellChange(key=key, before=old.verdict, after=cur.verdict,
+            d.changed.append(CellChange(key=key, before_key=was, before=old.verdict, after=cur.verdict,
                                         before_reason=old.reason, after_reason=cur.reason))
         else:
             d.unchanged += 1
+    matched = set(pairs.values())
     for key, old in before.items():
-        if key not in after:
+        if key not in matched:
             d.not_run.append(CellChange(key=key, before=old.verdict, after=None, before_reason=old.reason))
-    # The sentinel too looks only at cells that ran in both runs.
-    d.sentinel = sentinel(previous.model_copy(update={"cells": list(before.values())}),
-                          current.model_copy(update={"cells": list(after.values())}))
+    # The sentinel too looks only at cells that ran in both runs (paired as above).
+    d.sentinel = [cell_sentinel(before[pairs[k]], cur) for k, cur in after.items() if k in pairs]
     return d
 
 
@@ -84,6 +124,7 @@ def diff_markdown(d: MatrixDiff, heading: str = "##") -> str:
         out += ["", "| Cell | Before | After | Why now |", "|---|---|---|---|"]
         for c in rows:
             why = (c.after_reason or "").replace("|", "\\|").replace("\n", " ")
-            out.append(f"| `{c.key}` | {_ICON[c.before]} | {_ICON[c.after]} | {why} |")
+            was = f" (was `{c.before_key}`)" if c.before_key else ""
+            out.append(f"| `{c.key}`{was} | {_ICON[c.before]} | {_ICON[c.after]} | {why} |")
     out += ["", *sentinel_markdown(d.sentinel, heading + "#")]
     return "\n".join(out).rstrip() + "\n"

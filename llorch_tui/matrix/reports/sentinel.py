@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from llorch_tui.matrix.environment import env_changes
-from llorch_tui.protocol.matrix import CellResult, MatrixReport
+from llorch_tui.protocol.matrix import CellResult
 from llorch_tui.protocol.parity import ParityResult
 
 # The noise rule, written down in docs/matrix.md ("Regression sentinel"): a change of the median is real
@@ -125,14 +125,6 @@ def cell_sentinel(before: CellResult, after: CellResult) -> CellSentinel:
                                   f"{MIN_SAMPLES} needed in both (run both with --bench {MIN_SAMPLES} or more)")
     s.environment = env_changes(before.environment, after.environment)
     return s
-
-
-def sentinel(previous: MatrixReport | None, current: MatrixReport) -> list[CellSentinel]:
-    """One entry per cell present in both runs, in the current run's order."""
-    if previous is None:
-        return []
-    before = {c.key.id: c for c in previous.cells}
-    return [cell_sentinel(before[c.key.id], c) for c in current.cells if c.key.id in before]
 
 
 def sentinel_markdown(entries: list[CellSentinel], heading: str = "###") -> list[str]:
