@@ -13,7 +13,7 @@ $(BIN)/.llorch-installed: pyproject.toml worker/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -e ./worker -e ".[dev]"
+	$(BIN)/python -m pip install -e ./worker -e ".[dev,tui]"
 	touch $@
 
 setup: $(BIN)/.llorch-installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from llorch_tui import __version__
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         from llorch_tui.matrix.headless import run_headless
 
         return run_headless(args)
+    if importlib.util.find_spec("textual") is None:  # a pool's install: the agent and CLI, no dashboard
+        print("llorch-tui: the dashboard needs the `tui` extra, which is not installed here; "
+              "install it with: pip install 'llorch[tui]' (the headless matrix, --run-matrix, runs without it)",
+              file=sys.stderr)
+        return 2
     from llorch_tui.tui.app import run_app
 
     return run_app(args)

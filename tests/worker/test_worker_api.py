@@ -232,3 +232,51 @@ async def test_info_reports_what_computes(workers: dict) -> None:
     assert info["python"] == platform.python_version() and info["kernel"] == platform.release()
     # a tiny model (hidden 64) computes on one thread: a second only adds a barrier per op
     assert info["threads"] == 1 and info["worker_version"]
+
+
+async def test_shared_models_both_sides(llama: str) -> None:
+    """The worker reads requests with the models WorkerClient sends (api.py): /execute by prompt and by
+    messages, streamed and not, the OpenAI routes with log-probs, echo, token ids and logit_bias, tokenize
+    round trips; and a body that does not fit is one 400 naming the field, why and what to do."""
+    from llorch_worker.api import (ChatMessage, ChatRequest, CompletionRequest, DetokenizeRequest, ExecuteRequest,
+                                   StreamOptions, TokenizeRequest)
+
+    from llorch_tui.worker_client import WorkerClient
+
+    chat = [ChatMessage(role="user", content="Name a colour")]
+    async with aiohttp.ClientSession() as s:
+        w = WorkerClient(s, llama, timeout=120)
+        by_messages = await w.execute(ExecuteRequest(messages=chat, max_tokens=6, ignore_eos=True))
+        streamed = [t async for t in w.execute_stream_timed(ExecuteRequest(messages=chat, max_tokens=6, ignore_eos=True))]
+        answer = await w.chat(ChatRequest(messages=chat, max_tokens=6, temperature=0, ignore_eos=True))
+        assert by_messages.tokens_generated == 6 and by_messages.text == answer.choices[0].message.content
+        assert "".join(t.event.text or "" for t in streamed if t.event.type == "token") == by_messages.text
+        assert streamed[-1].event.type == "done" and [t.at for t in streamed] == sorted(t.at for t in streamed)
+
+        ids = (await w.tokenize(TokenizeRequest(prompt="Once upon a time", add_special_tokens=False))).tokens
+        assert (await w.detokenize(DetokenizeRequest(tokens=ids))).prompt == "Once upon a time"
+        forced = await w.completions(CompletionRequest(prompt=[ids], max_tokens=3, temperature=0, logprobs=2,
+                                                       echo=True, ignore_eos=True, logit_bias={str(ids[1]): 100}))
+        lp = forced.choices[0].logprobs
+        assert lp is not None and lp.token_ids == ids + [ids[1]] * 3 and lp.token_logprobs[0] is None
+        assert all(len(top or []) == 2 for top in (lp.top_token_logprobs or [])[1:])
+        chunks = [c async for c in w.completions_stream(CompletionRequest(
+            prompt=ids, max_tokens=4, temperature=0, ignore_eos=True, stream_options=StreamOptions(include_usage=True)))]
+        usage = chunks[-1].event.usage
+        assert usage is not None and usage.completion_tokens == 4 and usage.prompt_tokens == len(ids)
+        assert "".join(ch.text for c in chunks for ch in c.event.choices) == (
+            await w.completions(CompletionRequest(prompt=ids, max_tokens=4, temperature=0, ignore_eos=True))).choices[0].text
+
+    for route, body, field, words in [
+        ("/execute", {"prompt": "hi", "temperature": "hot"}, "temperature", "must be an integer or a number, got str"),
+        ("/execute", {"messages": [{"role": "user", "content": 5}]}, "messages[0].content", "a string or a list of text parts"),
+        ("/execute", {"messages": [{"content": "x"}], "stream": True}, "messages[0].role", "is required"),
+        ("/v1/chat/completions", {"messages": "hello"}, "messages", "non-empty list of {role, content} objects"),
+        ("/v1/completions", {"prompt": [1, "a"], "logprobs": 1}, "prompt", "a string or a list of token ids"),
+        ("/v1/completions", {"prompt": "hi", "logit_bias": {"5": -101}}, "logit_bias['5']", "at least -100"),
+        ("/tokenize", {"messages": []}, "messages", "non-empty list"),
+    ]:
+        status, err, _ = await post(f"{llama}{route}", body)
+        assert status == 400 and err["error"]["code"] == "invalid_field", (route, body, err)
+        assert err["error"]["field"] == field and f"field {field!r}" in err["error"]["message"], err
+        assert words in err["error"]["message"] and "docs/worker.md" in err["error"]["hint"], err

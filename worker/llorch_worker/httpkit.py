@@ -1,5 +1,6 @@
-"""Request parsing, validation and the bridge from scheduler events to asyncio, shared by the
-native API (server.py) and the OpenAI-compatible API (openai_api.py)."""
+"""Request reading (bodies become the request models of api.py, see validation.py), the checks that need
+the loaded model, and the bridge from scheduler events to asyncio, shared by the native API (server.py)
+and the OpenAI-compatible API (openai_api.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,18 @@ import time
 import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+from pydantic import BaseModel
 
-from .api import LOGIT_BIAS_MAX
+from .api import ChatMessage, GenerationParams
 from .errors import STATUS_FOR_GENERATION_ERROR, ApiError
 from .httpguard import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, BodyTimeout, read_body
 from .jobs import Event, Job
-from .sampling import SEED_MAX, SEED_MIN
+from .validation import parse
+
+R = TypeVar("R", bound=BaseModel)
 
 
 @dataclass
@@ -74,79 +78,26 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _type_error(name: str, want: str, value: Any) -> ApiError:
-    return ApiError(400, "invalid_field", f"field {name!r} must be {want}, got {type(value).__name__} {value!r}"[:300])
+async def read_request(request: web.Request, model: type[R]) -> R:
+    """The body as the route's request model (api.py): a clear 400 naming the field when it does not fit.
+    A large body (a long list of token ids) is checked in a thread, like its parsing."""
+    body = await read_json(request)
+    if (request.content_length or 0) > _PARSE_OFF_LOOP:
+        return await asyncio.to_thread(parse, model, body)
+    return parse(model, body)
 
 
-def get_int(body: dict[str, Any], name: str, default: int | None, *, required: bool = False) -> int | None:
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"field {name!r} is required")
-        return default
-    v = body[name]
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _type_error(name, "an integer", v)
-    return v
-
-
-def get_int_range(body: dict[str, Any], name: str, lo: int, hi: int) -> int | None:
-    v = get_int(body, name, None)
-    if v is not None and not lo <= v <= hi:
-        raise ApiError(400, "invalid_field", f"field {name!r} must be between {lo} and {hi}, got {v}"[:300])
-    return v
-
-
-def get_logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
-    """OpenAI's `logit_bias`: {"token id": bias in -100..100}, added to that token's logit."""
-    raw = body.get("logit_bias")
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise _type_error("logit_bias", 'an object {"token id": bias}', raw)
-    if len(raw) > LOGIT_BIAS_MAX:
-        raise ApiError(400, "invalid_field", f"field 'logit_bias' has {len(raw)} entries; at most {LOGIT_BIAS_MAX}")
+def logit_bias_of(params: GenerationParams, vocab_size: int) -> dict[int, float]:
+    """OpenAI's `logit_bias` by token id (the model checked the values and the size; the ids need the vocabulary)."""
     out: dict[int, float] = {}
-    for key, bias in raw.items():
-        tid = int(key) if isinstance(key, str) and key.isascii() and key.isdigit() and len(key) < 12 else -1
+    for key, bias in (params.logit_bias or {}).items():
+        tid = int(key) if key.isascii() and key.isdigit() and len(key) < 12 else -1
         if not 0 <= tid < vocab_size:
             raise ApiError(400, "invalid_field",
-                           f"logit_bias key {key!r} is not a token id of this model (0..{vocab_size - 1})"[:300])
-        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
-            raise ApiError(400, "invalid_field", f"logit_bias[{key!r}] must be a number from -100 to 100, got {bias!r}"[:300])
+                           f"logit_bias key {key!r} is not a token id of this model (0..{vocab_size - 1})"[:300],
+                           hint="send token ids of this model's tokenizer (see POST /tokenize)", field="logit_bias")
         out[tid] = float(bias)
     return out
-
-
-
-def get_float(body: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    v = body.get(name)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _type_error(name, "a number", v)
-    if not lo <= v <= hi:
-        raise ApiError(400, "invalid_field", f"field {name!r} must be between {lo} and {hi}, got {v}")
-    return float(v)
-
-
-def get_bool(body: dict[str, Any], name: str, default: bool = False) -> bool:
-    v = body.get(name, default)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise _type_error(name, "true or false", v)
-    return v
-
-
-def get_str(body: dict[str, Any], name: str, default: str | None = None, *, required: bool = False) -> str | None:
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"field {name!r} is required")
-        return default
-    v = body[name]
-    if not isinstance(v, str):
-        raise _type_error(name, "a string", v)
-    return v
 
 
 def ready_state(request: web.Request) -> WorkerState:
@@ -172,41 +123,31 @@ def check_prompt_size(st: WorkerState, chars: int) -> None:
                        f"tokens cannot hold more than {limit} characters", hint="shorten the prompt")
 
 
-def messages_of(body: dict[str, Any]) -> list[dict[str, str]]:
-    msgs = body.get("messages")
-    if msgs is None:
-        raise ApiError(400, "missing_field", "field 'messages' is required")
-    if not isinstance(msgs, list) or not msgs:
-        raise ApiError(400, "invalid_field", "field 'messages' must be a non-empty list of {role, content}")
+def messages_of(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    """The chat as the template takes it: content parts reduced to their text."""
     out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ApiError(400, "invalid_field", f"messages[{i}] must be an object with a string 'role'")
-        content = m.get("content")
+    for m in messages:
+        content = m.content
         if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if content is None:
-            content = ""
-        if not isinstance(content, str):
-            raise ApiError(400, "invalid_field", f"messages[{i}].content must be a string or a list of text parts")
-        out.append({"role": m["role"], "content": content})
+            content = "".join(p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str))
+        out.append({"role": m.role, "content": content or ""})
     if all(not m["content"] for m in out):
         raise ApiError(400, "empty_prompt", "every message is empty", hint="send at least one non-empty message")
     return out
 
 
-async def chat_prompt_of(st: WorkerState, body: dict[str, Any]) -> str:
+async def chat_prompt_of(st: WorkerState, messages: list[ChatMessage]) -> str:
     """The request's `messages` rendered by the model's chat template (a transcript when it has none);
-    shared by /v1/chat/completions and /execute, so both routes send the model the same prompt."""
-    messages = messages_of(body)
-    check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in messages))
+    shared by /v1/chat/completions, /execute and /tokenize, so all send the model the same prompt."""
+    chat = messages_of(messages)
+    check_prompt_size(st, sum(len(m["content"]) + len(m["role"]) for m in chat))
     try:  # in a thread: a template over a large conversation is not free
-        return str(await asyncio.to_thread(st.engine.chat_prompt, messages))
+        return str(await asyncio.to_thread(st.engine.chat_prompt, chat))
     except Exception as e:  # a template can reject role orders etc.; that is the client's input
         raise ApiError(400, "invalid_messages", f"the chat template rejected the messages: {e}") from e
 
 
-async def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, Any], *, max_tokens_default: int,
+async def build_job(st: WorkerState, prompt: str | list[int], params: GenerationParams, *, max_tokens_default: int,
                     temperature_default: float, job_id: str | None = None, templated: bool = False,
                     stream: bool = True, top_logprobs: int | None = None, echo: bool = False) -> Job:
     """Validate generation parameters against the loaded model and make a Job (not yet submitted).
@@ -218,28 +159,17 @@ async def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, An
         raise ApiError(400, "empty_prompt", "the prompt is empty", hint="send at least one character of text")
     if isinstance(prompt, str):
         check_prompt_size(st, len(prompt))
-    max_tokens = get_int(body, "max_tokens", max_tokens_default)
-    if body.get("max_completion_tokens") is not None:
-        max_tokens = get_int(body, "max_completion_tokens", max_tokens_default)
-    assert max_tokens is not None
+    budget = params.token_budget
+    max_tokens = max_tokens_default if budget is None else budget
     if max_tokens < 0 or (max_tokens == 0 and not echo):
         raise ApiError(400, "invalid_max_tokens", f"max_tokens must be at least {0 if echo else 1}, got {max_tokens}",
                        hint="max_tokens 0 is allowed only with echo (prompt log-probs)" if max_tokens == 0 else None)
     if max_tokens > eng.context_length:
         raise ApiError(400, "invalid_max_tokens",
                        f"max_tokens {max_tokens} exceeds the model's context length of {eng.context_length} tokens")
-    temperature = get_float(body, "temperature", temperature_default, 0.0, 10.0)
-    top_p = get_float(body, "top_p", 1.0, 0.0, 1.0)
-    seed = get_int_range(body, "seed", SEED_MIN, SEED_MAX)
-    logit_bias = get_logit_bias(body, eng.vocab_size)
-    ignore_eos = get_bool(body, "ignore_eos")
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is None:
-        stop = []
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 16:
-        raise ApiError(400, "invalid_field", "field 'stop' must be a string or a list of at most 16 strings")
+    temperature = float(temperature_default if params.temperature is None else params.temperature)
+    top_p = 1.0 if params.top_p is None else float(params.top_p)
+    logit_bias = logit_bias_of(params, eng.vocab_size)
     if isinstance(prompt, list):
         ids = list(prompt)
     else:
@@ -257,9 +187,10 @@ async def build_job(st: WorkerState, prompt: str | list[int], body: dict[str, An
     def emit(event: Event) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, event)
 
+    stop = [s for s in params.stop_list if s]
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
-              temperature=temperature, top_p=top_p, seed=seed, ignore_eos=ignore_eos,
-              stop=[s for s in stop if s], incremental=stream or bool(stop), top_logprobs=top_logprobs,
+              temperature=temperature, top_p=top_p, seed=params.seed, ignore_eos=bool(params.ignore_eos),
+              stop=stop, incremental=stream or bool(stop), top_logprobs=top_logprobs,
               echo_logprobs=echo and top_logprobs is not None, logit_bias=logit_bias)
     job.queue = queue
     return job

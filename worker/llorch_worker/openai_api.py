@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from .api import ChatRequest, CompletionRequest, StreamOptions
 from .errors import ApiError
-from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, get_bool, get_int, open_sse, read_json,
-                      ready_state, run_events, send_sse, state_of)
-from .logprobs import MAX_TOP_LOGPROBS
+from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, open_sse, read_request, ready_state,
+                      run_events, send_sse, state_of)
 from .openai_logprobs import chat_logprobs, completion_logprobs
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
@@ -39,56 +39,48 @@ def _usage(summary: dict[str, Any]) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def _check_n(body: dict[str, Any]) -> None:
-    n = body.get("n")
+def _check_n(n: int | None) -> None:
     if n not in (None, 1):
-        raise ApiError(400, "unsupported", f"n={n!r} is not supported; this worker returns one choice (n=1)")
+        raise ApiError(400, "unsupported", f"n={n!r} is not supported; this worker returns one choice (n=1)",
+                       hint="send n=1 (or leave it out) and repeat the request for more choices", field="n")
 
 
-def _prompt_of(body: dict[str, Any], vocab_size: int) -> str | list[int]:
+def _prompt_of(req: CompletionRequest, vocab_size: int) -> str | list[int]:
     """Text (a string or a list of one string) or token ids (a list of ints or a list of one such list)."""
-    if "prompt" not in body or body["prompt"] is None:
-        raise ApiError(400, "missing_field", "field 'prompt' is required")
-    p = body["prompt"]
+    p = req.prompt
     if isinstance(p, list) and len(p) == 1 and isinstance(p[0], (str, list)):
         p = p[0]
     if isinstance(p, str):
         return p
-    if isinstance(p, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in p):
-        bad = next((i for i, t in enumerate(p) if not 0 <= t < vocab_size), None)
-        if bad is not None:
-            raise ApiError(400, "invalid_field",
-                           f"prompt token {bad} is {p[bad]}, outside this model's vocabulary (0..{vocab_size - 1})",
-                           hint="send token ids of this model's tokenizer (see POST /tokenize)")
-        return list(p)
-    raise ApiError(400, "invalid_field", "field 'prompt' must be a string or a list of token ids "
-                                         "(or a list of exactly one of these)")
+    if p and not isinstance(p[0], int):  # several prompts in one request
+        raise ApiError(400, "invalid_field", "field 'prompt' must be a string or a list of token ids "
+                                             "(or a list of exactly one of these)",
+                       hint="send one prompt per request", field="prompt")
+    ids = [t for t in p if isinstance(t, int)]
+    bad = next((i for i, t in enumerate(ids) if not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise ApiError(400, "invalid_field",
+                       f"prompt token {bad} is {ids[bad]}, outside this model's vocabulary (0..{vocab_size - 1})",
+                       hint="send token ids of this model's tokenizer (see POST /tokenize)", field="prompt")
+    return ids
 
 
-def _logprobs_of(body: dict[str, Any], stream: bool) -> tuple[int | None, bool]:
-    """(top-k or None, echo), validated: k in 0..MAX_TOP_LOGPROBS, no echo while streaming."""
-    k = get_int(body, "logprobs", None)
-    if k is not None and not 0 <= k <= MAX_TOP_LOGPROBS:
-        raise ApiError(400, "invalid_field", f"logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}",
-                       hint=f"ask for at most the top {MAX_TOP_LOGPROBS} alternatives per token")
-    echo = get_bool(body, "echo")
+def _logprobs_of(req: CompletionRequest, stream: bool) -> tuple[int | None, bool]:
+    """(top-k or None, echo): the model bounds k; no echo while streaming."""
+    echo = bool(req.echo)
     if stream and echo:
         raise ApiError(400, "unsupported", "echo is not supported with stream: true",
-                       hint="send the request without stream to get the prompt back with its log-probabilities")
-    return k, echo
+                       hint="send the request without stream to get the prompt back with its log-probabilities",
+                       field="echo")
+    return req.logprobs, echo
 
 
-def _chat_logprobs_of(body: dict[str, Any]) -> int | None:
+def _chat_logprobs_of(req: ChatRequest) -> int | None:
     """Chat's `logprobs: true` [+ `top_logprobs: k`] as top-k (0 without top_logprobs); None: not asked."""
-    want = get_bool(body, "logprobs")
-    k = get_int(body, "top_logprobs", None)
-    if k is not None and not 0 <= k <= MAX_TOP_LOGPROBS:
-        raise ApiError(400, "invalid_field", f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, got {k}",
-                       hint=f"ask for at most the top {MAX_TOP_LOGPROBS} alternatives per token")
-    if k is not None and not want:
+    if req.top_logprobs is not None and not req.logprobs:
         raise ApiError(400, "invalid_field", "top_logprobs needs logprobs: true",
-                       hint="send logprobs: true with top_logprobs")
-    return (k or 0) if want else None
+                       hint="send logprobs: true with top_logprobs", field="top_logprobs")
+    return (req.top_logprobs or 0) if req.logprobs else None
 
 
 def _logprobs_doc(st: WorkerState, s: dict[str, Any], k: int, echo: bool) -> dict[str, Any]:
@@ -126,14 +118,14 @@ class _ChunkLogprobs:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
-    body = await read_json(request)
-    _check_n(body)
-    prompt = _prompt_of(body, st.engine.vocab_size)
-    stream = get_bool(body, "stream")
-    k, echo = _logprobs_of(body, stream)
-    job = await build_job(st, prompt, body, max_tokens_default=16, temperature_default=1.0, stream=stream,
+    req = await read_request(request, CompletionRequest)
+    _check_n(req.n)
+    prompt = _prompt_of(req, st.engine.vocab_size)
+    stream = bool(req.stream)
+    k, echo = _logprobs_of(req, stream)
+    job = await build_job(st, prompt, req, max_tokens_default=16, temperature_default=1.0, stream=stream,
                           top_logprobs=k, echo=echo)
-    cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
+    cid, created, model = f"cmpl-{uuid.uuid4().hex}", int(time.time()), req.model or _model_name(st)
 
     def chunk(text: str, finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"id": cid, "object": "text_completion", "created": created, "model": model,
@@ -151,20 +143,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return web.json_response(out)
     split = _ChunkLogprobs(st, job, k, chat=False) if k is not None else None
     return await _stream(request, st, job, lambda t, lp: chunk(t, None, lp),
-                         lambda s, lp: chunk("", _FINISH.get(s["finish_reason"], "stop"), lp), body, cid, created,
-                         model, split)
+                         lambda s, lp: chunk("", _FINISH.get(s["finish_reason"], "stop"), lp), req.stream_options, cid,
+                         created, model, split)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
-    body = await read_json(request)
-    _check_n(body)
-    prompt = await chat_prompt_of(st, body)
-    stream = get_bool(body, "stream")
-    k = _chat_logprobs_of(body)
-    job = await build_job(st, prompt, body, max_tokens_default=256, temperature_default=1.0, templated=True,
+    req = await read_request(request, ChatRequest)
+    _check_n(req.n)
+    prompt = await chat_prompt_of(st, req.messages)
+    stream = bool(req.stream)
+    k = _chat_logprobs_of(req)
+    job = await build_job(st, prompt, req, max_tokens_default=256, temperature_default=1.0, templated=True,
                           stream=stream, top_logprobs=k)
-    cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), body.get("model") or _model_name(st)
+    cid, created, model = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), req.model or _model_name(st)
 
     def chunk(delta: dict[str, Any], finish: str | None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -180,15 +172,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "usage": _usage(s)})
     split = _ChunkLogprobs(st, job, k, chat=True) if k is not None else None
     return await _stream(request, st, job, lambda t, lp: chunk({"content": t}, None, lp),
-                         lambda s, lp: chunk({}, _FINISH.get(s["finish_reason"], "stop"), lp), body, cid, created,
-                         model, split, first=chunk({"role": "assistant", "content": ""}, None))
+                         lambda s, lp: chunk({}, _FINISH.get(s["finish_reason"], "stop"), lp), req.stream_options, cid,
+                         created, model, split, first=chunk({"role": "assistant", "content": ""}, None))
 
 
 async def _stream(request: web.Request, st: WorkerState, job: Any, token_chunk: Any, final_chunk: Any,
-                  body: dict[str, Any], cid: str, created: int, model: str, split: _ChunkLogprobs | None,
+                  options: StreamOptions | None, cid: str, created: int, model: str, split: _ChunkLogprobs | None,
                   first: dict[str, Any] | None = None) -> web.StreamResponse:
-    opts = body.get("stream_options") or {}
-    include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+    include_usage = options is not None and bool(options.include_usage)
     resp = await open_sse(request)
     if first is not None:
         await send_sse(resp, first)

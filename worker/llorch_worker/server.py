@@ -14,8 +14,9 @@ from aiohttp import web
 from . import __version__
 from .errors import ApiError
 from .httpguard import bearer_token, token_matches
-from .httpkit import (STATE_KEY, WorkerState, build_job, chat_prompt_of, collect, get_bool, get_str, open_sse,
-                      read_json, ready_state, run_events, send_sse, state_of)
+from .api import CancelRequest, ExecuteRequest
+from .httpkit import (STATE_KEY, WorkerState, build_job, chat_prompt_of, collect, open_sse, read_request, ready_state,
+                      run_events, send_sse, state_of)
 from .info import add_info_route
 from .openai_api import add_openai_routes
 from .tokenize_api import add_tokenize_routes
@@ -106,17 +107,21 @@ def _rss_only() -> dict[str, Any]:
 
 async def execute(request: web.Request) -> web.StreamResponse:
     st = ready_state(request)
-    body = await read_json(request)
+    req = await read_request(request, ExecuteRequest)
     # `prompt` is raw text; `messages` is a chat, rendered by the model's chat template.
-    templated = body.get("messages") is not None
-    if templated and body.get("prompt") is not None:
-        raise ApiError(400, "invalid_field", "send either 'prompt' (raw text) or 'messages' (a chat), not both")
-    prompt = await chat_prompt_of(st, body) if templated else get_str(body, "prompt", required=True)
-    job_id = get_str(body, "job_id")
-    stream = get_bool(body, "stream")
-    assert prompt is not None
-    job = await build_job(st, prompt, body, max_tokens_default=64, temperature_default=0.0, job_id=job_id,
-                          templated=templated, stream=stream)
+    if req.messages is not None and req.prompt is not None:
+        raise ApiError(400, "invalid_field", "send either 'prompt' (raw text) or 'messages' (a chat), not both",
+                       hint="drop one of the two fields", field="prompt")
+    if req.messages is not None:
+        prompt = await chat_prompt_of(st, req.messages)
+    elif req.prompt is not None:
+        prompt = req.prompt
+    else:
+        raise ApiError(400, "missing_field", "field 'prompt' is required",
+                       hint="send 'prompt' (raw text) or 'messages' (a chat)", field="prompt")
+    stream = bool(req.stream)
+    job = await build_job(st, prompt, req, max_tokens_default=64, temperature_default=0.0, job_id=req.job_id,
+                          templated=req.messages is not None, stream=stream)
     if not stream:
         summary = await collect(st, job)
         summary.pop("type", None)
@@ -131,9 +136,7 @@ async def execute(request: web.Request) -> web.StreamResponse:
 
 async def cancel(request: web.Request) -> web.Response:
     st = ready_state(request)
-    body = await read_json(request)
-    job_id = get_str(body, "job_id", required=True)
-    assert job_id is not None
+    job_id = (await read_request(request, CancelRequest)).job_id
     if not st.scheduler.cancel(job_id):
         raise ApiError(404, "unknown_job", f"no queued or running job {job_id!r}",
                        hint="it may have finished already; job ids are those sent to /execute")

@@ -8,27 +8,28 @@ import asyncio
 
 from aiohttp import web
 
+from .api import DetokenizeRequest, TokenizeRequest
 from .errors import ApiError
-from .httpkit import chat_prompt_of, check_prompt_size, get_bool, read_json, ready_state
+from .httpkit import chat_prompt_of, check_prompt_size, read_request, ready_state
 
 
 async def tokenize(request: web.Request) -> web.Response:
     st = ready_state(request)
-    body = await read_json(request)
+    req = await read_request(request, TokenizeRequest)
     eng = st.engine
     # like generation requests: bounded before any work, and tokenized off the event loop
-    if body.get("messages") is not None:
-        text = await chat_prompt_of(st, body)
+    if req.messages is not None:
+        text = await chat_prompt_of(st, req.messages)
         # the template carries its own special tokens
         ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=False)
         templated = bool(getattr(eng.tokenizer, "chat_template", None))
     else:
-        raw = body.get("prompt")
-        if not isinstance(raw, str):
-            raise ApiError(400, "missing_field", "send 'prompt' (a string) or 'messages' (a chat)")
-        text = raw
+        if req.prompt is None:
+            raise ApiError(400, "missing_field", "send 'prompt' (a string) or 'messages' (a chat)", field="prompt")
+        text = req.prompt
         check_prompt_size(st, len(text))
-        ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=get_bool(body, "add_special_tokens", True))
+        special = True if req.add_special_tokens is None else req.add_special_tokens
+        ids = await asyncio.to_thread(eng.encode, text, add_special_tokens=special)
         templated = False
     return web.json_response({"tokens": ids, "count": len(ids), "max_model_len": eng.context_length,
                               "prompt": text, "chat_template": templated})
@@ -36,12 +37,11 @@ async def tokenize(request: web.Request) -> web.Response:
 
 async def detokenize(request: web.Request) -> web.Response:
     st = ready_state(request)
-    body = await read_json(request)
-    ids = body.get("tokens")
+    ids = (await read_request(request, DetokenizeRequest)).tokens
     vocab = st.engine.vocab_size
-    if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
-                                            for t in ids):
-        raise ApiError(400, "invalid_field", f"field 'tokens' must be a list of token ids in 0..{vocab - 1}")
+    if not all(0 <= t < vocab for t in ids):
+        raise ApiError(400, "invalid_field", f"field 'tokens' must be a list of token ids in 0..{vocab - 1}",
+                       hint="send token ids of this model's tokenizer (see POST /tokenize)", field="tokens")
     return web.json_response({"prompt": st.engine.decode(ids)})
 
 
