@@ -6,7 +6,10 @@ spawn→ready is the matrix engine's `spawn_s` (the workers.spawn call, as the c
 it); the matrix wall time is from the first event to the last. The template is started once before
 the rounds (its start is printed apart: a pool pays it once per worker-package version, lazily).
 Medians over the rounds, and the ratios cold ÷ warm. Goals: warm spawn→ready ≤ 1.5 s,
-matrix ≥ 3× faster than cold.
+matrix ≥ 3× faster than cold. Where the time goes: each start's stages as the worker reported them
+(its LLORCH_WORKER_READY line: process, weights_to_ram, to_device, warmup; load_s = the tokenizer
+and those after `process`), the rest of spawn→ready (supervisor start, the fork request, the ready
+callback, the control plane's round trip) and the other phases of a cell (probes, stop), medians.
 
     .venv/bin/python bench/warm_start.py [--rounds 3] [--archs llama qwen2 phi3 mistral] [--synth-dir DIR]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import json
 import os
 import statistics
 import sys
@@ -58,6 +62,23 @@ async def run_matrix(pool: PoolConfig) -> tuple[float, list[CellResult]]:
     return time.perf_counter() - t0, results
 
 
+def ready_lines(logs: Path, seen: set[Path]) -> list[dict]:  # type: ignore[type-arg]
+    """The LLORCH_WORKER_READY documents of worker logs not in `seen` (which gains them)."""
+    docs = []
+    for log in sorted(logs.glob("*.log")):
+        if log in seen or log.name == "template.log":
+            continue
+        seen.add(log)
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("LLORCH_WORKER_READY "):
+                docs.append(json.loads(line.split(" ", 1)[1]))
+    return docs
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def machine_state() -> str:
     load = os.getloadavg()
     return f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
@@ -84,6 +105,9 @@ def main() -> int:
                   f"spawn→ready {first[0].measurements.spawn_s or 0:.2f} s")
             spawn: dict[str, list[float]] = {"cold": [], "warm": []}
             wall: dict[str, list[float]] = {"cold": [], "warm": []}
+            phases: dict[str, dict[str, list[float]]] = {"cold": {}, "warm": {}}
+            seen: set[Path] = set()
+            ready_lines(state / "logs", seen)  # the first warm matrix's
             for r in range(a.rounds):
                 for kind, pool in (("cold", cold_pool), ("warm", warm_pool)):
                     s, results = asyncio.run(run_matrix(pool))
@@ -92,6 +116,17 @@ def main() -> int:
                         print(f"  {kind} round {r + 1}: cells did not pass: {bad}")
                     wall[kind].append(s)
                     spawn[kind] += [c.measurements.spawn_s for c in results if c.measurements.spawn_s is not None]
+                    ph = phases[kind]
+                    for doc in ready_lines(state / "logs", seen):
+                        for stage, v in {**doc.get("startup", {}), "load_s": doc.get("load_s")}.items():
+                            if isinstance(v, (int, float)):
+                                ph.setdefault(stage, []).append(v)
+                    for c in results:
+                        m = c.measurements
+                        for name in ("probe_s", "stop_s", "record_s", "overhead_s", "cell_s"):
+                            v = getattr(m, name)
+                            if v is not None:
+                                ph.setdefault(name, []).append(v)
                     print(f"  round {r + 1} {kind}: matrix {s:.2f} s, spawn→ready "
                           + ", ".join(f"{c.measurements.spawn_s or 0:.2f}" for c in results))
         finally:
@@ -102,6 +137,16 @@ def main() -> int:
           f"{GOAL_SPAWN_S} s: {'OK' if mw <= GOAL_SPAWN_S else 'OVER GOAL'})")
     print(f"matrix over {len(a.archs)} tiny models, median: cold {ws:.2f} s, warm {ww:.2f} s ({ws / ww:.2f}×; "
           f"goal ≥ {GOAL_MATRIX_RATIO}×: {'OK' if ws / ww >= GOAL_MATRIX_RATIO else 'NOT MET'})")
+    print("\nwhere the time goes (medians, s):")
+    print(f"  {'':6} {'spawn→ready':>11} {'process':>8} {'load_s':>7} {'(weights':>9} {'device':>7} "
+          f"{'warmup)':>8} {'rest':>6} | {'probes':>7} {'stop':>6} {'cell':>6}")
+    for kind in ("cold", "warm"):
+        ph = phases[kind]
+        sp, pr, ld = med(spawn[kind]), med(ph.get("process", [])), med(ph.get("load_s", []))
+        print(f"  {kind:6} {sp:11.2f} {pr:8.2f} {ld:7.2f} {med(ph.get('weights_to_ram', [])):9.2f} "
+              f"{med(ph.get('to_device', [])):7.2f} {med(ph.get('warmup', [])):8.2f} {sp - pr - ld:6.2f} | "
+              f"{med(ph.get('probe_s', [])):7.2f} {med(ph.get('stop_s', [])):6.2f} {med(ph.get('cell_s', [])):6.2f}")
+    print("  (rest = spawn→ready − process − load_s: supervisor start, fork request, ready callback, round trip)")
     print(f"machine after: {machine_state()}")
     return 0
 

@@ -120,6 +120,25 @@ def test_bench_table(main_run: MainRun) -> None:
     rows = [l for l in md.splitlines() if "| local/cpu | 2 × 8 |" in l]
     for model in PASSING:  # (the killed cell may have a row too: its bench ran before the kill)
         assert any(l.startswith(f"| {model} |") for l in rows), rows
+    # The same figures reach the JUnit properties and the TUI's cell detail.
+    from llorch_tui.matrix.events import CellFinished
+    from llorch_tui.tui.core.matrix_grid import MatrixGrid
+
+    root = ET.parse(main_run.report_dir / "matrix.junit.xml").getroot()
+    for model in PASSING:
+        cell = _cell(main_run, f"local/cpu/{model}")
+        tc = next(t for t in root.iter("testcase") if t.get("name") == model)
+        props = {p.get("name"): p.get("value") for p in tc.iter("property")}
+        assert float(props["bench.pp_tps_mean"]) == cell.bench.pp_tps_mean and props["bench.tg_tokens"] == "32"
+        for c in (1, 4):
+            assert all(f"bench.c{c}.{m}_ms_p{q}" in props for m in ("ttft", "tpot", "itl") for q in (50, 90, 99))
+        assert {k.removeprefix("bench.startup.") for k in props if k.startswith("bench.startup.")} == {
+            "process", "weights_to_ram", "to_device", "warmup", "ready", "first_token"}
+        grid = MatrixGrid()
+        grid.apply(CellFinished(result=cell))
+        detail = grid.detail(cell.key.id)
+        assert f"pp128 {cell.bench.pp_tps_mean:.1f} ± " in detail and "concurrency 4:" in detail, detail
+        assert "ITL" in detail and "start-up: process" in detail and "first_token" in detail, detail
 
 
 def test_stability_table(main_run: MainRun) -> None:

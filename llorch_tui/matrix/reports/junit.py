@@ -1,11 +1,13 @@
 """JUnit XML: one testcase per cell (classname llorch.matrix.<pool>.<backend>[.<dtype>], name = model), with
-<properties>: the dtype computed in, the parity certificate (parity.*) and the environment (env.*)."""
+<properties>: the dtype computed in, the parity certificate (parity.*), the environment (env.*) and, with
+--bench, the benchmark figures (bench.*)."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 
+from llorch_tui.matrix.reports.bench_tables import bench_properties
 from llorch_tui.matrix.reports.certificates import junit_properties
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, MatrixReport
 
@@ -28,7 +30,7 @@ def junit_xml(report: MatrixReport) -> str:
         dtype = "" if c.key.dtype == DEFAULT_DTYPE else f".{c.key.dtype}"
         tc = ET.SubElement(suite, "testcase", classname=f"llorch.matrix.{c.key.pool}.{c.key.backend}{dtype}",
                            name=c.key.model, time=f"{c.measurements.cell_s or 0.0:.3f}")
-        props = junit_properties(c)
+        props = junit_properties(c) + bench_properties(c)
         if props:
             el_props = ET.SubElement(tc, "properties")
             for name, value in props:

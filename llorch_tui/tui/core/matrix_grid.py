@@ -9,6 +9,7 @@ from typing import Any
 from rich.text import Text
 
 from llorch_tui.matrix.classify import DRIFT_CODES
+from llorch_tui.matrix.reports.bench_tables import bench_detail
 from llorch_tui.matrix.reports.certificates import environment_figures, parity_figures
 from llorch_tui.protocol.matrix import CellKey, CellResult, RunSummary
 from llorch_tui.tui.core.fmt import fmt_bytes
@@ -154,6 +155,7 @@ class MatrixGrid:
                 lines.append("**measured**: " + " · ".join(shown))
             if m.sample_text:
                 lines.append(f"**sample**: {m.sample_text!r}")
+            lines += [f"**bench**: {line}" for line in bench_detail(r)]
             if r.parity is not None:
                 lines.append("**parity**: " + " · ".join(f"{k} {v}" for k, v in parity_figures(r.parity)))
             if r.environment is not None:
