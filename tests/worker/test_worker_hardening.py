@@ -134,12 +134,14 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
 
     tok = Tokenizer.from_file(str(synth_models["llama"] / "tokenizer.json"))
     poison = tok.encode(" zebra", add_special_tokens=False).ids[-1]
-    for v in VICTIMS:
-        assert poison not in tok.encode(v["prompt"]).ids
+    crash = tok.encode(" walrus", add_special_tokens=False).ids[-1]  # its prompts' prefill raises (fault injection)
+    for v in [*VICTIMS, {"prompt": "Tell me a long story"}]:
+        assert not {poison, crash} & set(tok.encode(v["prompt"]).ids)
     model = _poisoned_copy(synth_models["llama"], tmp_path / "poisoned", poison)
     # the victims can never sample the poisoned token, so only the attacker's row reads it
     victims = [{**v, "logit_bias": {str(poison): -100}} for v in VICTIMS]
-    w = WorkerProc(model, "--dtype", "float32", worker_id="poisoned")
+    w = WorkerProc(model, "--dtype", "float32", worker_id="poisoned",
+                   env={"LLORCH_WORKER_FAULT_PREFILL_TOKEN": str(crash)})
     try:
         w.wait_ready()
         alone = [await ok(w.url, b) for b in victims]
@@ -156,6 +158,9 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
                 events = [json.loads(line[6:]) for line in (await r.text()).splitlines() if line.startswith("data: ")]
         assert events[-1]["type"] == "error" and events[-1]["code"] == "non_finite_logits"
         assert (await ok(w.url, victims[1]))["text"] == alone[1]["text"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{w.url}/health") as r:
+                assert (await r.json())["fault_injection"] == {"prefill_token": crash}
         await _bad_prefill_fails_only_the_newcomers(w.url, victims, alone, attack, poison)
     finally:
         w.close()
@@ -164,15 +169,16 @@ async def test_non_finite_logits_fail_only_their_request(tmp_path: Path, synth_m
 async def _bad_prefill_fails_only_the_newcomers(url: str, victims: list[dict[str, Any]], alone: list[dict[str, Any]],
                                                 attack: dict[str, Any], poison: int) -> None:
     """While a batch decodes, newcomers join it after a prefill of their own: attackers whose
-    prefill gives non-finite logits fail alone; the newcomers prefilled with them and the request
-    already running give their solo text."""
+    prefill gives non-finite logits, or raises (the injected fault), fail alone; the newcomers
+    prefilled with them and the request already running give their solo text."""
     runner = {"job_id": "runner-prefill", "prompt": "Tell me a long story", "max_tokens": 1500, "stream": True,
               "ignore_eos": True, "logit_bias": {str(poison): -100}}
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{url}/execute", json=runner) as resp:
             assert resp.status == 200
             text = [(await read_event(resp))["text"]]  # its first token: it is running
-            results = await asyncio.gather(*(post(f"{url}/execute", b) for b in [attack, *victims, attack]))
+            crasher = {"prompt": "Hello walrus", "max_tokens": 8}
+            results = await asyncio.gather(*(post(f"{url}/execute", b) for b in [attack, crasher, *victims, attack]))
             # still running after the attack (else the cancel is a 404): the attackers joined a live batch
             async with s.post(f"{url}/cancel", json={"job_id": "runner-prefill"}) as c:
                 assert c.status == 200, await c.text()
@@ -180,7 +186,9 @@ async def _bad_prefill_fails_only_the_newcomers(url: str, victims: list[dict[str
                 text.append(event["text"])
     assert [r[0] for r in (results[0], results[-1])] == [422, 422], results
     assert all(r[1]["error"]["code"] == "non_finite_logits" and r[1]["error"]["message"] for r in (results[0], results[-1]))
-    assert [r[1]["text"] for r in results[1:-1]] == [a["text"] for a in alone]
+    status, err = results[1]  # a server-side failure: 500, named, and only for that request
+    assert status == 500 and err["error"]["code"] == "internal" and "injected prefill failure" in err["error"]["message"]
+    assert [r[1]["text"] for r in results[2:-1]] == [a["text"] for a in alone]
     assert event["type"] == "done" and event["finish_reason"] == "cancelled", event
     solo = await ok(url, {**runner, "stream": False, "job_id": None, "max_tokens": event["tokens_generated"]})
     assert "".join(text) == solo["text"]

@@ -215,10 +215,11 @@ def test_fault_noise_changes_answers_deterministically(noisy_bf16: WorkerProc, l
     assert noisy[0]["token_ids"] != clean["token_ids"]
 
 
-def test_bad_fault_setting_is_a_usage_error(synth_models: dict[str, Path]) -> None:
-    proc = WorkerProc(synth_models["llama"], worker_id="badnoise", env={"LLORCH_WORKER_FAULT_LOGIT_NOISE": "lots"})
+@pytest.mark.parametrize("name", ["LLORCH_WORKER_FAULT_LOGIT_NOISE", "LLORCH_WORKER_FAULT_PREFILL_TOKEN"])
+def test_bad_fault_setting_is_a_usage_error(synth_models: dict[str, Path], name: str) -> None:
+    proc = WorkerProc(synth_models["llama"], worker_id="badfault", env={name: "lots"})
     try:
         assert proc.wait_exit() == 2
-        assert "LLORCH_WORKER_FAULT_LOGIT_NOISE" in proc.stderr()
+        assert name in proc.stderr()
     finally:
         proc.close()

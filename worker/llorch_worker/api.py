@@ -154,7 +154,7 @@ class Health(Answer):
     error: Any = None
     startup: dict[str, Any] = Field(default_factory=dict)  # seconds per start-up stage (import, load, warmup...)
     synthetic: dict[str, Any] | None = None  # config.json's `llorch_synthetic` block: random weights
-    fault_injection: dict[str, Any] | None = None  # {"logit_noise": sigma} while a fault is injected
+    fault_injection: dict[str, Any] | None = None  # {"logit_noise": sigma, "prefill_token": id}: faults injected
 
 
 class ExecuteResult(Answer):

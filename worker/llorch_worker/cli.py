@@ -75,10 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--max-batch, --queue-limit, --max-connections and --max-connections-per-client must be at least 1")
     if not args.idle_timeout > 0:
         p.error("--idle-timeout must be more than 0 seconds")
-    from .faults import logit_noise_from_env
+    from .faults import logit_noise_from_env, prefill_fault_from_env
 
     try:
         args.logit_noise = logit_noise_from_env()
+        args.prefill_fault = prefill_fault_from_env()
     except ValueError as e:
         p.error(str(e))
     if not _is_loopback(args.host) and not args.token:
@@ -255,6 +256,7 @@ class WorkerProcess:
         t_warm = time.monotonic()
         scheduler.run_now(Job("warmup", engine.encode("Hello, world!") or [engine.pad_id], 4, lambda ev: None))
         metrics = scheduler.metrics = Metrics()
+        scheduler.prefill_fault = self.args.prefill_fault
         scheduler.start()
         engine.load_s = time.monotonic() - t0
         # process: from this process's start (exec, or the fork of a warm template) to loading

@@ -1,9 +1,14 @@
-"""Fault injection, for tests and demos only: a worker that computes slightly wrong numbers.
+"""Fault injection, for tests and demos only: a worker that computes slightly wrong numbers, or
+whose prefill fails for some prompts.
 
 `LLORCH_WORKER_FAULT_LOGIT_NOISE=SIGMA` adds SIGMA x a fixed standard-normal vector (one value per
 vocabulary entry, seeded, so the worker stays deterministic: the same prompt gives the same wrong
 answer) to every logit row before a token is chosen or a log-prob is reported. It simulates a
 broken numeric path on an unchanged model, which the matrix's parity certificate must catch.
+
+`LLORCH_WORKER_FAULT_PREFILL_TOKEN=ID` makes the prefill forward pass of any group of requests
+with token ID in a prompt raise, as a failing kernel would: the scheduler must fail only the
+requests whose prompt holds it (retrying the others alone) and never the batch already decoding.
 """
 
 from __future__ import annotations
@@ -14,7 +19,28 @@ from typing import Any
 
 log = logging.getLogger("llorch_worker.faults")
 ENV_LOGIT_NOISE = "LLORCH_WORKER_FAULT_LOGIT_NOISE"
+ENV_PREFILL_TOKEN = "LLORCH_WORKER_FAULT_PREFILL_TOKEN"
 _SEED = 20240601
+_BANNER = "!" * 72
+
+
+class PrefillFault(RuntimeError):
+    """The injected prefill failure."""
+
+
+def prefill_fault_from_env() -> int | None:
+    """The token id whose prompts fail their prefill (None = off). Raises ValueError with a readable message."""
+    raw = os.environ.get(ENV_PREFILL_TOKEN, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise ValueError(f"{ENV_PREFILL_TOKEN}={raw!r} is not a token id; set a non-negative integer, or unset it")
+    token = int(raw)
+    log.warning(_BANNER)
+    log.warning("FAULT INJECTION ON: %s=%d fails the prefill of every prompt holding that token "
+                "(tests and demos only)", ENV_PREFILL_TOKEN, token)
+    log.warning(_BANNER)
+    return token
 
 
 def logit_noise_from_env() -> float:
@@ -48,8 +74,7 @@ class LogitNoise:
         return logits.float() + self._vec
 
     def warn(self) -> None:
-        banner = "!" * 72
-        log.warning(banner)
+        log.warning(_BANNER)
         log.warning("FAULT INJECTION ON: %s=%s adds noise to every logit; this worker's answers are "
                     "deliberately WRONG (tests and demos only)", ENV_LOGIT_NOISE, self.sigma)
-        log.warning(banner)
+        log.warning(_BANNER)

@@ -59,6 +59,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._since_join = 0
         self.jobs: dict[str, Job] = {}  # queued or running, by job_id
+        self.prefill_fault: int | None = None  # faults.ENV_PREFILL_TOKEN (tests and demos only)
 
     # ---- called from the event loop -------------------------------------------------
     def start(self) -> None:
@@ -208,6 +209,10 @@ class Scheduler:
         from transformers import DynamicCache
 
         eng = self.engine
+        if self.prefill_fault is not None and any(self.prefill_fault in j.prompt_ids for j in jobs):
+            from .faults import PrefillFault
+
+            raise PrefillFault(f"injected prefill failure: a prompt holds token {self.prefill_fault}")
         width = max(len(j.prompt_ids) for j in jobs)
         ids = torch.full((len(jobs), width), eng.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), width), dtype=torch.long)

@@ -87,8 +87,11 @@ async def health(request: web.Request) -> web.Response:
         body["context_length"] = eng.context_length
         body["startup"] = eng.stages
         body["vocab_size"] = eng.vocab_size
-        if eng.noise is not None:
-            body["fault_injection"] = {"logit_noise": eng.noise.sigma}
+        faults = {"logit_noise": eng.noise.sigma} if eng.noise is not None else {}
+        if st.scheduler is not None and st.scheduler.prefill_fault is not None:
+            faults["prefill_token"] = st.scheduler.prefill_fault
+        if faults:
+            body["fault_injection"] = faults
         synthetic = getattr(eng.model.config, "llorch_synthetic", None)
         if synthetic:  # `models synth --like`: real shapes, random weights; never mistaken for the real model
             body["synthetic"] = synthetic
