@@ -56,16 +56,19 @@ def stop(proc: subprocess.Popen[Any]) -> None:
 
 
 async def worker_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
-    async with s.post(f"{url}/execute", json={"prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}) as r:
-        body = await r.json()
-        assert r.status == 200, body
-        return int(body["tokens_generated"])
+    from llorch_worker.api import ExecuteRequest
+
+    from llorch_tui.worker_client import WorkerClient
+
+    done = await WorkerClient(s, url).execute(ExecuteRequest(prompt=prompt, max_tokens=max_tokens, ignore_eos=True))
+    return done.tokens_generated
 
 
 SERVE_MODEL = {"name": "bench"}  # transformers serve pinned to a path wants that path as the model
 
 
 async def openai_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
+    # Raw aiohttp on purpose: this arm is `transformers serve`, whose answers are not the worker's contract.
     # no ignore_eos (transformers serve rejects unknown fields); the synthetic model's end-of-sequence
     # logit is zero, so greedy runs reach max_tokens anyway, and tokens are counted from usage
     body = {"model": SERVE_MODEL["name"], "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}

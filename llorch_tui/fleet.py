@@ -10,9 +10,9 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
-from llorch_tui.client import EventSink, PoolClient
+from llorch_tui.client import PoolClient
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool_api import PoolApi
@@ -92,10 +92,6 @@ class Fleet:
     def api(self, pool: str) -> PoolApi:
         """The typed ops of one pool (`fleet.api("gpu1").models.list() -> Catalog`)."""
         return self.client(pool).api
-
-    async def call(self, pool: str, op: str, params: dict[str, Any] | None = None,
-                   on_event: EventSink | None = None, timeout: float | None = None) -> Any:
-        return await self.client(pool).call(op, params, on_event, timeout)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self.clients.values()), return_exceptions=True)

@@ -1,6 +1,6 @@
 """PoolApi: the typed face of a pool agent. Every op is a method taking its parameter model and
-returning its declared result model (the table in `protocol/ops.py`), so consumers never spell an op
-name or read a result as a dict, and mypy catches a renamed field.
+returning its declared result model, derived from its entry in the op table (`protocol/ops.py`), so
+consumers never spell an op name or read a result as a dict, and mypy catches a renamed field.
 
     api = fleet.api("gpu1")                       # or client.api, or PoolApi(InProcessExecutor(...))
     rec = await api.workers.spawn(SpawnParams(model="tiny-llama", backend="cpu"), on_event=show)
@@ -8,37 +8,26 @@ name or read a result as a dict, and mypy catches a renamed field.
 
 It wraps anything with the `call(op, params, on_event, timeout)` shape: a PoolClient (a remote or local
 agent session) or the agent's InProcessExecutor. Events are passed through as (name, data) as sent.
+
+A method is one line, `spawn = Op(ops.WORKERS_SPAWN)`: the descriptor binds the OpRef to the group's
+caller, and its generic parameters carry the op's parameter and result types to every call site.
+`OptionalParams` is for ops whose parameters all have defaults (`api.models.list()`).
 """
 
 from __future__ import annotations
 
-import builtins  # the groups have a list() method: `list[...]` inside them would name it
-from typing import TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
 from llorch_tui.protocol import ops
-from llorch_tui.protocol.catalog import Catalog, ModelEntry
-from llorch_tui.protocol.downloads import DownloadResult, RemoveResult, VerifyResult
-from llorch_tui.protocol.fit import FitReport
-from llorch_tui.protocol.params import (BeginParams, ChunkParams, DownloadParams, ExportParams, FetchExampleParams,
-                                        FileParams,
-                                        FingerprintParams, FitParams, IdParams, ImportParams, ListParams, LogsParams,
-                                        NoParams, RegisterParams, RmParams, SetFingerprintParams, SpawnParams,
-                                        StatusParams, StopParams, SweepParams, SynthParams, TemplateParams, TickParams,
-                                        UpdateParams, VerdictParams, VerifyParams, WriteParams)
-from llorch_tui.protocol.parity import FingerprintReport, ModelReference
-from llorch_tui.protocol.status import HealthReport, PoolStatus
-from llorch_tui.protocol.transfer import ArchiveResult, ChunkData, ChunkWritten, FileVerified, ReceiveBegun
-from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
-
-from llorch_tui.protocol.ops import EventSink, OpCaller
+from llorch_tui.protocol.ops import EventSink, OpCaller, OpRef
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R")
 
 
-async def call_op(caller: OpCaller, ref: ops.OpRef[P, R], params: P, on_event: EventSink | None = None,
+async def call_op(caller: OpCaller, ref: OpRef[P, R], params: P, on_event: EventSink | None = None,
                   timeout: float | None = None) -> R:
     """One typed call. Only the top-level fields the caller set are sent (the agent applies its own defaults);
     a nested model goes whole: pydantic's exclude_unset would drop its defaults, timestamps included."""
@@ -53,121 +42,94 @@ class _Group:
         self._caller = caller
 
 
-class AgentApi(_Group):
-    async def ping(self, *, timeout: float | None = None) -> ops.PingResult:
-        return await call_op(self._caller, ops.AGENT_PING, NoParams(), timeout=timeout)
+class BoundOp(Generic[P, R]):
+    """An op of one pool: `await bound(params, on_event=..., timeout=...) -> R`."""
 
-    async def ticks(self, p: TickParams, *, on_event: EventSink | None = None,
-                    timeout: float | None = None) -> ops.TicksResult:
-        return await call_op(self._caller, ops.AGENT_TICKS, p, on_event, timeout)
+    def __init__(self, caller: OpCaller, ref: OpRef[P, R]) -> None:
+        self._caller, self.ref = caller, ref
+
+    async def __call__(self, p: P, *, on_event: EventSink | None = None, timeout: float | None = None) -> R:
+        return await call_op(self._caller, self.ref, p, on_event, timeout)
+
+
+class BoundOptionalOp(BoundOp[P, R]):
+    """An op whose parameters all have defaults: the parameter model may be left out."""
+
+    async def __call__(self, p: P | None = None, *, on_event: EventSink | None = None,
+                       timeout: float | None = None) -> R:
+        return await call_op(self._caller, self.ref, p if p is not None else self.ref.params(), on_event, timeout)
+
+
+class Op(Generic[P, R]):
+    """A facade method derived from an op-table entry."""
+
+    def __init__(self, ref: OpRef[P, R]) -> None:
+        self.ref = ref
+
+    @overload
+    def __get__(self, group: None, owner: Any) -> Op[P, R]: ...
+    @overload
+    def __get__(self, group: _Group, owner: Any) -> BoundOp[P, R]: ...
+    def __get__(self, group: _Group | None, owner: Any) -> Op[P, R] | BoundOp[P, R]:
+        return self if group is None else BoundOp(group._caller, self.ref)
+
+
+class OptionalParams(Op[P, R]):
+    """`Op` for an op whose parameter model has a default for every field."""
+
+    @overload
+    def __get__(self, group: None, owner: Any) -> OptionalParams[P, R]: ...
+    @overload
+    def __get__(self, group: _Group, owner: Any) -> BoundOptionalOp[P, R]: ...
+    def __get__(self, group: _Group | None, owner: Any) -> OptionalParams[P, R] | BoundOptionalOp[P, R]:
+        return self if group is None else BoundOptionalOp(group._caller, self.ref)
+
+
+class AgentApi(_Group):
+    ping = OptionalParams(ops.AGENT_PING)
+    ticks = Op(ops.AGENT_TICKS)
 
 
 class ModelsApi(_Group):
-    async def list(self, *, timeout: float | None = None) -> Catalog:
-        return await call_op(self._caller, ops.MODELS_LIST, NoParams(), timeout=timeout)
-
-    async def register(self, p: RegisterParams, *, on_event: EventSink | None = None,
-                       timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_REGISTER, p, on_event, timeout)
-
-    async def unregister(self, p: IdParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_UNREGISTER, p, timeout=timeout)
-
-    async def update(self, p: UpdateParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_UPDATE, p, timeout=timeout)
-
-    async def record_verdict(self, p: VerdictParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_RECORD_VERDICT, p, timeout=timeout)
-
-    async def synth(self, p: SynthParams, *, on_event: EventSink | None = None,
-                    timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_SYNTH, p, on_event, timeout)
-
-    async def download(self, p: DownloadParams, *, on_event: EventSink | None = None,
-                       timeout: float | None = None) -> DownloadResult:
-        return await call_op(self._caller, ops.MODELS_DOWNLOAD, p, on_event, timeout)
-
-    async def verify(self, p: VerifyParams, *, timeout: float | None = None) -> VerifyResult:
-        return await call_op(self._caller, ops.MODELS_VERIFY, p, timeout=timeout)
-
-    async def rm(self, p: RmParams, *, timeout: float | None = None) -> ModelEntry | RemoveResult:
-        return await call_op(self._caller, ops.MODELS_RM, p, timeout=timeout)
-
-    async def fit(self, p: FitParams, *, timeout: float | None = None) -> FitReport:
-        return await call_op(self._caller, ops.MODELS_FIT, p, timeout=timeout)
-
-    async def export(self, p: ExportParams, *, on_event: EventSink | None = None,
-                     timeout: float | None = None) -> ArchiveResult:
-        return await call_op(self._caller, ops.MODELS_EXPORT, p, on_event, timeout)
-
-    async def import_(self, p: ImportParams, *, on_event: EventSink | None = None,
-                      timeout: float | None = None) -> ArchiveResult:
-        return await call_op(self._caller, ops.MODELS_IMPORT, p, on_event, timeout)
-
+    list = OptionalParams(ops.MODELS_LIST)
+    register = Op(ops.MODELS_REGISTER)
+    unregister = Op(ops.MODELS_UNREGISTER)
+    update = Op(ops.MODELS_UPDATE)
+    record_verdict = Op(ops.MODELS_RECORD_VERDICT)
+    synth = Op(ops.MODELS_SYNTH)
+    download = Op(ops.MODELS_DOWNLOAD)
+    verify = Op(ops.MODELS_VERIFY)
+    rm = Op(ops.MODELS_RM)
+    fit = Op(ops.MODELS_FIT)
+    export = Op(ops.MODELS_EXPORT)
+    import_ = Op(ops.MODELS_IMPORT)
     # A copy between pools: the source side ...
-    async def manifest(self, p: IdParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_MANIFEST, p, timeout=timeout)
-
-    async def read_chunk(self, p: ChunkParams, *, timeout: float | None = None) -> ChunkData:
-        return await call_op(self._caller, ops.MODELS_READ_CHUNK, p, timeout=timeout)
-
+    manifest = Op(ops.MODELS_MANIFEST)
+    read_chunk = Op(ops.MODELS_READ_CHUNK)
     # ... and the receiving side.
-    async def receive_begin(self, p: BeginParams, *, timeout: float | None = None) -> ReceiveBegun:
-        return await call_op(self._caller, ops.MODELS_RECEIVE_BEGIN, p, timeout=timeout)
-
-    async def receive_chunk(self, p: WriteParams, *, timeout: float | None = None) -> ChunkWritten:
-        return await call_op(self._caller, ops.MODELS_RECEIVE_CHUNK, p, timeout=timeout)
-
-    async def receive_file(self, p: FileParams, *, timeout: float | None = None) -> FileVerified:
-        return await call_op(self._caller, ops.MODELS_RECEIVE_FILE, p, timeout=timeout)
-
-    async def receive_commit(self, p: IdParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_RECEIVE_COMMIT, p, timeout=timeout)
-
-    async def fetch_example(self, p: FetchExampleParams, *, on_event: EventSink | None = None,
-                            timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_FETCH_EXAMPLE, p, on_event, timeout)
-
+    receive_begin = Op(ops.MODELS_RECEIVE_BEGIN)
+    receive_chunk = Op(ops.MODELS_RECEIVE_CHUNK)
+    receive_file = Op(ops.MODELS_RECEIVE_FILE)
+    receive_commit = Op(ops.MODELS_RECEIVE_COMMIT)
+    fetch_example = Op(ops.MODELS_FETCH_EXAMPLE)
     # Parity references.
-    async def reference(self, p: IdParams, *, timeout: float | None = None) -> ModelReference:
-        return await call_op(self._caller, ops.MODELS_REFERENCE, p, timeout=timeout)
-
-    async def fingerprint(self, p: FingerprintParams, *, on_event: EventSink | None = None,
-                          timeout: float | None = None) -> FingerprintReport:
-        return await call_op(self._caller, ops.MODELS_FINGERPRINT, p, on_event, timeout)
-
-    async def set_fingerprint(self, p: SetFingerprintParams, *, timeout: float | None = None) -> ModelEntry:
-        return await call_op(self._caller, ops.MODELS_SET_FINGERPRINT, p, timeout=timeout)
+    reference = Op(ops.MODELS_REFERENCE)
+    fingerprint = Op(ops.MODELS_FINGERPRINT)
+    set_fingerprint = Op(ops.MODELS_SET_FINGERPRINT)
 
 
 class WorkersApi(_Group):
-    async def spawn(self, p: SpawnParams, *, on_event: EventSink | None = None,
-                    timeout: float | None = None) -> WorkerRecord:
-        return await call_op(self._caller, ops.WORKERS_SPAWN, p, on_event, timeout)
-
-    async def list(self, p: ListParams | None = None, *, timeout: float | None = None) -> builtins.list[WorkerRecord]:
-        return await call_op(self._caller, ops.WORKERS_LIST, p or ListParams(), timeout=timeout)
-
-    async def stop(self, p: StopParams, *, timeout: float | None = None) -> builtins.list[WorkerRecord]:
-        return await call_op(self._caller, ops.WORKERS_STOP, p, timeout=timeout)
-
-    async def logs(self, p: LogsParams, *, on_event: EventSink | None = None,
-                   timeout: float | None = None) -> LogsResult:
-        return await call_op(self._caller, ops.WORKERS_LOGS, p, on_event, timeout)
-
-    async def sweep(self, p: SweepParams | None = None, *, timeout: float | None = None) -> SweepResult:
-        return await call_op(self._caller, ops.WORKERS_SWEEP, p or SweepParams(), timeout=timeout)
-
-    async def template(self, p: TemplateParams | None = None, *, timeout: float | None = None) -> TemplateStatus:
-        return await call_op(self._caller, ops.WORKERS_TEMPLATE, p or TemplateParams(), timeout=timeout)
+    spawn = Op(ops.WORKERS_SPAWN)
+    list = OptionalParams(ops.WORKERS_LIST)
+    stop = Op(ops.WORKERS_STOP)
+    logs = Op(ops.WORKERS_LOGS)
+    sweep = OptionalParams(ops.WORKERS_SWEEP)
+    template = OptionalParams(ops.WORKERS_TEMPLATE)
 
 
 class PoolOpsApi(_Group):
-    async def status(self, p: StatusParams | None = None, *, timeout: float | None = None) -> PoolStatus:
-        return await call_op(self._caller, ops.POOL_STATUS, p or StatusParams(), timeout=timeout)
-
-    async def health(self, p: StatusParams | None = None, *, timeout: float | None = None) -> HealthReport:
-        return await call_op(self._caller, ops.POOL_HEALTH, p or StatusParams(), timeout=timeout)
+    status = OptionalParams(ops.POOL_STATUS)
+    health = OptionalParams(ops.POOL_HEALTH)
 
 
 class PoolApi:

@@ -68,10 +68,10 @@ def _copy(args: argparse.Namespace) -> int:
                                   f"{fmt_bytes(t.bytes_sent)} sent{resumed}, every file sha256-verified",
                                   highlight=False)
                 else:
-                    err = t.error or {}
-                    console.print(f"[bold red]✗[/] {t.pool}: {err.get('message')}", highlight=False)
-                    if err.get("hint"):
-                        console.print(f"  [yellow]hint:[/] {err['hint']}", highlight=False)
+                    message, hint = (t.error.message, t.error.hint) if t.error else ("failed", None)
+                    console.print(f"[bold red]✗[/] {t.pool}: {message}", highlight=False)
+                    if hint:
+                        console.print(f"  [yellow]hint:[/] {hint}", highlight=False)
         return EXIT_OK if result.ok else EXIT_ERROR
 
     return run_sync(go, args.json)

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -23,7 +24,7 @@ from llorch_tui import __version__
 from llorch_tui.client import PoolClient
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
-from llorch_tui.protocol.status import PoolStatus
+from llorch_tui.protocol.status import PoolStatus, ProbeInfo
 from llorch_tui.transport.ssh_errors import INSTALL_HINT, looks_like_missing_command
 from llorch_tui.units import fmt_bytes
 
@@ -144,18 +145,19 @@ async def _check_worker_probe(client: PoolClient, checks: list[Check]) -> None:
                             else "run the probe on the pool to see the full error"))
         return
     try:
-        probe = json.loads(p.stdout)
-    except ValueError:
-        checks.append(Check("worker (torch)", "fail", f"the probe printed no JSON: {p.stdout[:200]!r}"))
+        probe = ProbeInfo.model_validate_json(p.stdout)
+    except ValidationError:
+        checks.append(Check("worker (torch)", "fail", f"the probe printed no probe document: {p.stdout[:200]!r}",
+                            "install the same llorch-worker version on the pool as llorch here"))
         return
-    usable = [b for b, ok in (probe.get("backends") or {}).items() if ok]
-    if not probe.get("torch"):
-        checks.append(Check("worker (torch)", "fail", "; ".join(probe.get("errors") or ["torch is not importable"]),
+    usable = [b for b, ok in probe.backends.items() if ok]
+    if not probe.torch:
+        checks.append(Check("worker (torch)", "fail", "; ".join(probe.errors or ["torch is not importable"]),
                             f"`{python} -m pip install torch` on the pool"))
         return
-    detail = (f"Python {probe.get('python')}, torch {probe.get('torch')}, transformers {probe.get('transformers')}, "
+    detail = (f"Python {probe.python}, torch {probe.torch}, transformers {probe.transformers}, "
               f"backends: {', '.join(usable) or 'none'}")
-    errs = probe.get("errors") or []
+    errs = probe.errors
     checks.append(Check("worker (torch)", "warn" if errs else "ok", detail + (f"; {'; '.join(errs)}" if errs else ""),
                         "fix the import errors above (pip install transformers)" if errs else None))
 

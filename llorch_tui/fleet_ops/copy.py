@@ -26,7 +26,7 @@ from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.pool_api import call_op
-from llorch_tui.protocol import ops
+from llorch_tui.protocol import ErrorDoc, ops
 from llorch_tui.protocol.ops import OpRef
 from llorch_tui.protocol.params import BeginParams, ChunkParams, FileParams, IdParams, WriteParams
 
@@ -48,10 +48,11 @@ class TargetResult:
     bytes_sent: int = 0
     bytes_resumed: int = 0
     model: ModelEntry | None = None  # the target's new catalog entry
-    error: dict[str, Any] | None = None
+    error: ErrorDoc | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "model": self.model.model_dump(mode="json") if self.model else None}
+        return {**self.__dict__, "model": self.model.model_dump(mode="json") if self.model else None,
+                "error": self.error.model_dump(mode="json") if self.error else None}
 
 
 @dataclass
@@ -85,7 +86,7 @@ class _Copy:
         return [t for t, r in self.results.items() if r.error is None and not r.noop]
 
     def fail(self, target: str, err: LlorchError) -> None:
-        self.results[target].error = err.to_doc().model_dump(mode="json")
+        self.results[target].error = err.to_doc()
 
     async def call(self, pool: str, ref: OpRef[P, R], params: P) -> R:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -90,12 +89,14 @@ async def load_check(target: Path, load: bool, size_gb: float) -> tuple[list[Ver
             raise
         return [VerifyProblem(file="(load)", problem="the load check did not finish in time")], False
     try:
-        doc = json.loads(out.decode().strip().splitlines()[-1])
-    except (ValueError, IndexError):
+        # Imported here: the agent starts on a pool without llorch-worker (the check's exit then says so).
+        from llorch_worker.api import CheckReport
+
+        report = CheckReport.model_validate_json(out.decode().strip().splitlines()[-1])
+    except (ImportError, ValueError, IndexError):  # not JSON, or not the check's document (a ValidationError)
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         return [VerifyProblem(file="(load)", problem=f"the check exited {proc.returncode}: {' | '.join(tail)}")], False
-    problems = [VerifyProblem(file=str(p.get("file") or "(model)"), problem=str(p.get("problem")))
-                for p in doc.get("problems", [])]
+    problems = [VerifyProblem(file=p.file, problem=p.problem) for p in report.problems]
     return problems, load and proc.returncode == 0 and not problems
 
 

@@ -38,6 +38,7 @@ class ProbeInfo(WireModel):
     """The torch probe (`python -m llorch_worker.probe --json`), as cached in the state dir."""
 
     backends: dict[str, bool] = Field(default_factory=lambda: {"cpu": True, "cuda": False, "metal": False})
+    python: str | None = None
     torch: str | None = None
     transformers: str | None = None
     cuda_devices: list[dict[str, Any]] = Field(default_factory=list)

@@ -117,9 +117,9 @@ class PoolActions(_Base):
             raise
         t = result.targets[0]
         if not t.ok:
-            err = t.error or {}
-            self.model.download_end(target, model, "failed", err.get("message"))
-            self.event("error", f"copy of {model} to {target} failed: {err.get('message')}", err.get("hint"))
+            message, hint = (t.error.message, t.error.hint) if t.error else ("failed", None)
+            self.model.download_end(target, model, "failed", message)
+            self.event("error", f"copy of {model} to {target} failed: {message}", hint)
             return
         self.model.download_end(target, model, "done")
         done = "already there" if t.noop else f"copied ({fmt_bytes(t.bytes_sent)}, sha256-verified)"

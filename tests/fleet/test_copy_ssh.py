@@ -87,8 +87,8 @@ def test_a_byte_damaged_in_transit_is_caught(isolated_pools, isolated_config: Pa
 
     bad = asyncio.run(copy_model(config, "t", "c", ["d"], tamper=tamper))
     assert flipped and not bad.ok
-    assert bad.targets[0].error and bad.targets[0].error["code"] == "checksum_mismatch"
-    assert "model.safetensors" in bad.targets[0].error["message"]
+    assert bad.targets[0].error and bad.targets[0].error.code == "checksum_mismatch"
+    assert "model.safetensors" in bad.targets[0].error.message
     assert not any(m["id"] == "t" for m in agent(d.state_dir, "models", "list")["models"])
 
     good = asyncio.run(copy_model(config, "t", "c", ["d"]))  # the damaged file was discarded: sent again

@@ -127,9 +127,9 @@ async def test_fleet_dead_pool_does_not_block_the_others(tmp_path: Path) -> None
         broken = fleet.state("broken")
         assert broken.state == "offline" and "cannot start the pool agent" in (broken.error or "")
         assert ("good", "online") in changes and ("broken", "offline") in changes
-        assert (await fleet.call("good", "agent.ping"))["pool_id"] == "good"
+        assert (await fleet.api("good").agent.ping()).pool_id == "good"
         with pytest.raises(LlorchError):
-            await fleet.call("nowhere", "agent.ping")
+            await fleet.api("nowhere").agent.ping()
     finally:
         await fleet.close()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from llorch_tui.protocol.params import SpawnParams
+from llorch_tui.protocol.params import RegisterParams, SpawnParams
 from llorch_tui.tui.app import LlorchApp
 from llorch_tui.tui.screens.dashboard import DashboardScreen
 from llorch_tui.tui.screens.modals import ModelModal, SpawnModal
@@ -89,7 +89,7 @@ async def test_errors_are_notifications_not_crashes(tui_pool: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot, app)
         # Download a registered model from a Hub this machine cannot reach: a clear error, the app lives on.
-        await app.fleet.call("local", "models.register", {"id": "tinyllama"})
+        await app.fleet.api("local").models.register(RegisterParams(id="tinyllama"))
         app.start_download("local", "tinyllama")
         await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications), 120, "the error")
         assert app.is_running

@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 
 from llorch_tui.config import Config, PoolConfig
+from llorch_tui.protocol.params import RegisterParams
 from llorch_tui.tui.app import LlorchApp
 from llorch_tui.tui.widgets.live_table import LiveTable
 from sshd_mirror import mirror_process
@@ -36,7 +37,7 @@ async def test_download_lands(tmp_path: Path, mirror_url: str) -> None:
                                              env={"HF_HOME": str(tmp_path / "hf")})]))
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot, app)
-        await app.fleet.call("dest", "models.register", {"id": "tiny-llama", "repo": REPO, "architecture": "llama"})
+        await app.fleet.api("dest").models.register(RegisterParams(id="tiny-llama", repo=REPO, architecture="llama"))
         app.refresh_all(force=True)
         catalog = app.screen.query_one("#catalog", LiveTable)
         await wait_for(pilot, lambda: "dest/tiny-llama" in catalog.shown, 30, "the registered model")

@@ -283,6 +283,18 @@ class Detokenized(Answer):
     prompt: str
 
 
+class CheckProblem(Answer):
+    file: str = "(model)"
+    problem: str
+
+
+class CheckReport(Answer):
+    """`python -m llorch_worker.check --json` (the agent's `models.verify` load check): its last line."""
+
+    ok: bool = False
+    problems: list[CheckProblem] = Field(default_factory=list)
+
+
 class ErrorDetail(Answer):
     code: str
     message: str
