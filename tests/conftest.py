@@ -14,6 +14,15 @@ ARCHITECTURES = ("llama", "qwen2", "phi3", "mistral")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `-n N --dist loadgroup` the tests that share an expensive fixture run on one xdist worker."""
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") == "loadgroup":
+        from xdist_groups import assign
+
+        assign(items)
+
+
 def synthesize(out: Path, architecture: str, size: str = "tiny", seed: int = 0) -> dict:
     """Make a checkpoint through the real command (a subprocess, like the agent does)."""
     proc = subprocess.run(
