@@ -118,7 +118,7 @@ async def register_gguf(ctx: OpContext, p: RegisterParams, gguf: Path, origin: s
             started={"stage": "convert", "model": p.id, "file": str(gguf)})
         ctx.check_cancelled()
         ctx.emit("progress", {"stage": "register", "model": p.id})
-        files = [ModelFile(name=f["name"], size=int(f["size"]), sha256=f.get("sha256")) for f in info["files"]]
+        files = info.files
         entry = await asyncio.to_thread(
             install_checkpoint, store, p.id, staging, target, False,
             lambda t: entry_for(t, files if not staging.exists() else converted_files(t), True),

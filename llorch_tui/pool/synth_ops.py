@@ -12,7 +12,6 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 
 from llorch_tui.pool.checkpoint_install import exists_error, install_checkpoint
@@ -20,11 +19,11 @@ from llorch_tui.pool.models_ops import check_backends, store_of
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.pool.worker_module import run_worker_module
 from llorch_tui.protocol import BACKENDS, ops
-from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelMetadata
+from llorch_tui.protocol.catalog import ModelEntry, ModelMetadata, WrittenCheckpoint
 from llorch_tui.protocol.params import SynthParams
 
 
-async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any]:
+async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> WrittenCheckpoint:
     kind = (["--like", p.like, "--dtype", p.dtype] if p.like
             else ["--architecture", str(p.architecture), "--size", p.size])
     return await run_worker_module(
@@ -35,16 +34,16 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> dict[str, Any
                  "like": p.like})
 
 
-def _entry(p: SynthParams, path: Path, info: dict[str, Any]) -> ModelEntry:
-    files = [ModelFile(name=f["name"], size=int(f["size"]), sha256=f.get("sha256")) for f in info["files"]]
-    size_bytes = int(info.get("size_bytes") or sum(f.size for f in files))
+def _entry(p: SynthParams, path: Path, info: WrittenCheckpoint) -> ModelEntry:
+    files = info.files
+    size_bytes = info.size_bytes or sum(f.size for f in files)
     name = f"synthetic {p.architecture} ({p.size}, seed {p.seed})"
     if p.like:  # real size: say loudly that it is not the real model
-        name = f"SYNTHETIC {p.like}-like: random weights, {p.dtype}, seed {p.seed} (shapes of {info.get('original')})"
+        name = f"SYNTHETIC {p.like}-like: random weights, {p.dtype}, seed {p.seed} (shapes of {info.original})"
     return ModelEntry(
         id=p.id, name=name, path=str(path),
         architecture=p.architecture, downloaded=True, backends=check_backends(p.backends) or list(BACKENDS),
-        metadata=ModelMetadata(context_length=info.get("context_length"), vocab_size=info.get("vocab_size")),
+        metadata=ModelMetadata(context_length=info.context_length, vocab_size=info.vocab_size),
         files=files, size_gb=size_bytes / 1e9, source="synthetic")
 
 

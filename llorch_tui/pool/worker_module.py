@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import json
 import sys
 from typing import Any
 
@@ -17,6 +16,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.child_env import child_env
 from llorch_tui.pool.ops import OpContext
 from llorch_tui.pool.worker_registry import error_in_lines
+from llorch_tui.protocol.catalog import WrittenCheckpoint
 
 STDERR_TAIL = 2000
 
@@ -28,7 +28,7 @@ def require_worker_package() -> None:
 
 
 async def run_worker_module(ctx: OpContext, module: str, args: list[str], what: str, hint: str,
-                            started: dict[str, Any] | None = None) -> dict[str, Any]:
+                            started: dict[str, Any] | None = None) -> WrittenCheckpoint:
     """Run `python -m llorch_worker.<module> ARGS --json`; `started` is emitted as progress with the child's pid."""
     require_worker_package()
     argv = [sys.executable, "-m", f"llorch_worker.{module}", *args, "--json"]
@@ -54,9 +54,7 @@ async def run_worker_module(ctx: OpContext, module: str, args: list[str], what: 
         last = tail.splitlines()[-1] if tail else f"exit status {proc.returncode}"
         raise LlorchError(ErrorCode.INTERNAL, f"{what} failed: {last}", hint, stderr=tail)
     try:
-        info = json.loads(stdout.decode().strip().splitlines()[-1])
-        assert isinstance(info, dict) and isinstance(info.get("files"), list)
-        return info
-    except (ValueError, IndexError, AssertionError):
+        return WrittenCheckpoint.model_validate_json(stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):  # not JSON, or not a checkpoint's description (a ValidationError)
         raise LlorchError(ErrorCode.INTERNAL, f"llorch_worker.{module} printed no JSON description",
                           "the worker package may be older than the agent; reinstall both") from None

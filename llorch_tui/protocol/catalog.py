@@ -63,6 +63,17 @@ class ModelFile(WireModel):
     sha256: str | None = None
 
 
+class WrittenCheckpoint(WireModel):
+    """The last line of `python -m llorch_worker.synth | gguf_convert --json`: the checkpoint it wrote."""
+
+    files: list[ModelFile]
+    size_bytes: int | None = None
+    params: int | None = None
+    context_length: int | None = None
+    vocab_size: int | None = None
+    original: str | None = None  # synth --like: the real model whose shapes it copies
+
+
 class ModelMetadata(WireModel):
     repo: str | None = None
     context_length: int | None = None
