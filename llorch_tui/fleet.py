@@ -36,6 +36,7 @@ class Fleet:
         # A pool's proxy_jump may name another pool; resolve it once, as the CLI does.
         config = with_jump_pools(config)
         self.config = config
+        self._client_factory = client_factory
         self.clients: dict[str, PoolClient] = {p.name: client_factory(p) for p in config.pools}
         self.states: dict[str, PoolState] = {name: PoolState() for name in self.clients}
         self._listeners: list[ChangeFn] = []
@@ -88,6 +89,17 @@ class Fleet:
 
     def online(self) -> list[str]:
         return [n for n, s in self.states.items() if s.state == "online"]
+
+    async def reconfigure(self, pool: PoolConfig) -> None:
+        """New settings for one configured pool (a new agent_command after an install): its connection is
+        closed, and the next connect uses them."""
+        old = self.client(pool.name)
+        await old.close()
+        pools = [pool if p.name == pool.name else p for p in self.config.pools]
+        self.config = with_jump_pools(self.config.model_copy(update={"pools": pools}))
+        client = self._client_factory(next(p for p in self.config.pools if p.name == pool.name))
+        client.transport.on_state_change(functools.partial(self._set, pool.name))
+        self.clients[pool.name] = client
 
     def api(self, pool: str) -> PoolApi:
         """The typed ops of one pool (`fleet.api("gpu1").models.list() -> Catalog`)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,10 @@ def add_install_command(psub: "argparse._SubParsersAction[argparse.ArgumentParse
     p.set_defaults(handler=_install)
 
 
-def _config_target(config_arg: str | None, source: Path | None) -> tuple[Path, bool]:
-    from llorch_tui.paths import config_file
-
-    if source is not None:
-        return source, True
-    path = Path(config_arg or os.environ.get("LLORCH_CONFIG") or config_file()).expanduser()
-    return path, path.exists()
-
-
 def _install(args: argparse.Namespace) -> int:
     from llorch_tui.cli import pools
     from llorch_tui.config_load import load_config
-    from llorch_tui.fleet_ops.config_edit import set_pool_setting
-    from llorch_tui.fleet_ops.install import DEFAULT_VENV, InstallOptions, Installer
+    from llorch_tui.fleet_ops.install import DEFAULT_VENV, InstallOptions, config_target, install_pool
 
     try:
         loaded = load_config(args.config)
@@ -72,17 +61,8 @@ def _install(args: argparse.Namespace) -> int:
             console.print(f"[bold]{data['stage']:>6}[/] {data['message']}", highlight=False)
 
     async def go() -> int:
-        inst = Installer(pool, opts, on_event)
-        try:
-            result = await inst.install()
-        finally:
-            await inst.close()
-        if not args.no_config and pool.agent_command != result.agent_command:
-            path, exists = _config_target(args.config, loaded.source)
-            set_pool_setting(path, exists, pool, "agent_command", result.agent_command)
-            result.config = str(path)
-            on_event("progress", {"stage": "config", "message": f"agent_command = {result.agent_command} for pool "
-                                  f"{pool.name} in {path}", "pool": pool.name})
+        target = None if args.no_config else config_target(args.config, loaded.source)
+        result = await install_pool(pool, opts, on_event, target)
         if args.json:
             print(json.dumps(result.to_json()), flush=True)
         else:

@@ -321,3 +321,36 @@ class Installer:
 
     async def close(self) -> None:
         await self.t.close()
+
+
+def config_target(config_arg: str | None, source: Path | None) -> tuple[Path, bool]:
+    """(the configuration file agent_command is recorded in, whether it exists): the one loaded, else
+    --config / $LLORCH_CONFIG / the default path (created from the built-in configuration)."""
+    import os
+
+    from llorch_tui.paths import config_file
+
+    if source is not None:
+        return source, True
+    path = Path(config_arg or os.environ.get("LLORCH_CONFIG") or config_file()).expanduser()
+    return path, path.exists()
+
+
+async def install_pool(pool: PoolConfig, opts: InstallOptions, on_event: EventSink,
+                       config: tuple[Path, bool] | None, transport: Transport | None = None) -> InstallResult:
+    """Install, then record the pool's agent_command in `config` (path, exists) when it changed: what
+    `llorch pool install` and the dashboard's install action both do."""
+    from llorch_tui.fleet_ops.config_edit import set_pool_setting
+
+    inst = Installer(pool, opts, on_event, transport)
+    try:
+        result = await inst.install()
+    finally:
+        await inst.close()
+    if opts.record and config is not None and pool.agent_command != result.agent_command:
+        path, exists = config
+        await asyncio.to_thread(set_pool_setting, path, exists, pool, "agent_command", result.agent_command)
+        result.config = str(path)
+        on_event("progress", {"stage": "config", "message": f"agent_command = {result.agent_command} for pool "
+                              f"{pool.name} in {path}", "pool": pool.name})
+    return result

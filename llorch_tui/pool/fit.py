@@ -28,6 +28,7 @@ from typing import Any
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.params import WORKER_MAX_BATCH
+from llorch_tui.protocol.status import PoolStatus
 from llorch_tui.units import fmt_bytes
 
 MiB = 1024**2
@@ -204,6 +205,17 @@ def decide(est: FitEstimate, free: int | None, measured: int | None, pool: str, 
         est.reason = (f"{est.model} on {est.backend} ({est.dtype}) {verdict}: {basis}; {where} "
                       f"{fmt_bytes(free)} {mem}")
     return est
+
+
+def free_memory(status: PoolStatus, backend: str) -> tuple[int | None, int | None]:
+    """(bytes a new worker could use, GPU index): the emptiest GPU on cuda, available RAM otherwise."""
+    if backend == "cuda":
+        frees = [(g.memory_total - (g.memory_used or 0), g.index) for g in status.gpus if g.memory_total]
+        if not frees:
+            return None, None
+        free, idx = max(frees)
+        return free, idx
+    return status.ram.available, None
 
 
 # -- remote: the Hub or a mirror, without downloading the weights ---------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import register_hint
-from llorch_tui.pool.fit import decide, estimate, local_shapes, remote_shapes
+from llorch_tui.pool.fit import decide, estimate, free_memory, local_shapes, remote_shapes
 from llorch_tui.pool.hub_fetch import resolve_endpoint
 from llorch_tui.pool.models_ops import check_backends, check_repo, store_of
 from llorch_tui.pool.ops import OpContext, op
@@ -17,18 +17,6 @@ from llorch_tui.protocol import ops
 from llorch_tui.protocol.params import FitParams
 from llorch_tui.pool.status_ops import pool_status
 from llorch_tui.protocol.fit import FitReport
-from llorch_tui.protocol.status import PoolStatus
-
-
-def free_memory(status: PoolStatus, backend: str) -> tuple[int | None, int | None]:
-    """(bytes a new worker could use, GPU index): the emptiest GPU on cuda, available RAM otherwise."""
-    if backend == "cuda":
-        frees = [(g.memory_total - (g.memory_used or 0), g.index) for g in status.gpus if g.memory_total]
-        if not frees:
-            return None, None
-        free, idx = max(frees)
-        return free, idx
-    return status.ram.available, None
 
 
 @op(ops.MODELS_FIT, summary="memory a model needs per backend, and whether it fits here")

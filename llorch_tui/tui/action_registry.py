@@ -83,6 +83,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
                "sha256-verified; progress in Downloads)", mutating=True,
                palette="Copy the highlighted model to another pool",
                palette_help="pool to pool through the control plane, verified", show=False),
+    ActionSpec("pool.install", "I", "Install", "dashboard", "install_pool",
+               "install (or upgrade to) this machine's llorch and llorch-worker on the highlighted pool over its "
+               "connection, after a confirmation saying what goes where; progress in the event log, then the pool "
+               "reconnects through the installed agent. Offered where the dashboard flags version skew",
+               mutating=True, palette="Install llorch on the highlighted pool",
+               palette_help="this machine's exact version, over SSH; fixes version skew", show=False),
     ActionSpec("matrix", "m", "Matrix", "dashboard", "matrix", "go to the matrix", show=False),
     ActionSpec("filter", "slash", "Filter", "dashboard", "filter",
                "filter the catalog and workers panes (substring, any column); Enter keeps it, Esc clears it",

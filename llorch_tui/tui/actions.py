@@ -9,17 +9,24 @@ A mixin of LlorchApp, so its workers report failures through the app's one error
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from textual.message import Message
 
+from llorch_tui import __version__
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.tui.messages import LogUpdate
 from llorch_tui.units import fmt_bytes
-from llorch_tui.protocol.params import DownloadParams, LogsParams, RegisterParams, SpawnParams, StopParams, SynthParams
+from llorch_tui.protocol.params import (DownloadParams, FitParams, LogsParams, RegisterParams, SpawnParams, StopParams,
+                                        SynthParams)
 
 if TYPE_CHECKING:
+    from llorch_tui.config import PoolConfig
+    from llorch_tui.fleet_ops.install import InstallOptions
+    from llorch_tui.transport.base import Transport
     from llorch_tui.tui.app_host import AppHost as _Base
 else:
     _Base = object
@@ -63,7 +70,60 @@ SYNTH_STAGES = {"check": "checking the id and the architecture", "synthesize": "
                 "convert": "converting the GGUF to safetensors, once (about a minute for a small model)"}
 
 
+# A model the pool has not downloaded is estimated from the Hub's metadata: bounded, it is only a hint.
+FIT_TIMEOUT_S = 60.0
+
+
 class PoolActions(_Base):
+    # Where an install's agent_command is recorded, (path, exists); None: nowhere (run_app sets it).
+    config_target: tuple[Path, bool] | None = None
+    # The install's transport for a pool; None: its own (SSH or local). Tests give one that answers scripted.
+    install_transport: Callable[[PoolConfig], Transport] | None = None
+
+    def request_fits(self, pool: str) -> None:
+        """Estimate, once per catalog model (again after it is downloaded), what a worker of it needs on
+        `pool`: the catalog's fit column. One pool's estimates run one after the other, in the background."""
+        pv = self.model.pools[pool]
+        if self.fleet is None or pool in self._fitting or pv.snapshot is None or pv.snapshot.catalog is None:
+            return
+        entries = {m.id: m.downloaded for m in pv.snapshot.catalog.models}
+        wanted = self.model.fits.wanted(pool, pv.snapshot.catalog.models)
+        if not wanted:
+            return
+        for model in wanted:  # pending from now: the column says "…", not "—"
+            self.model.fits.start((pool, model, "auto"), entries[model])
+        self._fitting.add(pool)
+        self.run_worker(partial(self._fit_models, pool, wanted), name=f"fit estimates on {pool}",  # type: ignore[arg-type]
+                        group=f"fit:{pool}", exit_on_error=False)
+
+    async def _fit_models(self, pool: str, models: list[str]) -> None:
+        try:
+            for model in models:
+                await self.estimate_fit(pool, model)
+                self.schedule_redraw()
+        finally:
+            self._fitting.discard(pool)
+
+    async def estimate_fit(self, pool: str, model: str, dtype: str = "auto") -> None:
+        """One `models.fit` into the fit book; a failure is kept as the reason there is no estimate (quietly:
+        an estimate is a hint, and a pool without network cannot read the Hub's metadata)."""
+        key = (pool, model, dtype)
+        if key not in self.model.fits.records:
+            entry = self.model.model_entry(f"{pool}/{model}")
+            self.model.fits.start(key, bool(entry and entry.downloaded))
+        try:
+            report = await self.live_fleet().api(pool).models.fit(
+                FitParams(id=model, dtype=None if dtype == "auto" else dtype), timeout=FIT_TIMEOUT_S)
+        except asyncio.CancelledError:
+            self.model.fits.records.pop(key, None)  # asked again next time, never left "estimating…"
+            raise
+        except LlorchError as exc:
+            self.model.fits.done(key, None, exc.message)
+        except TimeoutError:
+            self.model.fits.done(key, None, f"no answer within {FIT_TIMEOUT_S:.0f} s")
+        else:
+            self.model.fits.done(key, report)
+
     def start_download(self, pool: str, model: str) -> None:
         if not self._refuse("download"):
             self.run_worker(self._download(pool, model), name=f"download {model} on {pool}",
@@ -179,6 +239,36 @@ class PoolActions(_Base):
             self.event("information", f"registering {params.id} on {pool}")
             entry = await models.register(params)
         self.event("information", f"{entry.id} is in the catalog of {pool}")
+        self.refresh_all(force=True)
+
+    def install_llorch(self, pool: str, opts: InstallOptions) -> None:
+        """Install this machine's llorch on `pool` (llorch pool install), then reconnect it through the new agent."""
+        if not self._refuse("install"):
+            self.run_worker(self._install(pool, opts), name=f"install llorch on {pool}", group=f"install:{pool}",
+                            exclusive=True, exit_on_error=False)
+
+    async def _install(self, pool: str, opts: InstallOptions) -> None:
+        from llorch_tui.fleet_ops.install import install_pool
+
+        fleet = self.live_fleet()
+        cfg = next(p for p in self.config.pools if p.name == pool)
+        self.event("information", f"installing llorch {__version__} on {pool} (its steps go to the event log)")
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "progress":
+                self.event("information", f"install on {pool}: {data.get('stage')}: {data.get('message')}",
+                           notify=False)
+
+        transport = self.install_transport(cfg) if self.install_transport is not None else None
+        result = await install_pool(cfg, opts, on_event, self.config_target, transport)
+        verb = "already up to date" if result.noop else "installed"
+        self.event("information", f"{pool}: llorch {result.version} {verb} in {result.venv} "
+                   f"(torch {result.torch or 'none'})")
+        if cfg.agent_command != result.agent_command:
+            new = cfg.model_copy(update={"agent_command": result.agent_command})
+            self.config.pools = [new if p.name == pool else p for p in self.config.pools]
+            await fleet.reconfigure(new)
+            self.event("information", f"{pool}: reconnecting through {result.agent_command}", notify=False)
         self.refresh_all(force=True)
 
     def open_logs(self, pool: str, worker_id: str) -> None:

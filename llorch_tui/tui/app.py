@@ -34,7 +34,7 @@ from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.actions import DownloadEvent, PoolActions
 from llorch_tui.tui.matrix_actions import MatrixActions
 from llorch_tui.tui.messages import (AddModelRequested, AppSignals, CopyRequested, DownloadRequested, FollowRequested,
-                                    MatrixRequested, RefreshRequested, SpawnRequested, StopRequested)
+                                    InstallRequested, MatrixRequested, RefreshRequested, SpawnRequested, StopRequested)
 from llorch_tui.tui.palette import LlorchCommands
 from llorch_tui.tui.screens.dashboard import DashboardScreen
 
@@ -93,6 +93,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         self._keymap = keymap or {}
         self._startup_warnings = warnings or []
         self._inflight: set[str] = set()
+        self._fitting: set[str] = set()  # pools whose fit estimates are being fetched
         self._redraw_pending = False
         self.signals = AppSignals(self)
         self.events_seen: deque[tuple[str, str]] = deque(maxlen=500)  # for event logs mounted later
@@ -193,6 +194,7 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
         else:
             self.model.apply(snap)
             self.refreshes += 1
+            self.request_fits(pool)
 
     def schedule_redraw(self) -> None:
         """Coalesce redraws: many pools answering within 50 ms cost one table diff."""
@@ -244,6 +246,10 @@ class LlorchApp(PoolActions, MatrixActions, App[int]):
     @on(CopyRequested)
     def _copy_requested(self, msg: CopyRequested) -> None:
         self.copy_model(msg.source, msg.model, msg.target)
+
+    @on(InstallRequested)
+    def _install_requested(self, msg: InstallRequested) -> None:
+        self.install_llorch(msg.pool, msg.options)
 
     @on(StopRequested)
     def _stop_requested(self, msg: StopRequested) -> None:
@@ -353,5 +359,8 @@ def run_app(args: argparse.Namespace) -> int:
         return 2
     app = LlorchApp(loaded.config, readonly=args.readonly, keymap=keymap, warnings=warnings)
     app.matrix_args = args
+    from llorch_tui.fleet_ops.install import config_target
+
+    app.config_target = config_target(args.config, loaded.source)
     app.run()
     return app.return_code or 0

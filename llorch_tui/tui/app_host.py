@@ -33,6 +33,7 @@ class AppHost(App[int]):
     signals: AppSignals
     matrix_engine: MatrixEngine | None
     matrix_report: MatrixReport | None
+    _fitting: set[str]
 
     def live_fleet(self) -> Fleet: raise NotImplementedError
     def _refuse(self, what: str) -> bool: raise NotImplementedError

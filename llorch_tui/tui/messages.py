@@ -8,13 +8,16 @@ that is gone is dropped by the signal itself (no `is_mounted` guards, no registe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from textual.dom import DOMNode
 from textual.message import Message
 from textual.signal import Signal
 
 from llorch_tui.protocol.params import RegisterParams, SpawnParams, SynthParams
+
+if TYPE_CHECKING:
+    from llorch_tui.fleet_ops.install import InstallOptions
 
 
 # --- requests: screen -> app ------------------------------------------------------------
@@ -35,6 +38,14 @@ class CopyRequested(Message):
     def __init__(self, source: str, model: str, target: str) -> None:
         super().__init__()
         self.source, self.model, self.target = source, model, target
+
+
+class InstallRequested(Message):
+    """Install this machine's llorch on a pool (the options the confirmation modal settled)."""
+
+    def __init__(self, pool: str, options: InstallOptions) -> None:
+        super().__init__()
+        self.pool, self.options = pool, options
 
 
 class StopRequested(Message):

@@ -36,3 +36,33 @@ async def loaded(pilot, app: LlorchApp, pools: int = 1) -> None:
     await pilot.pause()  # let the redraw's table changes be processed
 
 
+
+
+class PinnedRamSource:
+    """The real pool's snapshots with RAM pinned to a fixed figure: what fit verdicts are judged against
+    (and snapshots stay the same whatever this machine's free memory does). Speaks DataSource."""
+
+    def __init__(self, app_fleet, available: int, total: int = 32 * 1024**3) -> None:
+        from llorch_tui.tui.core.snapshot import FleetSource
+
+        self.inner = FleetSource(app_fleet)
+        self.available, self.total = available, total
+        self.version: str | None = None  # the llorch version the pools say they run (None: their own)
+
+    async def fetch(self, pool: str, timeout: float):
+        from llorch_tui.protocol.status import RamInfo
+
+        snap = await self.inner.fetch(pool, timeout)
+        if snap.status is not None:
+            snap.status.ram = RamInfo(total=self.total, available=self.available)
+            if self.version is not None:
+                snap.status.llorch_version = self.version
+        return snap
+
+
+def pinned_app(config: Config, available: int, **kw) -> LlorchApp:
+    """The app on real pools whose RAM reads `available` bytes free."""
+    from llorch_tui.fleet import Fleet
+
+    fleet = Fleet(config)
+    return LlorchApp(config, fleet=fleet, source=PinnedRamSource(fleet, available), **kw)

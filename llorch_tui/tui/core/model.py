@@ -13,7 +13,9 @@ from typing import Iterable
 from rich.text import Text
 
 from llorch_tui import __version__
+from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.tui.core.fit_view import FitBook, fit_cell
 from llorch_tui.tui.core.clock import now
 from llorch_tui.tui.core.fmt import fmt_bytes, fmt_duration, fmt_rate, text_bar, threshold_style
 from llorch_tui.units import fmt_size_gb
@@ -80,6 +82,7 @@ class DashboardModel:
         self.ram_history: dict[str, deque[float]] = {}
         self._tokens: dict[tuple[str, str], tuple[int, float, float | None]] = {}
         self.pruned: set[str] = set()  # "pool/worker id" of finished workers the user cleared away
+        self.fits = FitBook()
 
     # --- inputs -------------------------------------------------------------------------
     def set_conn(self, pool: str, conn: str, reason: str | None = None, hint: str | None = None) -> None:
@@ -135,19 +138,25 @@ class DashboardModel:
     def online(self) -> list[str]:
         return [p.name for p in self.pools.values() if p.conn == "online"]
 
+    def skewed(self) -> list[str]:
+        """Pools whose agent runs another llorch version than this machine."""
+        return [p.name for p in self.pools.values() if p.snapshot is not None and p.snapshot.status is not None
+                and p.snapshot.status.llorch_version != __version__]
+
     # --- derived rows -------------------------------------------------------------------
     def selected(self, selection: str) -> list[PoolView]:
         return list(self.pools.values()) if selection == ALL else [self.pools[selection]] if selection in self.pools else []
 
     def pool_rows(self) -> dict[str, Row]:
         rows: dict[str, Row] = {}
+        skewed = self.skewed()
         for pv in self.pools.values():
             st = pv.snapshot.status if pv.snapshot else None
             backends = ",".join(st.backends) if st else "—"
             nw = sum(1 for w in pv.snapshot.workers if w.state in ("ready", "starting")) if pv.snapshot else 0
             conn = Text(pv.conn, style=CONN_STYLE.get(pv.conn, ""))
-            if st is not None and st.llorch_version != __version__:
-                conn.append(" ⚠ skew", style="bold yellow")  # the detail line says which versions and the fix
+            if pv.name in skewed:
+                conn.append(" ⚠ skew", style="bold yellow")  # the detail line says which versions and the fix (I)
             rows[pv.name] = (pv.name, conn, backends, str(nw))
         return rows
 
@@ -166,7 +175,9 @@ class DashboardModel:
                 for backend, rec in sorted(m.verdicts.items()):
                     mark, style = VERDICT_MARK.get(rec.verdict, ("?", ""))
                     verdicts.append(f"{backend}{mark} ", style=style)
-                row: Row = (pv.name, m.id, m.architecture, fmt_size_gb(m.size_gb), have, m.source, verdicts)
+                usable = self.spawn_backends(pv.name, m)
+                fit = fit_cell(self.fits.judge(pv.name, m.id, usable[0], pv.snapshot.status) if usable else None)
+                row: Row = (pv.name, m.id, m.architecture, fmt_size_gb(m.size_gb), have, fit, m.source, verdicts)
                 if matches(row, needle):
                     rows[f"{pv.name}/{m.id}"] = row
         return rows
@@ -247,6 +258,17 @@ class DashboardModel:
         if pv is None or pv.snapshot is None:
             return None
         return next((w for w in pv.snapshot.workers if w.id == wid), None)
+
+    def pool_backends(self, pool: str) -> list[str]:
+        """The pool's usable backends (cpu until its status says more)."""
+        pv = self.pools.get(pool)
+        st = pv.snapshot.status if pv is not None and pv.snapshot is not None else None
+        return st.backends if st is not None else ["cpu"]
+
+    def spawn_backends(self, pool: str, entry: ModelEntry) -> list[str]:
+        """The backends a worker of `entry` can have on `pool`, the default (spawn modal, fit column) first."""
+        usable = self.pool_backends(pool)
+        return [b for b in entry.backends if b in usable]
 
     def model_entry(self, key: str):  # -> ModelEntry | None
         pool, _, mid = key.partition("/")

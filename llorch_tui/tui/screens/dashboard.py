@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -16,10 +17,12 @@ from llorch_tui.tui.screens.base import ModeScreen
 from llorch_tui.protocol.params import RegisterParams, SpawnParams, SynthParams, build_params
 from llorch_tui.tui.guard import guard_handlers, guarded
 from llorch_tui.tui.action_registry import bindings
+from llorch_tui.protocol.fit import FitEstimate
+from llorch_tui.tui.core.fit_view import FitRecord, fit_line
 from llorch_tui.tui.core.model import ALL, CONN_STYLE, DashboardModel
 from llorch_tui import __version__
 from llorch_tui.tui.messages import (AddModelRequested, CopyRequested, DownloadRequested, FollowRequested,
-                                    RefreshRequested, SpawnRequested, StopRequested)
+                                    InstallRequested, RefreshRequested, SpawnRequested, StopRequested)
 from llorch_tui.tui.widgets.gauges import GaugePanel
 from llorch_tui.tui.widgets.live_table import LiveTable
 from llorch_tui.tui.widgets.log_pane import LogPane
@@ -29,10 +32,24 @@ if TYPE_CHECKING:
     from llorch_tui.tui.app import LlorchApp
 
 POOL_COLS = ("pool", "state", "backends", "workers")
-CATALOG_COLS = ("pool", "model", "arch", "size", "have", "source", "verdicts")
+CATALOG_COLS = ("pool", "model", "arch", "size", "have", "fit", "source", "verdicts")
 # State first: it must stay visible at 80 columns; gpu and port are the least needed.
 WORKER_COLS = ("state", "pool", "id", "model", "backend", "reqs", "tok/s", "queue", "memory", "uptime", "gpu", "port")
 DOWNLOAD_COLS = ("pool", "model", "progress", "bytes", "speed", "eta", "state")
+
+
+class PoolFit:
+    """The spawn modal's view of one model's fit on one pool (its modals.FitSource)."""
+
+    def __init__(self, app: "LlorchApp", pool: str, model: str) -> None:
+        self.app, self.pool, self.model = app, pool, model
+
+    def judge(self, backend: str, dtype: str) -> FitEstimate | FitRecord | None:
+        snap = self.app.model.pools[self.pool].snapshot
+        return self.app.model.fits.judge(self.pool, self.model, backend, snap.status if snap else None, dtype)
+
+    async def estimate(self, dtype: str) -> None:
+        await self.app.estimate_fit(self.pool, self.model, dtype)
 
 
 @guard_handlers
@@ -56,13 +73,16 @@ class DashboardScreen(ModeScreen):
         yield Header(show_clock=False)
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield LiveTable(POOL_COLS, "**Pools**: every configured pool and its connection state. "
-                                "Select one to narrow the other panes to it, or `All`.", id="pools", title="Pools")
+                yield LiveTable(POOL_COLS, "**Pools**: every configured pool and its connection state (`⚠ skew`: its "
+                                "llorch is another version; `I` installs this one there). Select one to narrow the "
+                                "other panes to it, or `All`.", id="pools", title="Pools")
                 yield Static("", id="pool-detail")
                 yield GaugePanel(id="gauges")
             with Vertical(id="right"):
                 yield LiveTable(CATALOG_COLS, "**Catalog**: the models each pool knows. `have` ✓ = downloaded "
-                                "(a percentage while downloading); `verdicts` = last matrix result per backend. "
+                                "(a percentage while downloading); `fit` = what a worker needs on the default "
+                                "backend against the pool's free memory (✓ fits, ✗ will not, … estimating; the "
+                                "pane's border spells it out for the highlighted model); `verdicts` = last matrix result per backend. "
                                 "`d` downloads the highlighted model, `s` spawns a worker for it, `a` registers "
                                 "or synthesizes a model.", id="catalog", title="Catalog")
                 yield LiveTable(WORKER_COLS, "**Workers**: inference workers on the pools, live ones first, with "
@@ -113,8 +133,7 @@ class DashboardScreen(ModeScreen):
             self.query_one("#pools", LiveTable).sync(pools)
             catalog = self.query_one("#catalog", LiveTable)
             catalog.sync(model.catalog_rows(self.selection, self.needle))
-            catalog.set_note(None if catalog.row_count else
-                                   "no models yet: a adds one (synthesize a tiny one, or register a preset)")
+            self._model_highlighted()
             workers = self.query_one("#workers", LiveTable)
             workers.sync(model.worker_rows(self.selection, self.needle, self.show_finished))
             finished = model.finished_count(self.selection)
@@ -130,16 +149,14 @@ class DashboardScreen(ModeScreen):
             if dl.display != bool(downloads):
                 dl.display = bool(downloads)
             self.query_one("#gauges", GaugePanel).show(model.gpu_lines(self.selection))
-            detail = self._detail(model)
-            if detail != self._last_detail:  # Static.update re-lays out the screen: only on a change
-                self._last_detail = detail
-                self.query_one("#pool-detail", Static).update(detail)
+            self._show_detail(model)
 
     def _detail(self, model: DashboardModel) -> Text:
         t = Text()
+        skewed = model.skewed()
         for pv in model.selected(self.selection):
-            if pv.conn == "online" and self.selection == ALL:
-                continue
+            if pv.conn == "online" and self.selection == ALL and pv.name not in skewed:
+                continue  # all is well there: the detail names only pools that need a look
             t.append(f"{pv.name}: ", style="bold")
             t.append(pv.conn, style=CONN_STYLE.get(pv.conn, ""))
             st = pv.snapshot.status if pv.snapshot else None
@@ -147,13 +164,42 @@ class DashboardScreen(ModeScreen):
                 t.append(f" {st.hostname} · {st.os} · llorch {st.llorch_version}")
                 if st.llorch_version != __version__:
                     t.append(f" — version skew: llorch {__version__} here", style="bold yellow")
-                    t.append(f"\n  → llorch pool install --host {pv.name} --upgrade", style="dim")
+                    t.append(f"\n  → I installs {__version__} there (llorch pool install --host {pv.name} --upgrade)",
+                             style="dim")
             if pv.reason:
                 t.append(f" — {pv.reason}", style="red")
             if pv.hint:
                 t.append(f"\n  → {pv.hint}", style="dim")
             t.append("\n")
         return t
+
+    def fit_note(self, model: DashboardModel) -> str | None:
+        """The highlighted catalog model's fit on its default backend, for the Catalog pane's border: what it
+        needs against what is free. None without a highlighted model."""
+        key = self.selected_model_key()
+        entry = model.model_entry(key) if key else None
+        if key is None or entry is None:
+            return None
+        pool = key.partition("/")[0]
+        backends = model.spawn_backends(pool, entry)
+        if not backends:
+            return escape(f"{entry.id}: no backend of {pool} runs it")
+        snap = model.pools[pool].snapshot
+        line = fit_line(model.fits.judge(pool, entry.id, backends[0], snap.status if snap else None),
+                        entry.id, backends[0], short=True)
+        return escape(line.plain)  # ids from pools: never markup
+
+    @on(DataTable.RowHighlighted, "#catalog")
+    def _model_highlighted(self) -> None:
+        catalog = self.query_one("#catalog", LiveTable)
+        catalog.set_note(self.fit_note(self.lapp.model) if catalog.row_count else
+                         "no models yet: a adds one (synthesize a tiny one, or register a preset)")
+
+    def _show_detail(self, model: DashboardModel) -> None:
+        detail = self._detail(model)
+        if detail != self._last_detail:  # Static.update re-lays out the screen: only on a change
+            self._last_detail = detail
+            self.query_one("#pool-detail", Static).update(detail)
 
     # --- selection and filter ---------------------------------------------------------
     @on(DataTable.RowHighlighted, "#pools")
@@ -221,9 +267,9 @@ class DashboardScreen(ModeScreen):
         from llorch_tui.tui.screens.modals import SpawnModal
 
         snap = self.lapp.model.pools[pool].snapshot
-        usable = snap.status.backends if snap and snap.status else ["cpu"]
+        usable = self.lapp.model.pool_backends(pool)
         gpus = [(g.index, g.name) for g in snap.status.gpus] if snap and snap.status else []
-        backends = [b for b in entry.backends if b in usable]
+        backends = self.lapp.model.spawn_backends(pool, entry)
         if not backends:
             self.lapp.warn(f"{entry.id} cannot run on {pool}: it supports {', '.join(entry.backends) or 'no backend'}, "
                            f"the pool has {', '.join(usable) or 'no usable backend'}",
@@ -234,7 +280,8 @@ class DashboardScreen(ModeScreen):
             if result:
                 self.post_message(SpawnRequested(pool, build_params(SpawnParams, {"model": entry.id, **result}, "spawn")))
 
-        self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus), guarded(done, self))
+        self.app.push_screen(SpawnModal(pool, entry.id, backends, gpus, PoolFit(self.lapp, pool, entry.id)),
+                             guarded(done, self))
 
     def action_copy_model(self) -> None:
         if (picked := self.highlighted_model()) is None:
@@ -294,6 +341,37 @@ class DashboardScreen(ModeScreen):
                 self.post_message(AddModelRequested(pool, params))
 
         self.app.push_screen(ModelModal(pools, default, presets), guarded(done, self))
+
+    def action_install_pool(self) -> None:
+        model = self.lapp.model
+        pool = self.selection
+        if pool == ALL:
+            skewed = model.skewed()
+            if len(skewed) != 1:
+                self.lapp.warn("which pool? highlight one in the Pools pane (P) first",
+                               f"pools with version skew: {', '.join(skewed)}" if skewed else None)
+                return
+            pool = skewed[0]
+        from llorch_tui.fleet_ops.install import DEFAULT_VENV
+        from llorch_tui.tui.screens.modals import InstallModal, InstallPlan
+
+        cfg = next(p for p in self.lapp.config.pools if p.name == pool)
+        where = ("this machine" if cfg.transport == "local" else
+                 f"{cfg.user + '@' if cfg.user else ''}{cfg.host}{f':{cfg.port}' if cfg.port else ''}")
+        snap = model.pools[pool].snapshot
+        installed = snap.status.llorch_version if snap and snap.status and model.pools[pool].conn == "online" else None
+        target = self.lapp.config_target
+        plan = InstallPlan(pool=pool, where=where, version=__version__, venv=DEFAULT_VENV,
+                           config=str(target[0]) if target else None, installed=installed,
+                           upgrade=installed is not None and installed != __version__)
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result:
+                from llorch_tui.fleet_ops.install import InstallOptions
+
+                self.post_message(InstallRequested(pool, InstallOptions(**result)))
+
+        self.app.push_screen(InstallModal(plan), guarded(done, self))
 
     def action_matrix(self) -> None:
         self.app.switch_mode("matrix")

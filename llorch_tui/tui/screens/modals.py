@@ -1,8 +1,9 @@
-"""Modals: spawn a worker, confirm, register or synthesize a model."""
+"""Modals: spawn a worker, confirm, copy a model, install llorch on a pool, register or synthesize a model."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -10,9 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static
 
+from llorch_tui.protocol.fit import FitEstimate
 from llorch_tui.protocol.params import SYNTH_ARCHITECTURES
+from llorch_tui.tui.core.fit_view import FitRecord, fit_line
 from llorch_tui.tui.guard import guard_handlers
 
 T = TypeVar("T")
@@ -71,15 +74,29 @@ class ConfirmModal(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+DTYPES = (("auto (the worker's choice)", "auto"), ("float32", "float32"), ("bfloat16", "bfloat16"),
+          ("float16", "float16"))
+
+
+class FitSource(Protocol):
+    """What the spawn modal asks about fit: the judged estimate now, and a fetch of one not made yet."""
+
+    def judge(self, backend: str, dtype: str) -> FitEstimate | FitRecord | None: ...
+    async def estimate(self, dtype: str) -> None: ...
+
+
 @guard_handlers
 class SpawnModal(FormModal[dict[str, Any]]):
-    """Choose the backend (and the GPU for cuda) of a new worker."""
+    """Choose the backend, dtype (and the GPU for cuda) of a new worker, seeing whether it fits first."""
 
-    HELP = "Pick the backend and, for cuda, the GPU. Enter on Spawn starts the worker; Esc cancels."
+    HELP = ("Pick the backend, the dtype and, for cuda, the GPU; the line below says what the worker needs against "
+            "the pool's free memory. Enter on Spawn starts the worker (`Spawn anyway` when it will not fit); Esc "
+            "cancels.")
 
-    def __init__(self, pool: str, model: str, backends: list[str], gpus: list[tuple[int, str]]) -> None:
+    def __init__(self, pool: str, model: str, backends: list[str], gpus: list[tuple[int, str]],
+                 fit: FitSource | None = None) -> None:
         super().__init__()
-        self.pool, self.model, self.backends, self.gpus = pool, model, backends, gpus
+        self.pool, self.model, self.backends, self.gpus, self.fit = pool, model, backends, gpus, fit
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
@@ -88,19 +105,56 @@ class SpawnModal(FormModal[dict[str, Any]]):
                         classes="question")
             yield Label("backend")
             yield Select([(b, b) for b in self.backends], value=self.backends[0], allow_blank=False, id="backend")
+            yield Label("dtype")
+            yield Select(DTYPES, value="auto", allow_blank=False, id="dtype")
             yield Label("gpu")
             options = [("auto / none", -1)] + [(f"{i}: {name}", i) for i, name in self.gpus]
             yield Select(options, value=-1, allow_blank=False, id="gpu")
+            yield Static("", id="fit")
             yield from self.buttons("Spawn")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.show_fit()
+
+    def choice(self) -> tuple[str, str]:
+        return str(self.query_one("#backend", Select).value), str(self.query_one("#dtype", Select).value)
+
+    def show_fit(self) -> None:
+        """The fit line of the chosen backend and dtype; asks the pool for a dtype not estimated yet."""
+        if self.fit is None:
+            return
+        backend, dtype = self.choice()
+        judged = self.fit.judge(backend, dtype)
+        if judged is None and dtype != "auto":
+            self.run_worker(self._estimate(dtype), group=f"fit:{dtype}", exit_on_error=False)
+        line = fit_line(judged, self.model, backend)
+        wont = isinstance(judged, FitEstimate) and judged.fits is False
+        if wont:
+            line = Text.assemble(("⚠ ", "bold red"), line, "\nThe worker would run out of memory: pick another "
+                                 "backend or dtype, free memory, or spawn anyway.")
+        self.query_one("#fit", Static).update(line)
+        self.query_one("#ok", Button).label = "Spawn anyway" if wont else "Spawn"
+
+    async def _estimate(self, dtype: str) -> None:
+        assert self.fit is not None
+        await self.fit.estimate(dtype)
+        self.show_fit()
+
+    @on(Select.Changed, "#backend, #dtype")
+    def _choice_changed(self) -> None:
+        self.show_fit()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "ok":
             self.dismiss(None)
             return
-        backend = self.query_one("#backend", Select).value
+        backend, dtype = self.choice()
         gpu = self.query_one("#gpu", Select).value
         params: dict[str, Any] = {"backend": backend}
+        if dtype != "auto":
+            params["dtype"] = dtype
         if isinstance(gpu, int) and gpu >= 0:
             params["gpu"] = gpu
         self.dismiss(params)
@@ -127,6 +181,60 @@ class CopyModal(FormModal[str]):
     def _pressed(self, event: Button.Pressed) -> None:
         target = self.query_one("#target", Select).value
         self.dismiss(str(target) if event.button.id == "ok" and isinstance(target, str) else None)
+
+
+TORCH_CHOICES = (("auto (cuda with an NVIDIA driver, MPS on macOS, else cpu)", "auto"), ("cpu", "cpu"),
+                 ("cuda", "cuda"), ("metal", "metal"), ("existing (the interpreter's own)", "existing"),
+                 ("none (agent only: no workers)", "none"))
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """What the install modal shows before anything happens."""
+
+    pool: str
+    where: str  # user@host:port, or "this machine"
+    version: str
+    venv: str
+    config: str | None  # the file agent_command goes into; None: not recorded
+    installed: str | None  # the llorch version the pool runs now, if it answered
+    upgrade: bool  # preselected: the pool runs another version
+
+
+@guard_handlers
+class InstallModal(FormModal[dict[str, Any]]):
+    """Confirm installing this machine's llorch on a pool: what, where, with which torch."""
+
+    HELP = ("Installs this machine's exact llorch and llorch-worker (wheels built here, copied over the pool's SSH "
+            "connection) and torch into a venv on the pool, then records agent_command. Nothing is installed until "
+            "you press Install; a second install of the same version does nothing unless `upgrade` is on.")
+
+    def __init__(self, plan: InstallPlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def compose(self) -> ComposeResult:
+        p = self.plan
+        with VerticalScroll(classes="dialog"):
+            yield Label(Text.assemble("Install llorch ", (p.version, "bold"), " on ", (p.pool, "bold"),
+                                      f" ({p.where})"), classes="question")
+            now = f"llorch {p.installed} there now" if p.installed else "no llorch agent answering there now"
+            yield Label(Text(f"{now}; llorch and llorch-worker {p.version} will be built here and copied over, "
+                             f"into the venv {p.venv} on the pool."))
+            yield Label("torch")
+            yield Select(TORCH_CHOICES, value="auto", allow_blank=False, id="torch")
+            yield Checkbox("upgrade: reinstall even when the versions already match", p.upgrade, id="upgrade")
+            yield Label(Text(f"Then agent_command = {p.venv}/bin/llorch-pool is recorded in {p.config}" if p.config
+                             else "agent_command will not be recorded (no configuration file)"), classes="dim")
+            yield from self.buttons("Install")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "ok":
+            self.dismiss(None)
+            return
+        self.dismiss({"torch": str(self.query_one("#torch", Select).value),
+                      "upgrade": self.query_one("#upgrade", Checkbox).value})
 
 
 @guard_handlers
