@@ -4,8 +4,6 @@ scrolls sideways with the cursor while the model column stays."""
 
 from __future__ import annotations
 
-from rich.text import Text
-
 from llorch_tui.config import Config, PoolConfig
 from llorch_tui.matrix.events import CellFinished, PlanReady
 from llorch_tui.protocol.matrix import CellKey, CellResult, Measurements, PoolInfo
@@ -63,6 +61,17 @@ def app_for() -> LlorchApp:
     return LlorchApp(config, source=source, refresh_s=3600)
 
 
+def drawn_whole(table: MatrixTable, grid, col: str, models: list[str]) -> bool:
+    """The column's two header lines and its cells of `models` are on screen whole, each on its model's line."""
+    lines = line_texts(table)
+    label = next(c.label.plain for c in table.ordered_columns if c.key.value == col)
+    pool, device = label.split("\n")
+    if pool not in lines[0] or device not in lines[1]:
+        return False
+    return all(model in lines[2 + row] and grid.cell_text(f"{col}/{model}").plain in lines[2 + row]
+               for row, model in enumerate(sorted(MODELS)) if model in models)
+
+
 async def test_grid_fits_160_columns_with_three_pools() -> None:
     app = app_for()
     async with app.run_test(size=(160, 48)) as pilot:
@@ -76,17 +85,10 @@ async def test_grid_fits_160_columns_with_three_pools() -> None:
         assert screen.grid.hidden_backends == ["metal"]
         # The cursor starts on a cell (not the model name) and its detail is shown at once.
         assert table.cursor_coordinate.column == 1 and screen.current == "gpu-box-north/cpu/phi-2"
-        assert table.max_scroll_x == 0, (table.virtual_size.width, table.size.width)  # no sideways overflow
-        lines = line_texts(table)
-        # Every header and every cell is drawn whole.
-        for col in table.ordered_columns[1:]:
-            pool, device = col.label.plain.split("\n")
-            assert pool in lines[0] and device in lines[1], (pool, device)
-        for row, model in enumerate(sorted(MODELS)):
-            assert model in lines[2 + row]
-            for col in cols[1:]:
-                text = screen.grid.cell_text(f"{col}/{model}").plain
-                assert text in lines[2 + row], (model, col, text, lines[2 + row])
+        # Every header and every cell is drawn whole (a cut column never is: this times out), with no scrolling.
+        await wait_for(pilot, lambda: all(drawn_whole(table, screen.grid, c, MODELS) for c in cols[1:]), 10,
+                       f"every column drawn whole; screen: {line_texts(table)[:3]}")
+        assert table.max_scroll_x == 0, (table.virtual_size.width, table.size.width)
 
 
 async def test_grid_scrolls_at_80x24_keeping_the_model_column() -> None:
@@ -94,17 +96,15 @@ async def test_grid_scrolls_at_80x24_keeping_the_model_column() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         table = await grid(pilot, app)
         screen = app.screen
-        assert table.max_scroll_x > 0  # too wide for 80 columns: it scrolls rather than cutting
         model = sorted(MODELS)[0]
+        await wait_for(pilot, lambda: table.max_scroll_x > 0, 10, "the grid wider than 80 columns")
         for c in range(1, len(table.ordered_columns)):
-            await pilot.press("right") if c > 1 else None
-            await pilot.pause()
-            assert table.cursor_coordinate.column == c
+            if c > 1:
+                await pilot.press("right")
             col = table.ordered_columns[c].key.value
-            lines = line_texts(table)
-            pool, device = table.ordered_columns[c].label.plain.split("\n")
-            # The highlighted column is whole on screen, and the model names stayed.
-            assert pool in lines[0] and device in lines[1], (c, lines[:2])
-            assert lines[2].lstrip().startswith(model), lines[2]
-            assert screen.grid.cell_text(f"{col}/{model}").plain in lines[2], (col, lines[2])
-        assert isinstance(table.ordered_columns[1].label, Text)
+            # The highlighted column is whole on screen, and the model names stayed (times out otherwise).
+            await wait_for(pilot, lambda c=c, col=col: table.cursor_coordinate.column == c
+                           and line_texts(table)[2].lstrip().startswith(model)
+                           and drawn_whole(table, screen.grid, col, [model]), 10,
+                           f"column {col} whole beside the model column; screen: {line_texts(table)[:3]}")
+        assert table.scroll_x > 0  # it did scroll sideways to get there
