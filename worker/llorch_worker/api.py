@@ -229,6 +229,16 @@ class Usage(Answer):
     total_tokens: int = 0
 
 
+class OpenAIAnswer(Answer):
+    """What the OpenAI routes' answers share; `object` names the kind, `usage` counts the tokens."""
+
+    id: str = ""
+    object: str = ""
+    created: int = 0
+    model: str = ""
+    usage: Usage | None = None
+
+
 class CompletionChoice(Answer):
     text: str = ""
     index: int = 0
@@ -236,15 +246,11 @@ class CompletionChoice(Answer):
     finish_reason: str | None = None
 
 
-class Completion(Answer):
-    """POST /v1/completions; also each chunk of a streamed one (then `usage` only on the last, if asked)."""
+class Completion(OpenAIAnswer):
+    """POST /v1/completions (object "text_completion"); also each chunk of a streamed one (then `usage`
+    only on the last, if asked)."""
 
-    id: str = ""
-    object: str = "text_completion"
-    created: int = 0
-    model: str = ""
     choices: list[CompletionChoice] = Field(default_factory=list)
-    usage: Usage | None = None
 
 
 class ChatAnswerMessage(Answer):
@@ -258,15 +264,10 @@ class ChatChoice(Answer):
     finish_reason: str | None = None
 
 
-class ChatCompletion(Answer):
-    """POST /v1/chat/completions without streaming."""
+class ChatCompletion(OpenAIAnswer):
+    """POST /v1/chat/completions without streaming (object "chat.completion")."""
 
-    id: str = ""
-    object: str = "chat.completion"
-    created: int = 0
-    model: str = ""
     choices: list[ChatChoice] = Field(default_factory=list)
-    usage: Usage | None = None
 
 
 class Tokenized(Answer):
