@@ -87,9 +87,10 @@ class FleetSource:
 class SyntheticSource:
     """An invented fleet (pools x workers) whose figures move every call: for the CPU benchmark."""
 
-    def __init__(self, pools: int, workers: int, models: int = 4, gpus: int = 2) -> None:
+    def __init__(self, pools: int, workers: int, models: int = 4, gpus: int = 2, finished: int = 0) -> None:
         self.pools = [f"pool{i:02d}" for i in range(pools)]
         self.n_workers, self.n_models, self.n_gpus = workers, models, gpus
+        self.n_finished = finished  # the last `finished` workers of each pool are stopped ones
         self.tick: dict[str, int] = {p: 0 for p in self.pools}
         self.started = datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()
 
@@ -98,7 +99,8 @@ class SyntheticSource:
         gib = 1024 ** 3
         workers = [{
             "id": f"w{i:03d}", "model": f"model-{i % self.n_models}", "backend": "cuda", "gpu": i % self.n_gpus,
-            "port": 20000 + i, "pid": 1000 + i, "state": "ready", "started_at": self.started,
+            "port": 20000 + i, "pid": 1000 + i, "started_at": self.started,
+            "state": "stopped" if i >= self.n_workers - self.n_finished else "ready",
             "log_path": f"/tmp/{pool}/w{i}.log", "requests": t * (i + 1), "tokens_generated": t * 50 * (i + 1),
             "rss_bytes": (1 + i % 3) * gib, "device_allocated_bytes": (2 + i % 5) * gib,
             "in_flight": (t + i) % 4, "queue_depth": (t + i) % 2,
