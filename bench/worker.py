@@ -4,10 +4,18 @@
 (a) single-stream tokens/s of the worker  ÷  raw `model.generate` in one process   (goal >= 0.97)
     (and ÷ a bare hand-written greedy loop, the floor of any overhead)
 (b) a burst of N concurrent requests  ÷  the same N sequential, aggregate tokens/s    (goal >= 4x)
-(c) the same burst against our worker  ÷  `transformers serve --continuous-batching`  (goal >= 1.0x)
+(pp/tg) llama-bench style, per server: pp = a prompt of exactly P tokens for one token (client wall
+    time), tg = the decode rate of a streamed request for exactly G tokens; mean ± σ over the reps
+(levels) our worker  ÷  `transformers serve --continuous-batching` at concurrency 1/4/10/16, streaming
+    and non-streaming: throughput (goal >= 1.2x at 10, >= 1.0x elsewhere), TTFT, TPOT and ITL
+    p50/p90/p99 (definitions: llorch_tui/bench_metrics.py, docs/benchmarks.md)
 
-Runs are interleaved (raw, worker, raw, worker, ...) and the median is reported, because other
-processes share the CPU. Usage: `.venv/bin/python bench/worker.py [--model DIR] [--reps 3]`.
+Fairness: both servers get the same prompts (P tokens each, distinct per request), the same
+max_tokens, greedy decoding, the same dtype and the same number of torch threads (--threads), and
+are measured the same way, by this client's wall clock over /v1/completions. Runs are interleaved
+(worker, serve, serve, worker, ...) and medians reported, because other processes share the CPU; the
+load average is printed next to each figure. Usage: `.venv/bin/python bench/worker.py [--quick]
+[--model DIR] [--reps 5]`.
 """
 
 from __future__ import annotations
@@ -27,17 +35,28 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from llorch_tui.bench_metrics import RequestTiming, fmt_mean_sd, level_summary, mean_sd, pp_tps  # noqa: E402
+
 PROMPTS = [f"Request {i}: tell me about the pool number {i} and its models." for i in range(32)]
-# --backend / --dtype: the same device and dtype for the worker, the raw baseline and transformers serve.
-TARGET = {"backend": "cpu", "dtype": "float32"}
+# --backend / --dtype / --threads: the same for the worker, the raw baseline and transformers serve.
+TARGET: dict[str, Any] = {"backend": "cpu", "dtype": "float32", "threads": 0}
 SERVE_DEVICE = {"cpu": "cpu", "cuda": "cuda", "metal": "mps"}
+FILLER = ("the pool keeps its models warm while the control room watches every worker and its memory "
+          "figures across the fleet of machines reached over ssh").split()
+
+
+def thread_env() -> dict[str, str]:
+    """torch reads OMP_NUM_THREADS (transformers serve, raw child); the worker reads its own variable."""
+    n = str(TARGET["threads"])
+    return {**os.environ, "OMP_NUM_THREADS": n, "LLORCH_WORKER_THREADS": n}
 
 
 def start_worker(model: Path, max_batch: int) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "llorch_worker", "--worker-id", "bench", "--model", str(model),
                              "--backend", TARGET["backend"], "--port", "0", "--dtype", TARGET["dtype"],
                              "--max-batch", str(max_batch)],
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "LLORCH_WORKER_LOG": "WARNING"})
+                            stdout=subprocess.PIPE, text=True, env={**thread_env(), "LLORCH_WORKER_LOG": "WARNING"})
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("LLORCH_WORKER_READY "):
@@ -67,29 +86,99 @@ async def worker_request(s: aiohttp.ClientSession, url: str, prompt: str, max_to
 SERVE_MODEL = {"name": "bench"}  # transformers serve pinned to a path wants that path as the model
 
 
+class Server:
+    """One OpenAI-compatible server under test, driven the same way whichever it is: raw aiohttp on
+    /v1/completions for both arms on purpose (the fairness rule: the same client code measures both;
+    `transformers serve`'s answers are not the worker's contract, so WorkerClient cannot read them)."""
+
+    def __init__(self, name: str, url: str, extra: dict[str, Any]) -> None:
+        self.name, self.url, self.extra = name, url, extra
+
+    def body(self, prompt: str, max_tokens: int, stream: bool) -> dict[str, Any]:
+        # greedy for both; transformers serve rejects unknown fields, so `ignore_eos` goes to our worker
+        # only (the synthetic models practically never choose end-of-sequence: checked per request below)
+        b: dict[str, Any] = {"model": SERVE_MODEL["name"], "prompt": prompt, "max_tokens": max_tokens,
+                             "temperature": 0, **self.extra}
+        if stream:
+            b.update(stream=True, stream_options={"include_usage": True})
+        return b
+
+    async def request(self, s: aiohttp.ClientSession, prompt: str, max_tokens: int, stream: bool) -> RequestTiming:
+        t = RequestTiming(sent=time.perf_counter())
+        async with s.post(f"{self.url}/v1/completions", json=self.body(prompt, max_tokens, stream)) as r:
+            if r.status != 200:
+                raise SystemExit(f"{self.name} answered {r.status}: {await r.text()}")
+            if not stream:
+                usage = (await r.json())["usage"]
+            else:
+                usage = {}
+                async for line in r.content:
+                    if not line.startswith(b"data: {"):
+                        continue
+                    now = time.perf_counter()
+                    doc = json.loads(line[6:])
+                    if doc.get("usage"):
+                        usage = doc["usage"]
+                    if any(c.get("text") for c in doc.get("choices") or []):
+                        t.chunks.append(now)
+            t.done = time.perf_counter()
+        t.tokens, t.prompt_tokens = int(usage.get("completion_tokens", 0)), int(usage.get("prompt_tokens", 0))
+        if t.tokens != max_tokens and max_tokens > 1:
+            print(f"  note: {self.name} generated {t.tokens} of {max_tokens} tokens", file=sys.stderr)
+        return t
+
+    async def level(self, prompts: list[str], max_tokens: int, stream: bool) -> list[RequestTiming]:
+        """len(prompts) requests sent at once (a burst at that concurrency)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as s:
+            return list(await asyncio.gather(*(self.request(s, p, max_tokens, stream) for p in prompts)))
+
+
 async def openai_request(s: aiohttp.ClientSession, url: str, prompt: str, max_tokens: int) -> int:
-    # Raw aiohttp on purpose: this arm is `transformers serve`, whose answers are not the worker's contract.
-    # no ignore_eos (transformers serve rejects unknown fields); the synthetic model's end-of-sequence
-    # logit is zero, so greedy runs reach max_tokens anyway, and tokens are counted from usage
-    body = {"model": SERVE_MODEL["name"], "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
-    async with s.post(f"{url}/v1/completions", json=body) as r:
-        data = await r.json()
-        assert r.status == 200, data
-        return int(data["usage"]["completion_tokens"])
+    t = await Server("serve", url, {}).request(s, prompt, max_tokens, False)
+    return t.tokens
 
 
-async def burst(url: str, n: int, max_tokens: int, concurrent: bool, api: str = "worker") -> float:
-    """Aggregate tokens/s of n requests, all at once or one after another."""
-    call = worker_request if api == "worker" else openai_request
+async def burst(url: str, n: int, max_tokens: int, concurrent: bool) -> float:
+    """Aggregate tokens/s of n requests to our worker's native route, all at once or one after another."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as s:
         t0 = time.perf_counter()
         if concurrent:
-            counts = await asyncio.gather(*(call(s, url, PROMPTS[i], max_tokens) for i in range(n)))
+            counts = await asyncio.gather(*(worker_request(s, url, PROMPTS[i], max_tokens) for i in range(n)))
         else:
-            counts = [await call(s, url, PROMPTS[i], max_tokens) for i in range(n)]
+            counts = [await worker_request(s, url, PROMPTS[i], max_tokens) for i in range(n)]
         return sum(counts) / (time.perf_counter() - t0)
 
 
+async def fixed_prompts(url: str, n_tokens: int, count: int) -> list[str]:
+    """`count` distinct texts of exactly n_tokens tokens each (as the model's tokenizer counts them, the
+    special tokens it adds included), built by adding words until the count is reached: both servers
+    tokenize text the same way, so both prefill exactly n_tokens per request."""
+    out: list[str] = []
+    async with aiohttp.ClientSession() as s:
+        async def count_of(text: str) -> int:
+            async with s.post(f"{url}/tokenize", json={"prompt": text}) as r:
+                return int((await r.json())["count"])
+
+        for i in range(count):
+            text = f"Request {i}:"
+            k = i
+            while True:
+                n = await count_of(text)
+                if n == n_tokens:
+                    break
+                if n > n_tokens:  # the last word took two tokens past the goal: try another word
+                    text = text.rsplit(" ", 1)[0]
+                    k += 1
+                    if k > i + 4 * len(FILLER):
+                        raise SystemExit(f"cannot build a prompt of exactly {n_tokens} tokens")
+                text += " " + FILLER[k % len(FILLER)]
+                k += 1
+            out.append(text)
+    return out
+
+
+def load() -> str:
+    return "load {:.1f}".format(os.getloadavg()[0])
 def raw_generate_tps(model: Any, tok: Any, max_tokens: int) -> float:
     import torch
 
@@ -138,7 +227,7 @@ class RawChild:
     def __init__(self, model: Path) -> None:
         self.proc = subprocess.Popen([sys.executable, __file__, "--raw-child", str(model), "--backend",
                                       TARGET["backend"], "--dtype", TARGET["dtype"]], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, env=thread_env())
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("raw baseline process failed to start")
@@ -175,13 +264,19 @@ def raw_child_main(model: str) -> int:
 
 
 def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
-    exe = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-    if not Path(exe).exists():
+    try:
+        import transformers.cli.transformers  # noqa: F401  (`transformers serve` needs its extras)
+        import fastapi  # noqa: F401
+    except ImportError as e:
+        print(f"transformers serve is not available here: {e}", file=sys.stderr)
         return None
     port = _free_port()
-    proc = subprocess.Popen([exe, "serve", "--continuous-batching", "--host", "127.0.0.1", "--port", str(port),
-                             "--device", SERVE_DEVICE[TARGET["backend"]], "--dtype", TARGET["dtype"], str(model)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # through this interpreter, not a `transformers` script on PATH: a layered venv has none of its own
+    launcher = "import sys; from transformers.cli.transformers import main; sys.argv[0] = 'transformers'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "serve", "--continuous-batching", "--host", "127.0.0.1",
+                             "--port", str(port), "--device", SERVE_DEVICE[TARGET["backend"]], "--dtype",
+                             TARGET["dtype"], str(model)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=thread_env())
     url = f"http://127.0.0.1:{port}"
     SERVE_MODEL["name"] = str(model)
 
@@ -195,9 +290,6 @@ def start_serve(model: Path) -> tuple[subprocess.Popen[Any], str] | None:
                     return True
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.5)  # not listening yet
-                except (AssertionError, KeyError) as e:
-                    print(f"transformers serve rejected the request: {e}", file=sys.stderr)
-                    return False
         return False
 
     if not asyncio.run(wait_up()):
@@ -211,23 +303,85 @@ def _free_port() -> int:
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def pp_tg(servers: list[Server], prompt: str, pp_tokens: int, tg_tokens: int, reps: int) -> dict[str, Any]:
+    """llama-bench's pp P and tg G per server, interleaved, mean ± σ over the reps."""
+    pp: dict[str, list[float]] = {s.name: [] for s in servers}
+    tg: dict[str, list[float]] = {s.name: [] for s in servers}
+    for rep in range(reps):
+        for srv in servers if rep % 2 == 0 else servers[::-1]:
+            t = asyncio.run(srv.level([prompt], 1, False))[0]
+            pp[srv.name].append(pp_tps(pp_tokens, t.done - t.sent))
+            t = asyncio.run(srv.level([prompt], tg_tokens, True))[0]
+            if t.decode_tps:
+                tg[srv.name].append(t.decode_tps)
+    out: dict[str, Any] = {}
+    for srv in servers:
+        out[srv.name] = {"pp_tps": mean_sd(pp[srv.name]), "tg_tps": mean_sd(tg[srv.name])}
+        print(f"  {srv.name:7} pp{pp_tokens} {fmt_mean_sd(pp[srv.name])} tok/s   "
+              f"tg{tg_tokens} {fmt_mean_sd(tg[srv.name])} tok/s   ({load()})", flush=True)
+    return out
+
+
+def levels(servers: list[Server], prompts: list[str], concurrency: list[int], gen: int, reps: int,
+           stream: bool) -> list[dict[str, Any]]:
+    """Each level: a burst of c requests per server and rep, interleaved (the order alternates)."""
+    rows = []
+    for c in concurrency:
+        tps: dict[str, list[float]] = {s.name: [] for s in servers}
+        pooled: dict[str, list[RequestTiming]] = {s.name: [] for s in servers}
+        loads = []
+        for rep in range(reps):
+            for srv in servers if rep % 2 == 0 else servers[::-1]:
+                timings = asyncio.run(srv.level(prompts[:c], gen, stream))
+                tps[srv.name].append(float(level_summary(c, timings)["throughput_tps"]))
+                pooled[srv.name] += timings
+            loads.append(os.getloadavg()[0])
+        row: dict[str, Any] = {"concurrency": c, "stream": stream, "load": [min(loads), max(loads)]}
+        for srv in servers:
+            summary: dict[str, Any] = dict(level_summary(c, pooled[srv.name]))
+            summary["throughput_tps"] = statistics.median(tps[srv.name])  # per burst, not over the pooled reps
+            summary["throughput_runs"] = tps[srv.name]
+            row[srv.name] = summary
+        line = f"  c={c:<2} {'stream' if stream else 'plain '}"
+        for srv in servers:
+            sm = row[srv.name]
+            line += f"  {srv.name} {sm['throughput_tps']:.1f} tok/s"
+            if stream:
+                line += (f" [TTFT {sm['ttft_ms_p50']:.0f}/{sm['ttft_ms_p90']:.0f}/{sm['ttft_ms_p99']:.0f} "
+                         f"TPOT {sm['tpot_ms_p50']:.1f}/{sm['tpot_ms_p90']:.1f}/{sm['tpot_ms_p99']:.1f} "
+                         f"ITL {sm['itl_ms_p50']:.1f}/{sm['itl_ms_p90']:.1f}/{sm['itl_ms_p99']:.1f} ms]")
+        if len(servers) == 2:
+            row["ratio"] = row[servers[0].name]["throughput_tps"] / row[servers[1].name]["throughput_tps"]
+            line += f"  -> {row['ratio']:.2f}x"
+        print(line + f"  (load {min(loads):.1f}-{max(loads):.1f})", flush=True)
+        rows.append(row)
+    return rows
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="checkpoint dir (default: a synthetic small llama)")
-    p.add_argument("--tokens", type=int, default=128, help="tokens per single-stream request")
-    p.add_argument("--burst", type=int, default=10)
-    p.add_argument("--burst-tokens", type=int, default=64)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--skip-serve", action="store_true", help="skip (c), transformers serve")
+    p.add_argument("--tokens", type=int, default=128, help="(a) tokens per single-stream request")
+    p.add_argument("--burst", type=int, default=10, help="(b) requests of the burst; its level is the headline")
+    p.add_argument("--burst-tokens", type=int, default=32, help="tokens per request of (b) and of every level")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length of pp and of every level")
+    p.add_argument("--levels", type=int, nargs="+", default=[1, 4, 10, 16], help="concurrency levels")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch threads of every process (default: all cores)")
+    p.add_argument("--quick", action="store_true", help="a short run: 2 reps, levels 1 and 10, shorter requests")
+    p.add_argument("--skip-serve", action="store_true", help="leave out transformers serve")
     p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "metal"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     p.add_argument("--raw-child", help=argparse.SUPPRESS)
     args = p.parse_args()
-    TARGET.update(backend=args.backend, dtype=args.dtype)
+    if args.quick:
+        args.reps, args.levels = min(args.reps, 2), [1, args.burst]
+        args.tokens, args.burst_tokens, args.prompt_tokens = 32, 16, 32
+    TARGET.update(backend=args.backend, dtype=args.dtype, threads=args.threads or len(os.sched_getaffinity(0)))
     if args.raw_child:
         return raw_child_main(args.raw_child)
 
@@ -244,11 +398,12 @@ def main() -> int:
         print(f"synthetic small llama: {info['params'] / 1e6:.1f}M params", flush=True)
     from importlib.metadata import version
 
-    results: dict[str, Any] = {"model": str(model), "cpu_count": os.cpu_count(),
-                               "threads": len(os.sched_getaffinity(0)),
-                               "torch": version("torch"), "transformers": version("transformers")}
+    results: dict[str, Any] = {"model": str(model), "cpu_count": os.cpu_count(), "threads": TARGET["threads"],
+                               "torch": version("torch"), "transformers": version("transformers"),
+                               "load_before": os.getloadavg()[0], "reps": args.reps}
+    print(f"{TARGET['threads']} torch threads per process, {args.dtype} on {args.backend}, {load()}", flush=True)
     raw_child = RawChild(model)
-    proc, url = start_worker(model, max_batch=max(16, args.burst))
+    proc, url = start_worker(model, max_batch=max(16, args.burst, *args.levels))
     serve = None
     try:
         asyncio.run(burst(url, 1, 8, False))  # warm the HTTP path
@@ -265,8 +420,8 @@ def main() -> int:
         results["a_ratio_vs_loop"] = results["a_worker_tps"] / results["a_raw_loop_tps"]
         print(f"(a) single stream: worker {results['a_worker_tps']:.1f} tok/s vs raw generate "
               f"{results['a_raw_generate_tps']:.1f} tok/s -> {results['a_ratio']:.3f}x (goal >= 0.97); "
-              f"vs a bare greedy loop {results['a_raw_loop_tps']:.1f} tok/s -> {results['a_ratio_vs_loop']:.3f}x",
-              flush=True)
+              f"vs a bare greedy loop {results['a_raw_loop_tps']:.1f} tok/s -> {results['a_ratio_vs_loop']:.3f}x "
+              f"({load()})", flush=True)
 
         seq, conc = [], []
         for _ in range(args.reps):
@@ -276,25 +431,37 @@ def main() -> int:
         results["b_burst_tps"] = statistics.median(conc)
         results["b_ratio"] = results["b_burst_tps"] / results["b_sequential_tps"]
         print(f"(b) burst of {args.burst}: {results['b_burst_tps']:.1f} tok/s vs sequential "
-              f"{results['b_sequential_tps']:.1f} tok/s -> {results['b_ratio']:.2f}x (goal >= 4x)", flush=True)
+              f"{results['b_sequential_tps']:.1f} tok/s -> {results['b_ratio']:.2f}x (goal >= 4x) ({load()})",
+              flush=True)
 
         raw_child.close()  # free its memory before a third model process starts
         if not args.skip_serve:
             serve = start_serve(model)
-        if serve is None:
-            results["c_ratio"] = None
-            print("(c) transformers serve --continuous-batching: not available or failed to start; skipped")
-        else:
-            ours, theirs = [], []
-            for _ in range(args.reps):
-                ours.append(asyncio.run(burst(url, args.burst, args.burst_tokens, True)))
-                theirs.append(asyncio.run(burst(serve[1], args.burst, args.burst_tokens, True, api="openai")))
-            results["c_worker_burst_tps"] = statistics.median(ours)
-            results["c_serve_burst_tps"] = statistics.median(theirs)
-            results["c_ratio"] = results["c_worker_burst_tps"] / results["c_serve_burst_tps"]
-            print(f"(c) burst of {args.burst}: worker {results['c_worker_burst_tps']:.1f} tok/s vs transformers "
-                  f"serve --continuous-batching {results['c_serve_burst_tps']:.1f} tok/s -> "
-                  f"{results['c_ratio']:.2f}x (goal >= 1.0x)", flush=True)
+            if serve is None:
+                print("transformers serve --continuous-batching: not available or failed to start; "
+                      "the levels run against our worker alone", flush=True)
+        servers = [Server("worker", url, {"ignore_eos": True})]
+        if serve is not None:
+            servers.append(Server("serve", serve[1], {}))
+        prompts = asyncio.run(fixed_prompts(url, args.prompt_tokens, max(args.levels)))
+        print(f"pp{args.prompt_tokens} / tg{args.burst_tokens}, mean ± σ over {args.reps} reps:", flush=True)
+        results["pp_tg"] = pp_tg(servers, prompts[0], args.prompt_tokens, args.burst_tokens, args.reps)
+        print(f"levels: bursts of c requests x {args.prompt_tokens} prompt tokens x {args.burst_tokens} out, "
+              f"median throughput of {args.reps} interleaved runs; TTFT/TPOT/ITL p50/p90/p99 pooled over the runs",
+              flush=True)
+        rows = []
+        for stream in (False, True):
+            rows += levels(servers, prompts, args.levels, args.burst_tokens, args.reps, stream)
+        results["levels"] = rows
+        headline = next((r for r in rows if r["concurrency"] == args.burst and not r["stream"]), None)
+        results["c_ratio"] = headline.get("ratio") if headline else None
+        if headline and results["c_ratio"] is not None:
+            results["c_worker_burst_tps"] = headline["worker"]["throughput_tps"]
+            results["c_serve_burst_tps"] = headline["serve"]["throughput_tps"]
+            ratios = {f"{'stream' if r['stream'] else 'plain'}@{r['concurrency']}": round(r["ratio"], 3)
+                      for r in rows}
+            results["serve_ratios"] = ratios
+            print(f"worker ÷ transformers serve: {ratios} (goal >= 1.2x at c=10, >= 1.0x elsewhere)", flush=True)
     finally:
         raw_child.close()
         stop(proc)
@@ -302,7 +469,7 @@ def main() -> int:
             stop(serve[0])
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    results.update(backend=args.backend, dtype=args.dtype)
+    results.update(backend=args.backend, dtype=args.dtype, load_after=os.getloadavg()[0])
     print(json.dumps(results))
     if args.json_out:
         args.json_out.write_text(json.dumps(results, indent=1) + "\n")

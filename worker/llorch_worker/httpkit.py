@@ -20,6 +20,7 @@ from .api import ChatMessage, GenerationParams
 from .errors import STATUS_FOR_GENERATION_ERROR, ApiError
 from .httpguard import DEFAULT_BODY_IDLE_S, DEFAULT_BODY_TOTAL_S, BodyTimeout, read_body
 from .jobs import Event, Job
+from .outbox import outbox_for
 from .validation import parse
 
 R = TypeVar("R", bound=BaseModel)
@@ -181,12 +182,8 @@ async def build_job(st: WorkerState, prompt: str | list[int], params: Generation
                        f"the prompt is {len(ids)} tokens but the model's context is {eng.context_length} tokens "
                        "(at least one must remain for the answer)",
                        hint="shorten the prompt")
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Event] = asyncio.Queue()
-
-    def emit(event: Event) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, event)
-
+    emit = outbox_for(asyncio.get_running_loop()).sender(queue)
     stop = [s for s in params.stop_list if s]
     job = Job(job_id=job_id or uuid.uuid4().hex, prompt_ids=ids, max_tokens=max_tokens, emit=emit,
               temperature=temperature, top_p=top_p, seed=params.seed, ignore_eos=bool(params.ignore_eos),

@@ -1,7 +1,7 @@
 """The decode loop: a dedicated thread that batches queued jobs and steps them together.
 
-Cache lifecycle (the design's hard rule): every prefill builds a NEW DynamicCache from the
-prompts of the jobs it admits; nothing survives a batch. Jobs that arrive while a batch runs are
+Cache lifecycle (the design's hard rule): every prefill builds a NEW cache (kvcache.growing_cache)
+from the prompts of the jobs it admits; nothing survives a batch. Jobs that arrive while a batch runs are
 prefilled on their own fresh cache and then joined to the running batch at a step boundary
 (continuous batching): both caches are left-padded with zeros to the same length and the
 attention mask hides the padding, so a row only ever attends to its own prompt and tokens.
@@ -43,6 +43,10 @@ class Batch:
     mask: torch.Tensor  # [B, L] 1 = real token
     pos: torch.Tensor  # [B] position of each row's last token
     next_ids: list[int]
+    # Some row has left padding. Without any, a decode step passes no attention mask at all: a
+    # one-token query over an all-ones mask needs none (transformers would drop it after checking
+    # it on every step), which spares that per-step work on the hot path.
+    padded: bool = True
 
 
 class Scheduler:
@@ -206,7 +210,7 @@ class Scheduler:
 
     # ---- model steps -------------------------------------------------------------------
     def _prefill(self, jobs: list[Job]) -> Batch | None:
-        from transformers import DynamicCache
+        from .kvcache import growing_cache
 
         eng = self.engine
         if self.prefill_fault is not None and any(self.prefill_fault in j.prompt_ids for j in jobs):
@@ -221,7 +225,7 @@ class Scheduler:
             ids[i, width - n:] = torch.tensor(j.prompt_ids, dtype=torch.long)
             mask[i, width - n:] = 1
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=eng.model.config)  # fresh, per prefill: never reused
+        cache = growing_cache(eng.model.config)  # fresh, per prefill: never reused
         # echo (prompt log-probs) needs the logits of every prompt position, else only the last
         echo = any(j.echo_logprobs for j in jobs)
         out = eng.model(input_ids=ids.to(eng.device), attention_mask=mask.to(eng.device),
@@ -233,7 +237,7 @@ class Scheduler:
                 j.prompt_logprobs = prompt_logprobs(eng.adjust_logits(out.logits[i, width - n:width - 1]),
                                                     j.prompt_ids, j.top_logprobs or 0)
         batch = Batch(jobs=list(jobs), cache=cache, mask=mask.to(eng.device), pos=pos[:, -1].to(eng.device),
-                      next_ids=[])
+                      next_ids=[], padded=any(len(j.prompt_ids) < width for j in jobs))
         return self._advance(batch, eng.adjust_logits(out.logits[:, -1, :]))
 
     def _decode(self, running: Batch) -> Batch | None:
@@ -247,7 +251,8 @@ class Scheduler:
         batch.mask = torch.cat([batch.mask, ones], dim=1)
         batch.pos = batch.pos + 1
         ids = torch.tensor(batch.next_ids, dtype=torch.long, device=eng.device)[:, None]
-        out = eng.model(input_ids=ids, attention_mask=batch.mask, position_ids=batch.pos[:, None],
+        out = eng.model(input_ids=ids, attention_mask=batch.mask if batch.padded else None,
+                        position_ids=batch.pos[:, None],
                         use_cache=True, **{eng.cache_kw: batch.cache})
         return self._advance(batch, eng.adjust_logits(out.logits[:, -1, :]))
 
@@ -321,13 +326,16 @@ class Scheduler:
             for layer in batch.cache.layers:
                 layer.keys = layer.keys[:, :, start:, :]
                 layer.values = layer.values[:, :, start:, :]
+        batch.padded = not bool(batch.mask.all())
         return batch
 
     @staticmethod
     def _mergeable(batch: Batch) -> bool:
         from transformers.cache_utils import DynamicLayer
 
-        return all(type(layer) is DynamicLayer for layer in batch.cache.layers)
+        from .kvcache import GrowingLayer
+
+        return all(type(layer) in (DynamicLayer, GrowingLayer) for layer in batch.cache.layers)
 
     def _merge(self, a: Batch, b: Batch) -> Batch:
         """Join b's rows to a: left-pad the shorter cache with masked zeros, then concatenate."""
@@ -342,6 +350,7 @@ class Scheduler:
         a.pos = torch.cat([a.pos, b.pos])
         a.jobs += b.jobs
         a.next_ids = a.next_ids + b.next_ids
+        a.padded = a.padded or b.padded or la != lb
         return a
 
     # ---- bookkeeping ---------------------------------------------------------------------
