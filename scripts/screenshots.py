@@ -106,6 +106,10 @@ async def _scenes(app: LlorchApp, pilot, out: Path) -> None:
     await wait(pilot, lambda: app.model.pools["gpu-box"].conn == "offline", 60, "the ssh pool to fail")
     n = app.refreshes
     await wait(pilot, lambda: app.refreshes >= n + 3, 30, "refreshes")
+    # The fit column: tiny models estimated from their files; qwen-0.5b (not downloaded) from the Hub's metadata,
+    # which an offline machine cannot read (it then shows why).
+    await wait(pilot, lambda: app.model.fits.records and app.model.fits.settled(), 120, "the fit estimates")
+    app.refresh_all(force=True)
     await pilot.pause(0.5)
     app.save_screenshot("dashboard.svg", str(out))
     await pilot.click("#pools", offset=(2, 4))  # select recorded-gpu (border, header, All, local, …)
