@@ -106,11 +106,13 @@ class ModelsApi(_Group):
     # A copy between pools: the source side ...
     manifest = Op(ops.MODELS_MANIFEST)
     read_chunk = Op(ops.MODELS_READ_CHUNK)
+    serve_copy = Op(ops.MODELS_SERVE_COPY)  # the direct route: the source's loopback mirror
     # ... and the receiving side.
     receive_begin = Op(ops.MODELS_RECEIVE_BEGIN)
     receive_chunk = Op(ops.MODELS_RECEIVE_CHUNK)
     receive_file = Op(ops.MODELS_RECEIVE_FILE)
     receive_commit = Op(ops.MODELS_RECEIVE_COMMIT)
+    receive_fetch = Op(ops.MODELS_RECEIVE_FETCH)
     fetch_example = Op(ops.MODELS_FETCH_EXAMPLE)
     # Parity references.
     reference = Op(ops.MODELS_REFERENCE)

@@ -15,16 +15,25 @@ from llorch_tui.units import fmt_bytes
 
 
 def add_copy_command(msub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    c = msub.add_parser("copy", help="copy a downloaded model from one pool to others, through this machine",
-                        description="Streams the files from the source pool's agent to each target's agent over "
-                                    "their SSH connections (the pools need no route to each other), sha256-verified "
-                                    "against the source's catalog; run it again after an interruption to resume.")
+    c = msub.add_parser("copy", help="copy a downloaded model from one pool to others",
+                        description="Each target fetches the files from a token-protected mirror on the source's "
+                                    "loopback through ports this machine forwards over their SSH connections "
+                                    "(direct route), or the chunks are relayed through the pools' agent sessions "
+                                    "(relay route); the pools need no route to each other. Every file is sha256-"
+                                    "verified against the source's catalog; run it again after an interruption to "
+                                    "resume.")
     c.add_argument("id", help="a model downloaded on the source pool")
     c.add_argument("--from", dest="source", required=True, metavar="POOL", help="the pool that has it")
     c.add_argument("--to", dest="targets", required=True, action="append", metavar="POOL",
                    help="a pool to copy it to (repeat for several: the source's disk is read once)")
     c.add_argument("--force", action="store_true", help="replace different files a target has under that id")
-    c.add_argument("--chunk-mib", type=float, default=1.0, metavar="MIB", help="bytes per message (default 1 MiB)")
+    c.add_argument("--route", choices=("auto", "direct", "relay"), default="auto",
+                   help="direct: targets download from the source's mirror through forwarded ports (fast); relay: "
+                        "chunks through the agent sessions; auto (default): direct, else relay, saying why")
+    c.add_argument("--rate-limit", type=float, default=None, metavar="MIB_PER_S",
+                   help="cap each file's stream on the direct route (MiB/s)")
+    c.add_argument("--chunk-mib", type=float, default=1.0, metavar="MIB",
+                   help="bytes per message on the relay route (default 1 MiB)")
     c.add_argument("--json", action="store_true", help="progress events and the result as JSON Lines")
     c.set_defaults(handler=_copy)
 
@@ -37,6 +46,9 @@ def _copy(args: argparse.Namespace) -> int:
         config = pools.load(args.config)
         if not 0 < args.chunk_mib <= 8:
             raise LlorchError("bad_request", f"--chunk-mib {args.chunk_mib} is out of range", "use 0.001 to 8")
+        if args.rate_limit is not None and not args.rate_limit > 0:
+            raise LlorchError("bad_request", f"--rate-limit {args.rate_limit} is not a positive rate",
+                              "give MiB per second, e.g. --rate-limit 50")
     except LlorchError as e:
         print_error(e, args.json)
         return EXIT_ERROR
@@ -52,13 +64,20 @@ def _copy(args: argparse.Namespace) -> int:
     async def go() -> int:
         try:
             result = await copy_model(config, args.id, args.source, args.targets, force=args.force,
-                                      chunk=max(int(args.chunk_mib * 1024 * 1024), 1), on_event=on_event)
+                                      chunk=max(int(args.chunk_mib * 1024 * 1024), 1), on_event=on_event,
+                                      route=args.route,
+                                      rate_limit_bps=args.rate_limit * 1024 * 1024 if args.rate_limit else None)
         finally:
             if bar is not None:
                 bar.close()
         if args.json:
             print(json.dumps(result.to_json(), default=str), flush=True)
         else:
+            how = {"direct": "from the source's mirror through forwarded ports",
+                   "relay": "relayed through this machine"}.get(result.route, "nothing to send")
+            console.print(f"route: {result.route} ({how})", highlight=False)
+            if result.route_note:
+                console.print(f"  [yellow]note:[/] {result.route_note}", highlight=False)
             for t in result.targets:
                 if t.noop:
                     console.print(f"[green]✓[/] {t.pool}: already has the same files", highlight=False)

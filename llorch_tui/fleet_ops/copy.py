@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 from pydantic import BaseModel
 
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.fleet import Fleet
+from llorch_tui.fleet_ops.copy_direct import fetch_file, open_route
 from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.pool_api import call_op
 from llorch_tui.protocol import ErrorDoc, ops
-from llorch_tui.protocol.ops import OpRef
+from llorch_tui.protocol.ops import EventSink as OpEventSink, OpRef
 from llorch_tui.protocol.params import BeginParams, ChunkParams, FileParams, IdParams, WriteParams
 
 P = TypeVar("P", bound=BaseModel)
@@ -36,6 +38,9 @@ R = TypeVar("R")
 DEFAULT_CHUNK = 1024 * 1024
 CALL_TIMEOUT_S = 300.0
 EventSink = Callable[[str, dict[str, Any]], None]
+Route = Literal["auto", "direct", "relay"]
+RELAY_VIA = "control plane"
+DIRECT_VIA = "mirror (forwarded port)"
 # Test hook: may change a chunk on its way (target pool, file, offset, bytes) -> bytes.
 Tamper = Callable[[str, str, int, bytes], bytes]
 
@@ -61,16 +66,20 @@ class CopyResult:
     source: str
     via: str
     bytes_total: int
-    bytes_read: int = 0  # from the source's disk: once per file, whatever the number of targets
+    bytes_read: int = 0  # relay: from the source's disk, once per file whatever the number of targets
     targets: list[TargetResult] = field(default_factory=list)
+    # the route used: "direct" (the source's mirror), "relay" (chunks through here), "none" (nothing to send)
+    route: str = "relay"
+    route_note: str | None = None  # why auto chose the relay
 
     @property
     def ok(self) -> bool:
         return all(t.ok for t in self.targets)
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "source": self.source, "via": self.via, "bytes_total": self.bytes_total,
-                "bytes_read": self.bytes_read, "ok": self.ok, "targets": [t.to_json() for t in self.targets]}
+        return {"model": self.model, "source": self.source, "via": self.via, "route": self.route,
+                "route_note": self.route_note, "bytes_total": self.bytes_total, "bytes_read": self.bytes_read,
+                "ok": self.ok, "targets": [t.to_json() for t in self.targets]}
 
 
 class _Copy:
@@ -88,9 +97,9 @@ class _Copy:
     def fail(self, target: str, err: LlorchError) -> None:
         self.results[target].error = err.to_doc()
 
-    async def call(self, pool: str, ref: OpRef[P, R], params: P) -> R:
+    async def call(self, pool: str, ref: OpRef[P, R], params: P, on_event: OpEventSink | None = None) -> R:
         try:
-            return await call_op(self.fleet.client(pool), ref, params, timeout=CALL_TIMEOUT_S)
+            return await call_op(self.fleet.client(pool), ref, params, on_event, timeout=CALL_TIMEOUT_S)
         except asyncio.TimeoutError:
             raise LlorchError(ErrorCode.TIMEOUT, f"pool {pool} did not answer {ref.name} within {CALL_TIMEOUT_S:.0f}s",
                               "check the pool (llorch pool doctor), then run the copy again: it resumes") from None
@@ -180,9 +189,16 @@ class _Copy:
 
 async def copy_model(config: Config, model_id: str, source: str, targets: list[str], *, force: bool = False,
                      chunk: int = DEFAULT_CHUNK, on_event: EventSink | None = None,
-                     tamper: Tamper | None = None, fleet: Fleet | None = None) -> CopyResult:
-    """Copy with a fleet of its own, or over a live one (the dashboard's sessions), which is left open."""
+                     tamper: Tamper | None = None, fleet: Fleet | None = None, route: Route = "auto",
+                     rate_limit_bps: float | None = None) -> CopyResult:
+    """Copy with a fleet of its own, or over a live one (the dashboard's sessions), which is left open.
+    `route`: "direct" (each target fetches from the source's mirror through forwarded ports), "relay"
+    (chunks through this machine's agent sessions), "auto" (direct, or relay when the direct route cannot
+    be opened: an older agent, an sshd that forbids forwarding). `rate_limit_bps` caps each file's stream on
+    the direct route. `tamper` (tests) changes relayed chunks, so it implies the relay."""
     targets = list(dict.fromkeys(targets))
+    if tamper is not None:
+        route = "relay"
     if not targets or source in targets:
         raise LlorchError(ErrorCode.BAD_REQUEST, "copy needs --to pools other than the --from pool",
                           "e.g. llorch models copy ID --from gpu1 --to gpu2 --to gpu3")
@@ -210,20 +226,34 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
         for t in down:
             st = fleet.state(t)
             job.fail(t, LlorchError(ErrorCode.UNREACHABLE, f"target pool {t} is offline: {st.error}", st.hint))
-        origin = ModelOrigin(kind="copy", pool=source, via="control plane")
-        await job.begin(entry, origin, force)
-        active = job.active()
-        already = min((sum(job.have[t].values()) for t in active), default=total)
-        reporter.plan(len(entry.files), total, already)
-        reporter.send("downloading", file=entry.files[0].name, force=True)
-        for f in entry.files:
-            if not job.active():
-                break
-            await job.copy_file(f)
-        await job.commit()
+        async with contextlib.AsyncExitStack() as stack:
+            direct, note = None, None
+            via = RELAY_VIA if route == "relay" else DIRECT_VIA
+            await job.begin(entry, ModelOrigin(kind="copy", pool=source, via=via), force)
+            if route != "relay" and job.active():  # not for targets that already hold the files
+                try:
+                    direct = await stack.enter_async_context(open_route(fleet, source, model_id, job.active(),
+                                                                        rate_limit_bps))
+                except LlorchError as e:
+                    if route == "direct":
+                        raise
+                    note = f"the direct route could not be opened ({e.message}); relayed through this machine"
+                    via = RELAY_VIA
+                    await job.begin(entry, ModelOrigin(kind="copy", pool=source, via=via), force)  # the origin
+            active = job.active()
+            used = ("direct" if direct else "relay") if active else "none"  # none: nothing needed sending
+            already = min((sum(job.have[t].values()) for t in active), default=total)
+            reporter.plan(len(entry.files), total, already)
+            reporter.send("downloading", file=entry.files[0].name, force=True)
+            for f in entry.files:
+                if not job.active():
+                    break
+                await (fetch_file(job, direct, f) if direct else job.copy_file(f))
+            await job.commit()
         reporter.send("done", force=True)
-        return CopyResult(model=model_id, source=source, via="control plane", bytes_total=total,
-                          bytes_read=job.bytes_read, targets=list(job.results.values()))
+        return CopyResult(model=model_id, source=source, via=via, bytes_total=total, bytes_read=job.bytes_read,
+                          targets=list(job.results.values()), route=used,
+                          route_note=note)
     finally:
         if own:
             await fleet.close()

@@ -5,6 +5,8 @@ estimate = weights + KV cache + activations + runtime overhead, per backend and 
 * weights: the parameter count (summed from the safetensors headers: exact; else computed from
   the config's shapes) times the bytes of the dtype the worker loads it as (`--dtype auto`: float32
   on cpu, bfloat16/float16 on cuda, float16 on metal — the worker's own choice, engine.resolve_dtype).
+* conversion (cpu, metal): a checkpoint stored in another dtype than it is loaded as (bfloat16 on disk,
+  float32 in a cpu worker) is held twice while it converts: the stored bytes are added.
 * KV cache: 2 (K and V) x layers x kv heads x head dim x context x batch x dtype bytes; a sliding
   window caps the context it keeps.
 * activations of the largest step, the prefill of a full context: on cpu and metal, torch's attention
@@ -109,6 +111,17 @@ def params_from_header(header: dict[str, Any]) -> int:
     return n
 
 
+def stored_bytes_from_header(header: dict[str, Any]) -> int:
+    """Bytes of every tensor a safetensors header lists, as stored (its own dtype: BF16 2, F32 4, ...)."""
+    n = 0
+    for name, t in header.items():
+        if name == "__metadata__" or not isinstance(t, dict):
+            continue
+        start, end = (t.get("data_offsets") or [0, 0])[:2]
+        n += int(end) - int(start)
+    return n
+
+
 def parse_header(prefix: bytes, source: str) -> int:
     """The header length from a safetensors file's first 8 bytes (little-endian u64)."""
     if len(prefix) < 8:
@@ -155,14 +168,21 @@ def local_shapes(model_dir: Path) -> tuple[dict[str, Any], int | None]:
     return cfg, sum(params_from_header(local_header(p)) for p in shards)
 
 
+def local_stored_bytes(model_dir: Path) -> int | None:
+    """Bytes of the weights as stored in a checkpoint directory's safetensors files (None without any)."""
+    shards = sorted(model_dir.glob("*.safetensors"))
+    return sum(stored_bytes_from_header(local_header(p)) for p in shards) if shards else None
+
+
 def default_dtype(backend: str) -> str:
     """The worker's `--dtype auto` (engine.resolve_dtype); bfloat16 on cuda (every GPU llorch targets has it)."""
     return {"cuda": "bfloat16", "metal": "float16"}.get(backend, "float32")
 
 
 def estimate(model: str, cfg: dict[str, Any], params: int | None, backend: str, *, dtype: str | None = None,
-             context: int | None = None, batch: int = WORKER_MAX_BATCH) -> FitEstimate:
-    """The estimate alone (no free memory, no measurement): see the module docstring for the terms."""
+             context: int | None = None, batch: int = WORKER_MAX_BATCH, stored_bytes: int | None = None) -> FitEstimate:
+    """The estimate alone (no free memory, no measurement): see the module docstring for the terms.
+    `stored_bytes`: the weights as stored (safetensors headers); a load into another dtype costs them once more."""
     shape = shape_from_config(cfg)
     dt = dtype if dtype and dtype != "auto" else default_dtype(backend)
     if dt not in DTYPE_BYTES:
@@ -178,10 +198,14 @@ def estimate(model: str, cfg: dict[str, Any], params: int | None, backend: str, 
     activations = mlp + scores + logits
     overhead = RUNTIME_OVERHEAD_BYTES + (CUDA_CONTEXT_BYTES if backend == "cuda" else 0)
     weights = n_params * b
-    total = weights + kv + activations + overhead
+    # Loading into another dtype than stored holds both copies at the peak, in RAM (not on a GPU: the
+    # conversion happens before the move). Measured: tinyllama bfloat16 -> float32 peaks at 6.5 GiB, not 4.5.
+    conversion = stored_bytes if stored_bytes and stored_bytes != weights and backend != "cuda" else 0
+    total = weights + conversion + kv + activations + overhead
     return FitEstimate(model=model, backend=backend, dtype=dt, params=n_params,
                        param_source="safetensors" if params else "config", context=ctx, batch=batch,
-                       weights_bytes=weights, kv_cache_bytes=kv, activation_bytes=activations,
+                       weights_bytes=weights, conversion_bytes=conversion, kv_cache_bytes=kv,
+                       activation_bytes=activations,
                        overhead_bytes=overhead, estimate_bytes=total, need_bytes=total)
 
 
@@ -191,7 +215,9 @@ def decide(est: FitEstimate, free: int | None, measured: int | None, pool: str, 
     est.need_bytes = measured if measured else est.estimate_bytes
     est.free_bytes, est.gpu = free, gpu
     basis = (f"measured peak {fmt_bytes(measured)} (estimate {fmt_bytes(est.estimate_bytes)})" if measured
-             else f"estimate {fmt_bytes(est.estimate_bytes)} = weights {fmt_bytes(est.weights_bytes)} + KV cache "
+             else f"estimate {fmt_bytes(est.estimate_bytes)} = weights {fmt_bytes(est.weights_bytes)} + "
+                  + (f"{fmt_bytes(est.conversion_bytes)} stored weights while converting + "
+                     if est.conversion_bytes else "") + "KV cache "
                   f"{fmt_bytes(est.kv_cache_bytes)} ({est.context} tokens x {est.batch}) + activations "
                   f"{fmt_bytes(est.activation_bytes)} + runtime {fmt_bytes(est.overhead_bytes)}")
     where = (f"GPU {gpu} has" if gpu is not None else "the pool has") if est.backend == "cuda" else "the pool has"
@@ -240,8 +266,8 @@ def _ranged(url: str, start: int, length: int) -> bytes:
     return bytes(out[:length])
 
 
-def remote_shapes(repo: str, endpoint: str, revision: str | None) -> tuple[dict[str, Any], int | None, int]:
-    """(config.json, parameter count, bytes the download would be) read from the Hub/mirror metadata only."""
+def remote_shapes(repo: str, endpoint: str, revision: str | None) -> tuple[dict[str, Any], int | None, int | None]:
+    """(config.json, parameter count, bytes of the stored weights) from the Hub/mirror metadata only."""
     from huggingface_hub import hf_hub_url
 
     from llorch_tui.pool.hub_fetch import hub_error, plan_download
@@ -255,13 +281,15 @@ def remote_shapes(repo: str, endpoint: str, revision: str | None) -> tuple[dict[
         cfg_raw = _ranged(hf_hub_url(repo, "config.json", revision=plan.commit, endpoint=endpoint), 0,
                           names["config.json"].size)
         cfg = json.loads(cfg_raw)
-        params = 0
+        params = stored = 0
         for f in plan.files:
             if not f.name.endswith(".safetensors"):
                 continue
             url = hf_hub_url(repo, f.name, revision=plan.commit, endpoint=endpoint)
             n = parse_header(_ranged(url, 0, 8), f"{repo}/{f.name}")
-            params += params_from_header(decode_header(_ranged(url, 8, n), f"{repo}/{f.name}"))
+            header = decode_header(_ranged(url, 8, n), f"{repo}/{f.name}")
+            params += params_from_header(header)
+            stored += stored_bytes_from_header(header)
     except LlorchError:
         raise
     except ValueError:
@@ -269,4 +297,4 @@ def remote_shapes(repo: str, endpoint: str, revision: str | None) -> tuple[dict[
                           "the repository is damaged or not a transformers checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - mapped to a stable code with a hint
         raise hub_error(exc, repo, endpoint) from None
-    return cfg, params or None, plan.bytes_total
+    return cfg, params or None, stored or None

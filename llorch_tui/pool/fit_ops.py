@@ -9,7 +9,7 @@ from pathlib import Path
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import register_hint
-from llorch_tui.pool.fit import decide, estimate, free_memory, local_shapes, remote_shapes
+from llorch_tui.pool.fit import decide, estimate, free_memory, local_shapes, local_stored_bytes, remote_shapes
 from llorch_tui.pool.hub_fetch import resolve_endpoint
 from llorch_tui.pool.models_ops import check_backends, check_repo, store_of
 from llorch_tui.pool.ops import OpContext, op
@@ -26,6 +26,7 @@ async def models_fit(ctx: OpContext, p: FitParams) -> FitReport:
     entry = catalog.get(p.id)
     if entry is not None and entry.downloaded:
         cfg, params = await asyncio.to_thread(local_shapes, Path(entry.path))
+        stored = await asyncio.to_thread(local_stored_bytes, Path(entry.path))
         source = "local files"
     else:
         preset = next((s for s in SEED_PRESETS if s.id == p.id), None)
@@ -36,13 +37,14 @@ async def models_fit(ctx: OpContext, p: FitParams) -> FitReport:
                               "pass --repo OWNER/NAME, or " + register_hint(p.id), model=p.id)
         endpoint = resolve_endpoint(p.endpoint, ctx.settings.hf_endpoint)
         revision = p.revision or (entry.revision if entry else None)
-        cfg, params, _ = await asyncio.to_thread(remote_shapes, repo, endpoint, revision)
+        cfg, params, stored = await asyncio.to_thread(remote_shapes, repo, endpoint, revision)
         source = f"{endpoint} ({repo}; metadata and headers only)"
     status = await pool_status(ctx.settings)
     wanted = p.backends or [b for b in status.backends if entry is None or b in entry.backends]
     report = FitReport(pool_id=ctx.settings.pool_id, model=p.id, source=source)
     for backend in wanted:
-        est = estimate(p.id, cfg, params, backend, dtype=p.dtype, context=p.context, batch=p.batch)
+        est = estimate(p.id, cfg, params, backend, dtype=p.dtype, context=p.context, batch=p.batch,
+                       stored_bytes=stored)
         free, gpu = free_memory(status, backend) if backend in status.backends else (None, None)
         measured = entry.peak_memory.get(backend) if entry is not None else None
         report.estimates.append(decide(est, free, measured, ctx.settings.pool_id, gpu))

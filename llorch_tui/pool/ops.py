@@ -37,6 +37,7 @@ OP_MODULES: tuple[str, ...] = (
     "llorch_tui.pool.status_ops",
     "llorch_tui.pool.fit_ops",
     "llorch_tui.pool.transfer_ops",
+    "llorch_tui.pool.transfer_direct_ops",
     "llorch_tui.pool.archive_ops",
     "llorch_tui.pool.fingerprint_ops",
 )

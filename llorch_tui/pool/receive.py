@@ -25,6 +25,7 @@ from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.catalog_store import CatalogStore
 from llorch_tui.pool.download_ops import DISK_MARGIN_BYTES, free_bytes
 from llorch_tui.pool.hashing import hash_file
+from llorch_tui.protocol.parity import WEIGHT_SUFFIXES, Fingerprint, weights_digest
 from llorch_tui.protocol.catalog import MODEL_ID_RE, ModelEntry, ModelFile, ModelOrigin, validate_model_id
 from llorch_tui.units import fmt_bytes
 
@@ -54,12 +55,14 @@ def expected_files(entry: ModelEntry) -> list[ModelFile]:
 
 
 class Incoming:
-    def __init__(self, paths: PoolPaths, model_id: str) -> None:
+    def __init__(self, paths: PoolPaths, model_id: str, *, any_thread: bool = False) -> None:
+        """`any_thread`: the lock may be released by another thread than the one that took it (an async op
+        that holds it across awaits); filelock's default ties a lock to its thread."""
         self.paths = paths
         self.id = validate_model_id(model_id)
         self.dir = paths.downloads_dir / f"{model_id}.incoming"
         self.doc_file = self.dir / INCOMING
-        self.lock = FileLock(str(paths.downloads_dir / f"{model_id}.lock"))
+        self.lock = FileLock(str(paths.downloads_dir / f"{model_id}.lock"), thread_local=not any_thread)
 
     def acquire(self) -> None:
         self.paths.downloads_dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +192,7 @@ class Incoming:
                 "size_gb": round(sum(f.size for f in expected.values()) / 1e9, 3),
                 # Verdicts and peaks were measured on the sender's hardware, not here.
                 "verdicts": current.verdicts if current else {}, "peak_memory": current.peak_memory if current else {},
+                "fingerprint": reference_after_copy(sender, current, list(expected.values())),
                 "origin": origin.model_copy(update={"at": datetime.now(timezone.utc)})})
             ids = [m.id for m in catalog.models]
             if self.id in ids:
@@ -196,6 +200,22 @@ class Incoming:
             else:
                 catalog.models.append(entry)
         return entry
+
+
+def reference_after_copy(sender: ModelEntry, current: ModelEntry | None, files: list[ModelFile]) -> Fingerprint | None:
+    """The reference fingerprint a copied model keeps. One model has one reference across the fleet: the
+    receiver's own runs are compared against it, and a copy never re-baselines it.
+    1. the receiver's reference, when it was recorded from exactly these weights (it stays: a copy of the
+       same weights does not replace it with the sender's);
+    2. else the sender's (recorded_on says where; should the sender's weights differ from it, the receiver's
+       runs report the same change the sender's would);
+    3. else the receiver's earlier one (of other weights: its runs report the change, and `models fingerprint
+       ID --accept` re-baselines). A reference is never dropped silently."""
+    mine = current.fingerprint if current else None
+    weights = weights_digest((f.name, f.sha256 or "") for f in files if f.name.endswith(WEIGHT_SUFFIXES))
+    if mine is not None and mine.weights_sha256 == weights:
+        return mine
+    return sender.fingerprint or mine
 
 
 def same_files(entry: ModelEntry | None, files: list[ModelFile], paths: PoolPaths) -> bool:

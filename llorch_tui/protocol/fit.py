@@ -23,9 +23,10 @@ class FitEstimate(WireModel):
     batch: int  # sequences decoded together
     weights_bytes: int
     kv_cache_bytes: int
+    conversion_bytes: int = 0  # the stored weights, held while converting to another dtype (cpu, metal)
     activation_bytes: int
     overhead_bytes: int  # the runtime itself: interpreter, torch, CUDA context
-    estimate_bytes: int  # weights + kv cache + activations + overhead
+    estimate_bytes: int  # weights + conversion + kv cache + activations + overhead
     measured_bytes: int | None = None  # measured peak of a worker serving it here (the catalog), if any
     need_bytes: int  # what the fit decision uses: the measurement when there is one, else the estimate
     free_bytes: int | None = None  # available RAM (cpu, metal) or the best GPU's free memory (cuda)

@@ -22,13 +22,14 @@ from llorch_tui.protocol.downloads import DownloadResult, RemoveResult, VerifyRe
 from llorch_tui.protocol.fit import FitReport
 from llorch_tui.protocol.parity import FingerprintReport, ModelReference
 from llorch_tui.protocol.params import (BeginParams, ChunkParams, DownloadParams, ExportParams, FetchExampleParams,
-                                        FileParams,
+                                        FetchParams, FileParams,
                                         FingerprintParams, FitParams, IdParams, ImportParams, ListParams, LogsParams,
                                         NoParams, RegisterParams, RmParams, SetFingerprintParams, SpawnParams,
                                         StatusParams, StopParams, SweepParams, SynthParams, TemplateParams, TickParams,
-                                        UpdateParams, VerdictParams, VerifyParams, WriteParams)
+                                        ServeCopyParams, UpdateParams, VerdictParams, VerifyParams, WriteParams)
 from llorch_tui.protocol.status import HealthReport, PoolStatus
-from llorch_tui.protocol.transfer import ArchiveResult, ChunkData, ChunkWritten, FileVerified, ReceiveBegun
+from llorch_tui.protocol.transfer import (ArchiveResult, ChunkData, ChunkWritten, FileFetched, FileVerified, ReceiveBegun,
+                                          ServeCopyResult)
 from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
 
 P = TypeVar("P", bound=BaseModel)
@@ -117,6 +118,12 @@ MODELS_RECEIVE_BEGIN: OpRef[BeginParams, ReceiveBegun] = OpRef("models.receive_b
 MODELS_RECEIVE_CHUNK: OpRef[WriteParams, ChunkWritten] = OpRef("models.receive_chunk", WriteParams, ChunkWritten)
 MODELS_RECEIVE_FILE: OpRef[FileParams, FileVerified] = OpRef("models.receive_file", FileParams, FileVerified)
 MODELS_RECEIVE_COMMIT: OpRef[IdParams, ModelEntry] = OpRef("models.receive_commit", IdParams, ModelEntry)
+# The direct route of a copy: the source serves the model through a loopback mirror (until the call is
+# cancelled), the target fetches each file from it through a port the control plane forwards.
+MODELS_SERVE_COPY: OpRef[ServeCopyParams, ServeCopyResult] = OpRef("models.serve_copy", ServeCopyParams,
+                                                                   ServeCopyResult, streams=True)
+MODELS_RECEIVE_FETCH: OpRef[FetchParams, FileFetched] = OpRef("models.receive_fetch", FetchParams, FileFetched,
+                                                              streams=True)
 MODELS_FETCH_EXAMPLE: OpRef[FetchExampleParams, ModelEntry] = OpRef("models.fetch_example", FetchExampleParams,
                                                                      ModelEntry, streams=True)
 # Parity: a model's reference fingerprint (recorded once, compared by the matrix).
@@ -140,6 +147,7 @@ ALL_OPS: tuple[OpRef[Any, Any], ...] = (
     AGENT_PING, AGENT_TICKS, MODELS_LIST, MODELS_REGISTER, MODELS_UNREGISTER, MODELS_UPDATE, MODELS_RECORD_VERDICT,
     MODELS_SYNTH, MODELS_DOWNLOAD, MODELS_VERIFY, MODELS_RM, MODELS_FIT, MODELS_EXPORT, MODELS_IMPORT, MODELS_MANIFEST,
     MODELS_READ_CHUNK, MODELS_RECEIVE_BEGIN, MODELS_RECEIVE_CHUNK, MODELS_RECEIVE_FILE, MODELS_RECEIVE_COMMIT, MODELS_FETCH_EXAMPLE, MODELS_REFERENCE,
+    MODELS_SERVE_COPY, MODELS_RECEIVE_FETCH,
     MODELS_FINGERPRINT, MODELS_SET_FINGERPRINT, WORKERS_SPAWN, WORKERS_LIST, WORKERS_STOP, WORKERS_LOGS,
     WORKERS_SWEEP, WORKERS_TEMPLATE, POOL_STATUS, POOL_HEALTH,
 )

@@ -234,6 +234,23 @@ class FileParams(BaseModel):
     file: str
 
 
+class ServeCopyParams(BaseModel):
+    """`models.serve_copy`: serve one downloaded model through a mirror on the pool's loopback until stopped."""
+    id: str
+    token: str = Field(min_length=32, max_length=256)  # one-time bearer token, made by the control plane
+    rate_limit_bps: float | None = Field(default=None, gt=0)  # per file served: keeps a copy off a busy link
+    # A second call with the same token and stop=true ends the first one (which then answers, its mirror closed).
+    stop: bool = False
+
+
+class FetchParams(BaseModel):
+    """`models.receive_fetch`: append the rest of one file being received, fetched over HTTP from a loopback URL."""
+    id: str
+    file: str
+    url: str = Field(max_length=4096)  # http://127.0.0.1:PORT/...: the forwarded end of the sender's mirror
+    token: str = Field(min_length=32, max_length=256)
+
+
 class TemplateParams(BaseModel):
     stop: bool = False
 

@@ -23,6 +23,24 @@ class ChunkWritten(WireModel):
     have: int  # bytes of the file now received
 
 
+class MirrorServing(WireModel):
+    """`models.serve_copy`'s `serving` event: where its mirror listens (the pool's 127.0.0.1) and what it serves."""
+    port: int
+    repo: str  # the Hub-style repo id the model is served under
+    revision: str
+
+
+class ServeCopyResult(WireModel):
+    bytes_served: int = 0
+    stopped: bool = False  # the answer to a stop call: a mirror with that token was running and is told to end
+
+
+class FileFetched(WireModel):
+    file: str
+    have: int  # bytes of the file now received
+    fetched: int  # of which this call fetched
+
+
 class FileVerified(WireModel):
     file: str
     sha256: str

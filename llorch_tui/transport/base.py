@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from llorch_tui.config import PoolConfig
 
@@ -31,6 +33,21 @@ class RunResult:
     rc: int
     stdout: str
     stderr: str
+
+
+class ReverseForward:
+    """A listener on the pool (see Transport.reverse_forward); `close()` stops it (idempotent)."""
+
+    def __init__(self, port: int, listener: Any = None) -> None:
+        self.port = port
+        self._listener = listener
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.wait_closed(), 5)
 
 
 class Transport(ABC):
@@ -78,6 +95,11 @@ class Transport(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    async def reverse_forward(self, local_port: int) -> "ReverseForward":
+        """A port on the pool's 127.0.0.1 whose connections reach this machine's 127.0.0.1:local_port.
+        Close it when done. The local transport's pool is this machine: the port itself."""
+        return ReverseForward(local_port)
 
     async def put_file(self, local: str, remote: str) -> None:
         """Copy a file of this machine to `remote` (an absolute path) on the pool: SFTP over SSH."""

@@ -26,7 +26,7 @@ import asyncssh
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.transport import ssh_errors
-from llorch_tui.transport.base import AgentChannel, RunResult, Transport
+from llorch_tui.transport.base import AgentChannel, ReverseForward, RunResult, Transport
 from llorch_tui.transport.ssh_channel import (SSHAgentChannel, _ChannelSlot, _with_session_retry,
                                               env_handshake, one_shot_command, remote_command)
 from llorch_tui.transport.ssh_config import ConnectPlan, Endpoint, plan_connection
@@ -249,6 +249,19 @@ class SSHTransport(Transport):
             server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
+
+    async def reverse_forward(self, local_port: int) -> ReverseForward:
+        """An SSH remote forward: sshd listens on the pool's 127.0.0.1 (a free port) and sends each
+        connection back over this connection to our 127.0.0.1:local_port."""
+        conn = await self._live()
+        try:
+            listener = await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", local_port)
+        except (asyncssh.Error, OSError) as e:
+            raise LlorchError(ErrorCode.UNREACHABLE,
+                              f"pool {self.pool.name}'s sshd refused a port forward to this machine: {e}",
+                              "allow it in the pool's sshd_config (AllowTcpForwarding yes or remote), "
+                              "or copy with --route relay") from None
+        return ReverseForward(listener.get_port(), listener)
 
     def forwarded_ports(self) -> dict[int, int]:
         return {rp: s.sockets[0].getsockname()[1] for rp, s in self._forwards.items() if s.sockets}

@@ -43,3 +43,36 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM in /proc status")
+
+
+def measure_peak(model: Path, prompt_tokens: int, dtype: str = "auto") -> tuple[int, int]:
+    """A real worker serving `model` on cpu, one request of ~prompt_tokens: (tokens held, peak RSS).
+    Also bench/fit_calibration.py's measurement."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    ids = tok("the sea is calm tonight and the ships sail slowly home " * (prompt_tokens // 8 + 8))["input_ids"]
+    proc = subprocess.Popen([str(BIN / "llorch-worker"), "--worker-id", "fit", "--model", str(model), "--backend",
+                             "cpu", "--port", "0", "--max-batch", "1", "--dtype", dtype],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        port = None
+        for line in proc.stdout:
+            if line.startswith("LLORCH_WORKER_READY "):
+                port = json.loads(line.split(" ", 1)[1])["port"]
+                break
+        assert port, "the worker never became ready"
+        body = json.dumps({"prompt": tok.decode(ids[:prompt_tokens]), "max_tokens": 4, "ignore_eos": True}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/execute", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=1800) as r:
+            out = json.loads(r.read())
+        return out["prompt_tokens"] + out["tokens_generated"], peak_rss(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -111,3 +111,31 @@ def test_hostile_archive_is_refused_and_installs_nothing(archive: tuple[Path, di
     assert not (state / "models" / "tl").exists()
     assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
     assert agent(state, "models", "list")["models"] == []
+
+
+def test_the_reference_a_copy_keeps() -> None:
+    """One reference per model across the fleet: the receiver's own when it is of these very weights, else the
+    sender's, else the receiver's earlier one (of other weights: its runs then report the change)."""
+    from datetime import datetime, timezone
+
+    from llorch_tui.pool.receive import reference_after_copy
+    from llorch_tui.protocol.catalog import ModelEntry, ModelFile
+    from llorch_tui.protocol.parity import Fingerprint, weights_digest
+
+    files = [ModelFile(name="model.safetensors", size=3, sha256="a" * 64), ModelFile(name="config.json", size=2,
+                                                                                    sha256="b" * 64)]
+    these = weights_digest([("model.safetensors", "a" * 64)])  # the weights hash covers weight files only
+
+    def fp(weights: str, on: str) -> Fingerprint:
+        return Fingerprint(prompt_set_version="prompts-v1", weights_sha256=weights,
+                           recorded_at=datetime.now(timezone.utc), recorded_on=on)
+
+    def entry(ref: Fingerprint | None) -> ModelEntry:
+        return ModelEntry(id="m", name="m", path="/m", architecture="llama", files=files, fingerprint=ref)
+
+    sender, mine_same, mine_other = fp(these, "a"), fp(these, "b"), fp("c" * 64, "b")
+    assert reference_after_copy(entry(sender), entry(mine_same), files) is mine_same  # not overwritten
+    assert reference_after_copy(entry(sender), entry(mine_other), files) is sender  # the model's reference
+    assert reference_after_copy(entry(sender), None, files) is sender
+    assert reference_after_copy(entry(None), entry(mine_other), files) is mine_other  # never dropped silently
+    assert reference_after_copy(entry(None), None, files) is None

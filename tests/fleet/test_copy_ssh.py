@@ -1,5 +1,5 @@
-"""`llorch models copy` between two real sshd pools that have no route to each other: kill, resume, verify;
-a byte damaged in transit is caught."""
+"""`llorch models copy` between two real sshd pools that have no route to each other, on both routes: kill,
+resume, verify; a byte damaged in transit is caught; the direct route closes its mirror and forwards."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,10 @@ import pytest
 from fleet_helpers import LLORCH, agent
 
 from llorch_tui.config_load import load_config
-from llorch_tui.fleet_ops.copy import copy_model
+from llorch_tui.fleet import Fleet
+from llorch_tui.fleet_ops.copy import CopyResult, copy_model
+from llorch_tui.protocol.params import IdParams, SetFingerprintParams
+from llorch_tui.protocol.parity import Fingerprint
 
 pytestmark = pytest.mark.ssh
 
@@ -34,25 +38,47 @@ def _copy_cli(config: Path, model: str, *extra: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-def test_copy_killed_halfway_resumes_and_verifies(isolated_pools, isolated_config: Path,  # type: ignore[no-untyped-def]
-                                                  small_models: dict[str, Path]) -> None:
-    c, d = isolated_pools.pools["c"], isolated_pools.pools["d"]
-    agent(c.state_dir, "models", "register", "m", "--path", str(small_models["llama"]))
-    proc = _copy_cli(isolated_config, "m", "--chunk-mib", "0.25")
-    killed_at = None
+def _kill_past(proc: subprocess.Popen[str], fraction: float) -> tuple[int, int]:
+    """Read the CLI's progress until more than `fraction` is done, then SIGKILL it (with both SSH sessions: no
+    goodbye to anyone). Returns (bytes done at the first event, bytes done when killed)."""
+    first = None
     assert proc.stdout is not None
     for line in proc.stdout:
         doc = json.loads(line)
         data = doc.get("data") or {}
-        if doc.get("event") == "progress" and data.get("bytes_done", 0) > data.get("bytes_total", 1) // 3:
-            killed_at = data["bytes_done"]
-            os.killpg(proc.pid, signal.SIGKILL)  # the CLI dies with both SSH sessions: no goodbye to anyone
-            break
-    proc.wait(30)
-    assert killed_at is not None, proc.stderr.read() if proc.stderr else ""
+        if doc.get("event") == "progress" and "bytes_done" in data:
+            first = data["bytes_done"] if first is None else first
+            if data["bytes_done"] > data["bytes_total"] * fraction:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+                return first, data["bytes_done"]
+    raise AssertionError(f"the copy ended before {fraction:.0%}: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def _listening(env, pool: str) -> set[int]:  # type: ignore[no-untyped-def]
+    """TCP ports listening inside a pool's network namespace."""
+    out = subprocess.run(env.exec_in(pool, ["ss", "-ltnH"]), capture_output=True, text=True, timeout=30).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
+
+
+def test_copy_killed_on_each_route_resumes_and_verifies(isolated_pools, isolated_config: Path,  # type: ignore[no-untyped-def]
+                                                        small_models: dict[str, Path]) -> None:
+    """Relayed, killed at a third; continued on the direct route (the same staging), killed at two thirds;
+    finished by `auto`, which takes the direct route: the files verify, the origin says how they came."""
+    c, d = isolated_pools.pools["c"], isolated_pools.pools["d"]
+    size = (small_models["llama"] / "model.safetensors").stat().st_size
+    agent(c.state_dir, "models", "register", "m", "--path", str(small_models["llama"]))
+    _kill_past(_copy_cli(isolated_config, "m", "--route", "relay", "--chunk-mib", "0.25"), 1 / 3)
     part = d.state_dir / "downloads" / "m.incoming" / "model.safetensors.part"
-    assert part.exists() and 0 < part.stat().st_size < (small_models["llama"] / "model.safetensors").stat().st_size
+    assert part.exists() and 0 < part.stat().st_size < size
     assert not agent(d.state_dir, "models", "list")["models"]  # nothing is in d's catalog yet
+
+    kept = part.stat().st_size
+
+    # The direct route continues from the relayed bytes; rate-limited so that it can be caught half way.
+    first, direct = _kill_past(_copy_cli(isolated_config, "m", "--route", "direct", "--rate-limit", "8"), 2 / 3)
+    assert first >= kept and direct > first  # nothing the relay wrote was fetched again
+    assert kept < part.stat().st_size < size
 
     again = _copy_cli(isolated_config, "m")
     out, err = again.communicate(timeout=600)
@@ -60,16 +86,50 @@ def test_copy_killed_halfway_resumes_and_verifies(isolated_pools, isolated_confi
     result = json.loads(out.strip().splitlines()[-1])
     target = result["targets"][0]
     total = result["bytes_total"]
+    assert result["route"] == "direct" and result["route_note"] is None
     assert target["ok"] and target["bytes_resumed"] > 0 and target["bytes_sent"] + target["bytes_resumed"] == total
     assert agent(d.state_dir, "models", "verify", "m", "--no-load")["ok"]  # every file re-hashed on d
     entry = agent(d.state_dir, "models", "list")["models"][0]
     assert entry["origin"]["kind"] == "copy" and entry["origin"]["pool"] == "c"
-    assert Path(entry["path"]) == d.state_dir.parent / "state" / "models" / "m" or entry["path"].endswith("/models/m")
+    assert entry["origin"]["via"] == "mirror (forwarded port)"
+    assert entry["path"].endswith("/models/m")
     assert not (d.state_dir / "downloads" / "m.incoming").exists()
 
     noop = _copy_cli(isolated_config, "m")
     out, _ = noop.communicate(timeout=300)
-    assert json.loads(out.strip().splitlines()[-1])["targets"][0]["noop"]
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["targets"][0]["noop"] and done["route"] == "none"  # nothing to send: no mirror was started
+
+
+def test_direct_route_closes_what_it_opened_and_keeps_the_reference(  # type: ignore[no-untyped-def]
+        isolated_pools, isolated_config: Path, synth_models: dict[str, Path]) -> None:
+    """Over a fleet left open (the dashboard's case): after the copy, neither the mirror on c nor the forward on
+    d listens any more. The copy carries c's reference fingerprint (recorded on c) to d."""
+    c, d = isolated_pools.pools["c"], isolated_pools.pools["d"]
+    agent(c.state_dir, "models", "register", "fp", "--path", str(synth_models["phi3"]))
+    config = load_config(str(isolated_config)).config
+    before = {"c": _listening(isolated_pools, "c"), "d": _listening(isolated_pools, "d")}
+
+    async def go() -> tuple[CopyResult, Fingerprint]:
+        fleet = Fleet(config)
+        try:
+            await fleet.start()
+            src = fleet.api("c").models
+            weights = (await src.reference(IdParams(id="fp"))).weights_sha256
+            ref = Fingerprint(prompt_set_version="prompts-v1", weights_sha256=weights, recorded_at=datetime.now(timezone.utc),
+                              recorded_on="c")
+            await src.set_fingerprint(SetFingerprintParams(id="fp", fingerprint=ref))
+            result = await copy_model(config, "fp", "c", ["d"], fleet=fleet, route="direct")
+            assert fleet.state("c").state == "online" and fleet.state("d").state == "online"
+            return result, ref
+        finally:
+            await fleet.close()
+
+    result, ref = asyncio.run(go())
+    assert result.ok and result.route == "direct", result.to_json()
+    assert _listening(isolated_pools, "c") == before["c"] and _listening(isolated_pools, "d") == before["d"]
+    copied = next(m for m in agent(d.state_dir, "models", "list")["models"] if m["id"] == "fp")
+    assert Fingerprint.model_validate(copied["fingerprint"]) == ref  # c's reference, saying it was recorded on c
 
 
 def test_a_byte_damaged_in_transit_is_caught(isolated_pools, isolated_config: Path,  # type: ignore[no-untyped-def]

@@ -6,18 +6,18 @@ import json
 import math
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from fleet_helpers import AGENT, DATA, agent, mirror, mirror_stats, peak_rss
+from fleet_helpers import AGENT, DATA, agent, measure_peak, mirror, mirror_stats
 
 from llorch_tui.config import PoolConfig
 from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.plan import PoolFacts, plan_pool
 from llorch_tui.protocol.status import DiskInfo, PoolStatus, RamInfo
-from llorch_tui.pool.fit import decide, estimate, local_shapes, params_from_shape, shape_from_config
+from llorch_tui.pool.fit import (decide, estimate, local_shapes, local_stored_bytes, params_from_shape,
+                                 shape_from_config)
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
 
 ORIGINALS = DATA / "original_configs"
@@ -49,6 +49,20 @@ def test_estimate_terms_follow_backend_dtype_and_window() -> None:
     assert half.kv_cache_bytes * 2 == cuda.kv_cache_bytes and half.context == 16384
 
 
+def test_a_load_into_another_dtype_counts_the_stored_weights_once_more() -> None:
+    """Measured (bench/fit_calibration.py): a bfloat16 checkpoint loaded as float32 on cpu peaks with both
+    copies held; on cuda the conversion happens before the move, so GPU memory holds one."""
+    cfg = _cfg("tinyllama")
+    n = PUBLISHED["tinyllama"]
+    as_f32 = estimate("t", cfg, n, "cpu", dtype="float32", context=512, batch=1, stored_bytes=2 * n)
+    plain = estimate("t", cfg, n, "cpu", dtype="float32", context=512, batch=1)
+    assert as_f32.conversion_bytes == 2 * n and as_f32.estimate_bytes == plain.estimate_bytes + 2 * n
+    assert estimate("t", cfg, n, "cpu", dtype="bfloat16", context=512, batch=1, stored_bytes=2 * n).conversion_bytes == 0
+    assert estimate("t", cfg, n, "cuda", dtype="float32", context=512, batch=1, stored_bytes=2 * n).conversion_bytes == 0
+    reason = decide(as_f32, 10**12, None, "p").reason
+    assert "stored weights while converting" in reason, reason
+
+
 def test_header_count_equals_the_checkpoint(small_models: dict[str, Path]) -> None:
     from safetensors import safe_open
 
@@ -57,42 +71,15 @@ def test_header_count_equals_the_checkpoint(small_models: dict[str, Path]) -> No
         with safe_open(str(d / "model.safetensors"), "np") as f:
             real = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         assert params == real, arch
+        assert local_stored_bytes(d) == real * 4, arch  # the small checkpoints are stored in float32
         assert params_from_shape(shape_from_config(cfg)) == params, arch  # the formula agrees with the file
-
-
-def _measure(model: Path, prompt_tokens: int) -> tuple[int, int]:
-    """A real worker serving `model` on cpu, one request of ~prompt_tokens: (tokens held, peak RSS)."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model))
-    ids = tok("the sea is calm tonight and the ships sail slowly home " * 600)["input_ids"][:prompt_tokens]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "llorch-worker"), "--worker-id", "fit", "--model",
-                             str(model), "--backend", "cpu", "--port", "0", "--max-batch", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        port = None
-        for line in proc.stdout:
-            if line.startswith("LLORCH_WORKER_READY "):
-                port = json.loads(line.split(" ", 1)[1])["port"]
-                break
-        assert port, "the worker never became ready"
-        body = json.dumps({"prompt": tok.decode(ids), "max_tokens": 4, "ignore_eos": True}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/execute", data=body,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as r:
-            out = json.loads(r.read())
-        return out["prompt_tokens"] + out["tokens_generated"], peak_rss(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(60)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "phi3", "mistral"])
 def test_estimate_within_15_percent_of_the_measured_peak(small_models: dict[str, Path], arch: str) -> None:
     """The synthetic `small` checkpoints (fastcells' `synth --like` had not landed), near their full context."""
-    tokens, peak = _measure(small_models[arch], 2000)
+    tokens, peak = measure_peak(small_models[arch], 2000)
     cfg, params = local_shapes(small_models[arch])
     est = estimate(arch, cfg, params, "cpu", context=tokens, batch=1)
     ratio = est.estimate_bytes / peak

@@ -21,10 +21,11 @@ from llorch_tui.pool.ops import AgentSettings
 __all__ = ["MirrorApp", "MirrorIndex", "MirrorOptions", "serve_mirror", "start_mirror"]
 
 
-async def start_mirror(settings: AgentSettings, host: str, port: int,
-                       options: MirrorOptions) -> tuple[web.AppRunner, str, MirrorApp]:
-    """Bind and start serving; returns (runner, base url, app). Stop with `await runner.cleanup()`."""
-    index = MirrorIndex(settings.paths, settings.pool_id)
+async def start_mirror(settings: AgentSettings, host: str, port: int, options: MirrorOptions,
+                       only: frozenset[str] | None = None) -> tuple[web.AppRunner, str, MirrorApp]:
+    """Bind and start serving (only the model ids in `only`, when given); returns (runner, base url, app).
+    Stop with `await runner.cleanup()`."""
+    index = MirrorIndex(settings.paths, settings.pool_id, only=only)
     await asyncio.to_thread(index.repos)  # hash what needs hashing before saying we are ready
     mirror = MirrorApp(index, options)
     runner = web.AppRunner(mirror.app, access_log=None, **options.limits.runner_kwargs())

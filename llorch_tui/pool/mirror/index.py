@@ -76,6 +76,8 @@ class MirrorRepo:
 class MirrorIndex:
     paths: PoolPaths
     pool_id: str
+    # Serve only these model ids (a copy's one-model mirror); None: every downloaded model.
+    only: frozenset[str] | None = None
     _repos: dict[str, MirrorRepo] = field(default_factory=dict)
     _stamp: tuple[int, int] | None = None
     # (path, size, mtime_ns) -> (sha256, git sha1): a restart of the index never re-hashes an unchanged file
@@ -113,7 +115,7 @@ class MirrorIndex:
         catalog = CatalogStore(self.paths, self.pool_id).load()
         repos: dict[str, MirrorRepo] = {}
         for entry in catalog.models:
-            if not entry.downloaded:
+            if not entry.downloaded or (self.only is not None and entry.id not in self.only):
                 continue
             repo = self._repo(entry)
             if repo is not None and repo.files:
