@@ -20,7 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fleet"))
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+sys.path[:0] = [str(TESTS / "fleet"), str(TESTS)]  # the measurement is the fit test's (fleet_helpers)
 
 from fleet_helpers import measure_peak  # noqa: E402
 
