@@ -29,6 +29,8 @@ def add_install_command(psub: "argparse._SubParsersAction[argparse.ArgumentParse
     p.add_argument("--wheelhouse", metavar="DIR", help="offline: a directory of wheels on THIS machine, copied to the "
                    "pool and installed from with --no-index (add torch and dependencies for the pool's platform)")
     p.add_argument("--index-url", metavar="URL", help="the package index the pool should use")
+    p.add_argument("--cache-dir", metavar="DIR",
+                   help="where the wheels are copied to on the pool (default: ~/.cache/llorch/install)")
     p.add_argument("--upgrade", action="store_true", help="reinstall even when the versions already match")
     p.add_argument("--no-config", action="store_true", help="do not record agent_command in the configuration")
     p.add_argument("--json", action="store_true", help="progress events and the result as JSON Lines")
@@ -38,7 +40,7 @@ def add_install_command(psub: "argparse._SubParsersAction[argparse.ArgumentParse
 def _install(args: argparse.Namespace) -> int:
     from llorch_tui.cli import pools
     from llorch_tui.config_load import load_config
-    from llorch_tui.fleet_ops.install import DEFAULT_VENV, InstallOptions, config_target, install_pool
+    from llorch_tui.fleet_ops.install import DEFAULT_VENV, REMOTE_CACHE, InstallOptions, config_target, install_pool
 
     try:
         loaded = load_config(args.config)
@@ -51,7 +53,7 @@ def _install(args: argparse.Namespace) -> int:
         print_error(e, args.json)
         return EXIT_ERROR
     opts = InstallOptions(python=args.python, venv=args.venv or DEFAULT_VENV, torch=args.torch, wheelhouse=wheelhouse,
-                          index_url=args.index_url, upgrade=args.upgrade)
+                          index_url=args.index_url, upgrade=args.upgrade, cache_dir=args.cache_dir or REMOTE_CACHE)
     console = Console()
 
     def on_event(event: str, data: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ Steps, each reported as a `progress` event {stage, message}:
 3. venv    — create it (or reuse it); `--torch existing` lets it see the interpreter's packages.
 4. build   — `pip wheel --no-deps` of this machine's llorch and llorch-worker source trees (the pool
              needs no access to our source), or the wheels found in --wheelhouse.
-5. copy    — SFTP the wheels (and the --wheelhouse) into ~/.cache/llorch/install on the pool.
+5. copy    — SFTP the wheels (and the --wheelhouse) into ~/.cache/llorch/install on the pool (--cache-dir).
 6. pip     — dependencies and torch (from the pool's index, or --no-index from the copied wheelhouse),
              then our two wheels with --no-deps --force-reinstall: exactly this build, whatever pip
              found already. A pool that cannot reach an index fails with `network` and the offline route.
@@ -81,6 +81,7 @@ class InstallOptions:
     index_url: str | None = None
     upgrade: bool = False
     record: bool = True  # write agent_command into the config
+    cache_dir: str = REMOTE_CACHE  # on the pool: where the wheels are copied to (a "~" is the pool's home)
 
 
 @dataclass
@@ -218,7 +219,7 @@ class Installer:
                 wheels = await asyncio.to_thread(build_wheels, Path(tmp))
             if agent_only:
                 wheels = [w for w in wheels if not w.name.startswith("llorch_worker-")]
-            cache = self.remote(REMOTE_CACHE, home)
+            cache = self.remote(self.opts.cache_dir, home)
             remote_wheels = await self._copy(wheels, cache)
             await self._pip(info, vpy, remote_wheels, cache)
         after = await self.installed(vpy)

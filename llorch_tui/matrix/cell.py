@@ -64,7 +64,7 @@ class CellRun:
         self.live = live_workers  # engine-wide registry: worker id -> client, for the last-resort sweep
         self.worker_id: str | None = None
         self.worker_info: WorkerInfo | None = None  # the worker's /info (environment facts)
-        self.m = Measurements()
+        self.m = Measurements(fit_estimate_bytes=cell.fit.estimate_bytes if cell.fit else None)
         self._modes_s = 0.0  # wall time of --bench/--stability requests (the worker's work, not overhead)
 
     async def run(self) -> CellResult:
@@ -253,7 +253,7 @@ class CellRun:
         self.m.stop_s = round(time.perf_counter() - t, 4)
 
     async def _record(self, result: CellResult) -> None:
-        peak = self.m.device_peak_bytes if self.cell.key.backend != "cpu" and self.m.device_peak_bytes else self.m.peak_rss_bytes
+        peak = self.m.peak_bytes(self.cell.key.backend)
         # Keyed "cpu" (the worker's default dtype) or "cpu:bfloat16": each dtype keeps its own verdict and peak.
         params = VerdictParams(id=self.cell.key.model, backend=self.cell.key.backend, verdict=result.verdict,
                                dtype=None if self.cell.key.dtype == DEFAULT_DTYPE else self.cell.key.dtype,

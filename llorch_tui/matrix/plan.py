@@ -67,6 +67,7 @@ class PlannedCell:
     needs_download: bool = False
     needs_register: bool = False  # in --models / config presets but not yet in the pool's catalog
     pool_status: PoolStatus | None = None  # the pool's `pool.status` at planning (the cell's environment)
+    fit: FitEstimate | None = None  # the pool's estimate for this cell (reports put the measured peak beside it)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -138,7 +139,7 @@ def plan_pool(view: PoolFacts, options: MatrixOptions, presets: set[str] | None 
                                     f"pool {view.name} has {fmt_bytes(free)} free")
                 cell.skip_hint = "stop other workers on that pool or free memory, then rerun"
                 continue
-            est = view.fits.get((mid, backend, dtype))
+            est = cell.fit = view.fits.get((mid, backend, dtype))
             if est is not None and est.fits is False:
                 cell.skip_code = ReasonCode.WILL_NOT_FIT
                 cell.skip_reason = est.reason

@@ -9,14 +9,25 @@ from pathlib import Path
 from llorch_tui.config import SEED_PRESETS
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.catalog_store import register_hint
-from llorch_tui.pool.fit import decide, estimate, free_memory, local_shapes, local_stored_bytes, remote_shapes
+from llorch_tui.pool.fit import (decide, default_dtype, estimate, free_memory, local_shapes, local_stored_bytes,
+                                 remote_shapes)
 from llorch_tui.pool.hub_fetch import resolve_endpoint
 from llorch_tui.pool.models_ops import check_backends, check_repo, store_of
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.catalog import ModelEntry, device_key
 from llorch_tui.protocol.params import FitParams
 from llorch_tui.pool.status_ops import pool_status
 from llorch_tui.protocol.fit import FitReport
+
+
+def measured_peak(entry: ModelEntry, backend: str, asked: str | None, loaded: str) -> int | None:
+    """The matrix's measured peak for exactly this backend and dtype (a float32 peak says little about
+    bfloat16's): keyed `backend:dtype`, or the bare backend for the worker's default dtype (device_key)."""
+    keys = [device_key(backend, asked)]
+    if loaded == default_dtype(backend):
+        keys += [backend, device_key(backend, loaded)]
+    return next((entry.peak_memory[k] for k in keys if entry.peak_memory.get(k)), None)
 
 
 @op(ops.MODELS_FIT, summary="memory a model needs per backend, and whether it fits here")
@@ -46,6 +57,6 @@ async def models_fit(ctx: OpContext, p: FitParams) -> FitReport:
         est = estimate(p.id, cfg, params, backend, dtype=p.dtype, context=p.context, batch=p.batch,
                        stored_bytes=stored)
         free, gpu = free_memory(status, backend) if backend in status.backends else (None, None)
-        measured = entry.peak_memory.get(backend) if entry is not None else None
+        measured = measured_peak(entry, backend, p.dtype, est.dtype) if entry is not None else None
         report.estimates.append(decide(est, free, measured, ctx.settings.pool_id, gpu))
     return report

@@ -104,11 +104,17 @@ class Measurements(BaseModel):
     generation_s: float | None = None      # sum of worker-reported request durations
     peak_rss_bytes: int | None = None      # from /health
     device_peak_bytes: int | None = None   # from /health (cuda/metal), None on cpu
+    # models.fit's estimate for the matrix's workload, asked before the run: reports show it beside the peak
+    fit_estimate_bytes: int | None = None
     cell_s: float | None = None            # engine wall time for the whole cell
     # cell_s - worker_start_s - generation_s - bench/stability wall - stop_s: what the engine itself costs
     overhead_s: float | None = None
     parity_s: float | None = None          # engine wall time of the parity certificate (recording included)
     sample_text: str | None = None         # the first probe's text (truncated)
+
+    def peak_bytes(self, backend: str) -> int | None:
+        """The peak where the model lived: the device's on a GPU backend, else the process's RSS."""
+        return self.device_peak_bytes if backend != "cpu" and self.device_peak_bytes else self.peak_rss_bytes
 
 
 class BenchLevel(BaseModel):

@@ -117,6 +117,7 @@ def test_plan_skips_a_cell_that_cannot_fit_with_the_numbers() -> None:
                                       disk=DiskInfo(path="/", total=10**12, free=10**11)),
                     fits={("mistral", "cpu", "auto"): est})
     cell = plan_pool(view, MatrixOptions(backends=["cpu"]))[0]
+    assert cell.fit is est  # kept for the report's "estimate vs measured"
     assert cell.skip_code == "will_not_fit"
     assert "does not fit" in (cell.skip_reason or "") and "27.0 GiB" in (cell.skip_reason or "")
     assert "7.5 GiB available RAM" in (cell.skip_reason or "")
@@ -140,3 +141,35 @@ def test_matrix_run_skips_a_model_that_cannot_fit(small_models: dict[str, Path],
     assert done[0]["verdict"] == "skipped" and done[0]["reason_code"] == "will_not_fit"
     assert "TiB" in done[0]["reason"] and "available RAM" in done[0]["reason"]  # the numbers, in the reason
     assert not any(d.get("type") == "cell_started" for d in docs)  # no worker was spawned for it
+
+
+def test_the_measurement_of_that_backend_and_dtype_wins() -> None:
+    """A peak the matrix recorded decides only for its own backend and dtype (device_key): float32's peak says
+    little about bfloat16's; the default dtype's peak is keyed by the bare backend."""
+    from llorch_tui.pool.fit_ops import measured_peak
+
+    entry = ModelEntry(id="m", name="m", path="/m", architecture="llama",
+                       peak_memory={"cpu": 3 * 2**30, "cpu:bfloat16": 2**30})
+    assert measured_peak(entry, "cpu", None, "float32") == 3 * 2**30  # auto on cpu is float32
+    assert measured_peak(entry, "cpu", "float32", "float32") == 3 * 2**30  # the same load, asked by name
+    assert measured_peak(entry, "cpu", "bfloat16", "bfloat16") == 2**30
+    assert measured_peak(entry, "cpu", "float16", "float16") is None  # never measured: the estimate decides
+    assert measured_peak(entry, "cuda", None, "bfloat16") is None
+
+
+def test_a_report_puts_the_estimate_beside_the_measured_peak() -> None:
+    from datetime import datetime, timezone
+
+    from llorch_tui.matrix.reports.markdown import markdown_report
+    from llorch_tui.protocol.matrix import CellKey, CellResult, Measurements, MatrixReport
+
+    def cell(model: str, est: int | None, peak: int | None) -> CellResult:
+        return CellResult(key=CellKey(pool="p", backend="cpu", model=model), verdict="pass",
+                          measurements=Measurements(fit_estimate_bytes=est, peak_rss_bytes=peak))
+
+    report = MatrixReport(started_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                          cells=[cell("a", 3 * 2**30, 2 * 2**30), cell("b", None, 2**30)])
+    text = markdown_report(report)
+    section = text.split("## Fit: estimate vs measured", 1)[1].split("##", 1)[0]
+    assert "| `p/cpu/a` | 3.0 GiB | 2.0 GiB | 1.50 |" in section, section
+    assert "p/cpu/b" not in section  # no estimate (an older agent): no row

@@ -23,6 +23,11 @@ pytestmark = pytest.mark.ssh
 COMMENT = "# the operator's own comment: kept by install\n"
 
 
+def _install(d: Path) -> tuple[str, ...]:
+    """`pool install` onto pool c, whose home is this machine's: the wheels go to the test's dir, not ~/.cache."""
+    return ("pool", "install", "--host", "c", "--cache-dir", str(d / "pool-cache"))
+
+
 def _llorch(config: Path, *args: str, timeout: float = 900) -> tuple[int, list[dict]]:
     r = subprocess.run([LLORCH, "--config", str(config), *args, "--json"], capture_output=True, text=True,
                        timeout=timeout)
@@ -39,7 +44,9 @@ def fresh_pool(isolated_pools, tmp_path_factory: pytest.TempPathFactory) -> tupl
 
     d = tmp_path_factory.mktemp("install")
     pool = PoolConfig(**isolated_pools.pool_kwargs("c", agent_command="/nonexistent/bin/llorch-pool",
-                                                   env={"PIP_CONFIG_FILE": "/dev/null"}))
+                                                   env={"PIP_CONFIG_FILE": "/dev/null",
+                                                        # the pool is this machine: keep its caches in the test's dir
+                                                        "PIP_CACHE_DIR": str(d / "pip-cache")}))
     cfg = d / "config.toml"
     cfg.write_text(COMMENT + config_to_toml(Config(pools=[pool])))
     return cfg, d
@@ -52,7 +59,7 @@ def test_install_onto_a_pool_that_has_none(fresh_pool: tuple[Path, Path], isolat
     assert rc == 1 and "error" in docs[-1], docs  # no agent there yet
 
     # No index reachable from the namespace: a clear error with the offline route.
-    rc, docs = _llorch(cfg, "pool", "install", "--host", "c", "--venv", str(d / "venv-online"), "--python",
+    rc, docs = _llorch(cfg, *_install(d), "--venv", str(d / "venv-online"), "--python",
                        sys.executable, "--torch", "cpu")
     err = docs[-1]["error"]
     assert rc == 1 and err["code"] == "network" and "--wheelhouse" in err["hint"], err
@@ -62,10 +69,11 @@ def test_install_onto_a_pool_that_has_none(fresh_pool: tuple[Path, Path], isolat
     wheelhouse.mkdir()
     build_wheels(wheelhouse)
     venv = d / "venv"
-    rc, docs = _llorch(cfg, "pool", "install", "--host", "c", "--venv", str(venv), "--python", sys.executable,
+    rc, docs = _llorch(cfg, *_install(d), "--venv", str(venv), "--python", sys.executable,
                        "--torch", "existing", "--wheelhouse", str(wheelhouse))
     result = docs[-1]
     assert rc == 0 and not result["noop"], docs
+    assert any((d / "pool-cache" / "wheelhouse").glob("llorch-*.whl"))  # where --cache-dir said
     stages = [e["data"]["stage"] for e in docs if e.get("event") == "progress"]
     assert stages[:2] == ["probe", "venv"] and "build" not in stages and {"copy", "pip", "verify", "config"} <= set(stages)
     assert result["installed"]["llorch"] == __version__ and result["installed"]["llorch-worker"] == __version__
@@ -92,7 +100,7 @@ def test_install_onto_a_pool_that_has_none(fresh_pool: tuple[Path, Path], isolat
         _llorch(cfg, "pool", "worker", "stop", "--host", "c", "--all")
 
     # Idempotent: nothing to do the second time.
-    rc, docs = _llorch(cfg, "pool", "install", "--host", "c", "--venv", str(venv), "--python", sys.executable,
+    rc, docs = _llorch(cfg, *_install(d), "--venv", str(venv), "--python", sys.executable,
                        "--torch", "existing", "--wheelhouse", str(wheelhouse), timeout=300)
     assert rc == 0 and docs[-1]["noop"] and [e["data"]["stage"] for e in docs[:-1]] == ["probe", "check"]
 

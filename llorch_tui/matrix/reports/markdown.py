@@ -88,6 +88,16 @@ def _measurements(report: MatrixReport) -> list[str]:
                                      "Device peak", "Cell s", "Overhead s"], rows) + [""]
 
 
+def _fit(report: MatrixReport) -> list[str]:
+    """`models fit`'s estimate (asked before the run) beside what the run measured: how far to trust it."""
+    rows = [[f"`{c.key.id}`", fmt_bytes(est), fmt_bytes(peak), f"{est / peak:.2f}"]
+            for c in report.cells
+            for est, peak in ((c.measurements.fit_estimate_bytes, c.measurements.peak_bytes(c.key.backend)),)
+            if est and peak]
+    return _section("Fit: estimate vs measured", ["Cell", "Estimate", "Measured peak", "Estimate ÷ measured"],
+                    rows) + [""] if rows else []
+
+
 def _bench(report: MatrixReport) -> list[str]:
     cells = sorted((c for c in report.cells if c.bench), key=lambda c: (c.key.model, c.key.column))
     if not cells:
@@ -152,7 +162,7 @@ def markdown_report(report: MatrixReport, diff: MatrixDiff | None = None, title:
             f"{DRIFT_ICON} runs but drifted from its reference (parity_drift, wrong_answer) · ⏭ skipped", ""]
     if foot:
         out += ["Notes:", "", *foot, ""]
-    out += parity_section(report) + _measurements(report) + _bench(report) + bench_convention_sections(report)
+    out += parity_section(report) + _measurements(report) + _fit(report) + _bench(report) + bench_convention_sections(report)
     out += _stability(report)
     out += environment_section(report) + _failures(report)
     if diff is not None:
