@@ -109,6 +109,11 @@ async def test_queue_limit_then_sigterm_finishes_in_flight(fresh) -> None:
         async with s.post(f"{w.url}/execute", json={"prompt": "C", "max_tokens": 2}) as c:
             assert c.status == 503 and c.headers["Retry-After"] == "1"
             assert (await c.json())["error"]["code"] == "queue_full"
+        # a streamed request is refused the same way: it is queued before any SSE header goes out
+        async with s.post(f"{w.url}/v1/completions", json={"model": "m", "prompt": "C", "max_tokens": 2,
+                                                          "stream": True}) as c:
+            assert c.status == 503 and c.headers["Content-Type"].startswith("application/json")
+            assert (await c.json())["error"]["code"] == "queue_full"
         # cancelling a queued job finishes it at once
         async with s.post(f"{w.url}/cancel", json={"job_id": "B"}) as r:
             assert r.status == 200

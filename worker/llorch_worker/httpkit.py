@@ -193,11 +193,16 @@ async def build_job(st: WorkerState, prompt: str | list[int], params: Generation
     return job
 
 
-async def run_events(st: WorkerState, job: Job) -> AsyncGenerator[Event, None]:
-    """Submit and yield the job's events until done/error. If the consumer goes away (client
-    disconnect cancels the handler, or the generator is closed early) the job is cancelled."""
-    st.scheduler.submit(job)
+def _submit(st: WorkerState, job: Job) -> None:
+    st.scheduler.submit(job)  # a full queue or a duplicate job id raises its ApiError here
     st.requests += 1
+
+
+async def run_events(st: WorkerState, job: Job, *, submitted: bool = False) -> AsyncGenerator[Event, None]:
+    """Submit (unless `submitted`) and yield the job's events until done/error. If the consumer goes
+    away (client disconnect cancels the handler, or the generator is closed early) the job is cancelled."""
+    if not submitted:
+        _submit(st, job)
     queue = job.queue
     if queue is None:
         raise RuntimeError("run_events needs a job built by build_job: it owns the job's event queue")
@@ -223,6 +228,21 @@ async def collect(st: WorkerState, job: Job) -> Event:
         status = STATUS_FOR_GENERATION_ERROR.get(last.get("code", ""), 500)
         raise ApiError(status, last.get("code", "internal"), last.get("message", "generation failed"))
     return last
+
+
+async def open_job_stream(request: web.Request, st: WorkerState,
+                          job: Job) -> tuple[web.StreamResponse, AsyncGenerator[Event, None]]:
+    """Start a streamed job: submit it, then send the SSE headers, and return both. Submitting first
+    queues the request before the loop spends time on the response: under load a burst of streamed
+    requests otherwise reached the scheduler spread out past its gather window, each then costing a
+    prefill of its own. And a full queue is still a plain 503 answer, not an error inside a stream."""
+    _submit(st, job)
+    try:
+        resp = await open_sse(request)
+    except BaseException:  # the client left before the headers went out
+        st.scheduler.cancel(job.job_id)
+        raise
+    return resp, run_events(st, job, submitted=True)
 
 
 async def open_sse(request: web.Request) -> web.StreamResponse:

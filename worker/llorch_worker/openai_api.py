@@ -15,8 +15,8 @@ from aiohttp import web
 
 from .api import ChatRequest, CompletionRequest, StreamOptions
 from .errors import ApiError
-from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, open_sse, read_request, ready_state,
-                      run_events, send_sse, state_of)
+from .httpkit import (WorkerState, build_job, chat_prompt_of, collect, open_job_stream, read_request, ready_state,
+                      send_sse, state_of)
 from .openai_logprobs import chat_logprobs, completion_logprobs
 
 _FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}
@@ -180,10 +180,10 @@ async def _stream(request: web.Request, st: WorkerState, job: Any, token_chunk: 
                   options: StreamOptions | None, cid: str, created: int, model: str, split: _ChunkLogprobs | None,
                   first: dict[str, Any] | None = None) -> web.StreamResponse:
     include_usage = options is not None and bool(options.include_usage)
-    resp = await open_sse(request)
-    if first is not None:
-        await send_sse(resp, first)
-    async with aclosing(run_events(st, job)) as events:
+    resp, stream = await open_job_stream(request, st, job)
+    async with aclosing(stream) as events:
+        if first is not None:
+            await send_sse(resp, first)
         async for event in events:
             if event["type"] == "token":
                 await send_sse(resp, token_chunk(event["text"], split.for_token(event) if split else None))

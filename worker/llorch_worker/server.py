@@ -15,8 +15,8 @@ from . import __version__
 from .errors import ApiError
 from .httpguard import bearer_token, token_matches
 from .api import CancelRequest, ExecuteRequest
-from .httpkit import (STATE_KEY, WorkerState, build_job, chat_prompt_of, collect, open_sse, read_request, ready_state,
-                      run_events, send_sse, state_of)
+from .httpkit import (STATE_KEY, WorkerState, build_job, chat_prompt_of, collect, open_job_stream, read_request,
+                      ready_state, send_sse, state_of)
 from .info import add_info_route
 from .openai_api import add_openai_routes
 from .tokenize_api import add_tokenize_routes
@@ -129,8 +129,8 @@ async def execute(request: web.Request) -> web.StreamResponse:
         summary = await collect(st, job)
         summary.pop("type", None)
         return web.json_response(summary)
-    resp = await open_sse(request)
-    async with aclosing(run_events(st, job)) as events:
+    resp, stream_events = await open_job_stream(request, st, job)
+    async with aclosing(stream_events) as events:
         async for event in events:
             await send_sse(resp, event)
     await resp.write_eof()
