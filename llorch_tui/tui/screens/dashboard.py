@@ -79,12 +79,10 @@ class DashboardScreen(ModeScreen):
                 yield Static("", id="pool-detail")
                 yield GaugePanel(id="gauges")
             with Vertical(id="right"):
-                yield LiveTable(CATALOG_COLS, "**Catalog**: the models each pool knows. `have` ✓ = downloaded "
-                                "(a percentage while downloading); `fit` = what a worker needs on the default "
-                                "backend against the pool's free memory (✓ fits, ✗ will not, … estimating; the "
-                                "pane's border spells it out for the highlighted model); `verdicts` = last matrix result per backend. "
-                                "`d` downloads the highlighted model, `s` spawns a worker for it, `a` registers "
-                                "or synthesizes a model.", id="catalog", title="Catalog")
+                yield LiveTable(CATALOG_COLS, "**Catalog**: the models each pool knows: `have` ✓ downloaded (or a "
+                                "percentage), `fit` ✓/✗ = fits the pool's free memory (the border says how much), "
+                                "`verdicts` = last matrix result per backend. `d` downloads, `s` spawns a worker, "
+                                "`a` registers or synthesizes a model.", id="catalog", title="Catalog")
                 yield LiveTable(WORKER_COLS, "**Workers**: inference workers on the pools, live ones first, with "
                                 "the figures of their /health on every refresh: requests served, `tok/s` (measured "
                                 "between refreshes), `queue` (requests queued or generating), memory (device, else "
