@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -163,6 +164,10 @@ def main() -> int:
             asyncio.run(shoot(out, Path(work)))
         finally:
             os.chdir(here)
+            # The pool's warm worker template outlives the app (it idles out later): leave nothing running.
+            subprocess.run([sys.executable, "-m", "llorch_tui.pool.cli.main", "--state-dir", str(Path(work) / "pool"),
+                            "worker", "template", "--stop"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           check=False)
     print("\n".join(str(p) for p in sorted(out.glob("*.svg"))))
     return 0
 
