@@ -7,7 +7,8 @@ consumers never spell an op name or read a result as a dict, and mypy catches a 
     print(rec.port)
 
 It wraps anything with the `call(op, params, on_event, timeout)` shape: a PoolClient (a remote or local
-agent session) or the agent's InProcessExecutor. Events are passed through as (name, data) as sent.
+agent session) or the agent's InProcessExecutor. Each streamed event reaches `on_event` parsed into the model
+its op declares for it (`protocol/events.py`): consumers narrow with isinstance and read attributes.
 
 A method is one line, `spawn = Op(ops.WORKERS_SPAWN)`: the descriptor binds the OpRef to the group's
 caller, and its generic parameters carry the op's parameter and result types to every call site.
@@ -21,18 +22,20 @@ from typing import Any, Generic, TypeVar, overload
 from pydantic import BaseModel
 
 from llorch_tui.protocol import ops
-from llorch_tui.protocol.ops import EventSink, OpCaller, OpRef
+from llorch_tui.protocol.events import EventHandler
+from llorch_tui.protocol.ops import OpCaller, OpRef
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R")
 
 
-async def call_op(caller: OpCaller, ref: OpRef[P, R], params: P, on_event: EventSink | None = None,
+async def call_op(caller: OpCaller, ref: OpRef[P, R], params: P, on_event: EventHandler | None = None,
                   timeout: float | None = None) -> R:
     """One typed call. Only the top-level fields the caller set are sent (the agent applies its own defaults);
     a nested model goes whole: pydantic's exclude_unset would drop its defaults, timestamps included."""
     doc = params.model_dump(mode="json")
-    raw = await caller.call(ref.name, {k: v for k, v in doc.items() if k in params.model_fields_set}, on_event, timeout)
+    sink = ref.event_sink(on_event) if on_event is not None else None
+    raw = await caller.call(ref.name, {k: v for k, v in doc.items() if k in params.model_fields_set}, sink, timeout)
     pool = getattr(caller, "name", None)  # a PoolClient names its pool; the in-process executor does not
     return ref.parse(raw, f"pool {pool}: " if pool else "")
 
@@ -48,14 +51,14 @@ class BoundOp(Generic[P, R]):
     def __init__(self, caller: OpCaller, ref: OpRef[P, R]) -> None:
         self._caller, self.ref = caller, ref
 
-    async def __call__(self, p: P, *, on_event: EventSink | None = None, timeout: float | None = None) -> R:
+    async def __call__(self, p: P, *, on_event: EventHandler | None = None, timeout: float | None = None) -> R:
         return await call_op(self._caller, self.ref, p, on_event, timeout)
 
 
 class BoundOptionalOp(BoundOp[P, R]):
     """An op whose parameters all have defaults: the parameter model may be left out."""
 
-    async def __call__(self, p: P | None = None, *, on_event: EventSink | None = None,
+    async def __call__(self, p: P | None = None, *, on_event: EventHandler | None = None,
                        timeout: float | None = None) -> R:
         return await call_op(self._caller, self.ref, p if p is not None else self.ref.params(), on_event, timeout)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from rich.console import Console
 
 from llorch_tui.errors import LlorchError
 from llorch_tui.pool.cli.download_cmd import DownloadBar
+from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.protocol.events import PROGRESS
 from llorch_tui.pool.cli.runner import EXIT_ERROR, EXIT_OK, print_error, run_sync
 from llorch_tui.units import fmt_bytes
 
@@ -55,11 +56,11 @@ def _copy(args: argparse.Namespace) -> int:
     console = Console()
     bar = None if args.json else DownloadBar(console)
 
-    def on_event(event: str, data: dict[str, Any]) -> None:
+    def on_event(progress: DownloadProgress) -> None:
         if args.json:
-            print(json.dumps({"event": event, "data": data}), flush=True)
+            print(json.dumps({"event": PROGRESS, "data": progress.model_dump(mode="json")}), flush=True)
         elif bar is not None:
-            bar(event, data)
+            bar(progress)
 
     async def go() -> int:
         try:

@@ -13,7 +13,7 @@ import os
 import sys
 import uuid
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator, Callable
 
 import aiohttp
 from llorch_worker.api import ExecuteRequest, ExecuteResult, StreamEvent
@@ -25,6 +25,7 @@ from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.textsafe import escape_controls
 from llorch_tui.cli.jobs_store import JobRecord, JobStore
+from llorch_tui.protocol.events import Event, EventHandler, SpawnStage
 from llorch_tui.protocol.params import SpawnParams
 from llorch_tui.worker_client import WorkerClient, WorkerHTTPError
 from llorch_tui.protocol.workers import WorkerRecord
@@ -60,7 +61,7 @@ async def find_worker(config: Config, model: str, pool_name: str | None,
 
 
 async def spawn_worker(config: Config, model: str, backend: str, pool_name: str | None,
-                       on_event: Callable[[str, dict[str, Any]], None]) -> tuple[PoolClient, WorkerRecord]:
+                       on_event: EventHandler) -> tuple[PoolClient, WorkerRecord]:
     pool = config.pool(pool_name) if pool_name else (config.pools[0] if len(config.pools) == 1 else None)
     if pool is None:
         raise LlorchError(ErrorCode.BAD_REQUEST, "--spawn needs --pool when several pools are configured",
@@ -86,8 +87,11 @@ async def submit(config: Config, store: JobStore, *, model: str, prompt: str, ma
                               f"start one: `llorch pool worker spawn cpu --model {model} --host POOL`, "
                               "or add --spawn BACKEND (with --pool POOL) to this command")
         err(f"no ready worker of {model}: spawning a {spawn} worker…")
-        found = await spawn_worker(config, model, spawn, pool_name,
-                                   lambda e, d: err(f"  {d.get('stage', e)} {d.get('message') or ''}".rstrip()))
+        def stage(ev: Event) -> None:
+            if isinstance(ev, SpawnStage):
+                err(f"  {ev.stage} {ev.message or ''}".rstrip())
+
+        found = await spawn_worker(config, model, spawn, pool_name, stage)
     client, worker = found
     try:
         job = JobRecord(id=uuid.uuid4().hex[:12], pool=client.name, model=model, worker_id=worker.id,

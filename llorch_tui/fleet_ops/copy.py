@@ -29,7 +29,8 @@ from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
 from llorch_tui.protocol.downloads import DownloadProgress
 from llorch_tui.pool_api import call_op
 from llorch_tui.protocol import ErrorDoc, ops
-from llorch_tui.protocol.ops import EventSink as OpEventSink, OpRef
+from llorch_tui.protocol.events import EventHandler
+from llorch_tui.protocol.ops import OpRef
 from llorch_tui.protocol.params import BeginParams, ChunkParams, FileParams, IdParams, WriteParams
 
 P = TypeVar("P", bound=BaseModel)
@@ -37,7 +38,8 @@ R = TypeVar("R")
 
 DEFAULT_CHUNK = 1024 * 1024
 CALL_TIMEOUT_S = 300.0
-EventSink = Callable[[str, dict[str, Any]], None]
+# A copy reports its progress as one download onto the targets.
+CopyProgress = Callable[[DownloadProgress], None]
 Route = Literal["auto", "direct", "relay"]
 RELAY_VIA = "control plane"
 DIRECT_VIA = "mirror (forwarded port)"
@@ -97,7 +99,7 @@ class _Copy:
     def fail(self, target: str, err: LlorchError) -> None:
         self.results[target].error = err.to_doc()
 
-    async def call(self, pool: str, ref: OpRef[P, R], params: P, on_event: OpEventSink | None = None) -> R:
+    async def call(self, pool: str, ref: OpRef[P, R], params: P, on_event: EventHandler | None = None) -> R:
         try:
             return await call_op(self.fleet.client(pool), ref, params, on_event, timeout=CALL_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -188,7 +190,7 @@ class _Copy:
 
 
 async def copy_model(config: Config, model_id: str, source: str, targets: list[str], *, force: bool = False,
-                     chunk: int = DEFAULT_CHUNK, on_event: EventSink | None = None,
+                     chunk: int = DEFAULT_CHUNK, on_event: CopyProgress | None = None,
                      tamper: Tamper | None = None, fleet: Fleet | None = None, route: Route = "auto",
                      rate_limit_bps: float | None = None) -> CopyResult:
     """Copy with a fleet of its own, or over a live one (the dashboard's sessions), which is left open.
@@ -217,9 +219,9 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
         entry = await fleet.api(source).models.manifest(IdParams(id=model_id), timeout=CALL_TIMEOUT_S)
         total = sum(f.size for f in entry.files)
 
-        def emit(event: str, data: DownloadProgress | dict[str, Any]) -> None:
+        def emit(_event: str, progress: DownloadProgress) -> None:
             if on_event is not None:
-                on_event(event, data.model_dump(mode="json") if isinstance(data, DownloadProgress) else data)
+                on_event(progress)
 
         reporter = ProgressReporter(emit, model_id, endpoint=f"pool {source}")
         job = _Copy(fleet, model_id, source, targets, chunk, reporter, tamper)

@@ -26,6 +26,7 @@ from llorch_tui.client import PoolClient
 from llorch_tui.fleet import Fleet
 from llorch_tui.protocol import ops
 from llorch_tui.protocol.catalog import ModelFile
+from llorch_tui.protocol.events import Event
 from llorch_tui.protocol.params import FetchParams, ServeCopyParams
 from llorch_tui.protocol.transfer import FileFetched, MirrorServing, ServeCopyResult
 from llorch_tui.transport.base import ReverseForward
@@ -60,9 +61,9 @@ async def open_route(fleet: Fleet, source: str, model_id: str, targets: list[str
     token = secrets.token_urlsafe(32)
     started: asyncio.Future[MirrorServing] = asyncio.get_running_loop().create_future()
 
-    def on_event(event: str, data: dict[str, Any]) -> None:
-        if event == "serving" and not started.done():
-            started.set_result(MirrorServing.model_validate(data))
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, MirrorServing) and not started.done():
+            started.set_result(ev)
 
     src = fleet.client(source)
     serve = asyncio.create_task(src.api.models.serve_copy(
@@ -129,9 +130,9 @@ async def fetch_file(job: "_Copy", route: DirectRoute, f: ModelFile) -> None:
     async def one(t: str) -> None:
         start = job.have[t].get(f.name, 0)
 
-        def on_event(event: str, data: dict[str, Any]) -> None:
-            if event == "progress":
-                job.have[t][f.name] = FileFetched.model_validate(data).have
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, FileFetched):
+                job.have[t][f.name] = ev.have
                 progress()
 
         try:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 
@@ -25,6 +25,8 @@ from llorch_tui.matrix.options import MatrixOptions
 from llorch_tui.matrix.parity import DRIFT_HINT, ParityUnavailable, certify_cell, drift_code
 from llorch_tui.matrix.plan import PlannedCell
 from llorch_tui.matrix.probes import ProbeFailure, WorkerHTTP, run_probes
+from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.protocol.events import Event, SpawnStage
 from llorch_tui.protocol.matrix import DEFAULT_DTYPE, CellResult, Measurements, ReasonCode, Stage, Verdict
 from llorch_tui.units import fmt_bytes
 from llorch_tui.protocol.params import (DownloadParams, ListParams, LogsParams, RegisterParams, SpawnParams, StopParams,
@@ -51,8 +53,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _stage_of_spawn_event(data: dict[str, Any]) -> Stage:
-    stage = str(data.get("stage") or "")
+def _stage_of_spawn_event(ev: SpawnStage) -> Stage:
+    stage = ev.stage
     return "loading" if ("load" in stage or stage in ("started", "waiting", "ready")) else "spawning"
 
 
@@ -169,10 +171,12 @@ class CellRun:
     async def _download(self) -> None:
         self.progress("downloading", 0.0, "")
 
-        def on_event(_ev: str, d: dict[str, Any]) -> None:
-            total, done = d.get("bytes_total") or 0, d.get("bytes_done") or 0
+        def on_event(ev: Event) -> None:
+            if not isinstance(ev, DownloadProgress):
+                return
+            total, done = ev.bytes_total, ev.bytes_done
             self.progress("downloading", (done / total) if total else None,
-                          f"{d.get('file') or ''} {fmt_bytes(done)}/{fmt_bytes(total)}".strip())
+                          f"{ev.file or ''} {fmt_bytes(done)}/{fmt_bytes(total)}".strip())
 
         try:
             await self.client.api.models.download(DownloadParams(id=self.cell.key.model), on_event=on_event)
@@ -190,12 +194,14 @@ class CellRun:
         if self.cell.key.dtype != DEFAULT_DTYPE:
             params.dtype = self.cell.key.dtype
 
-        def on_event(_ev: str, d: dict[str, Any]) -> None:
-            wid = d.get("worker_id") or d.get("id")
-            if isinstance(wid, str) and self.worker_id is None:
+        def on_event(ev: Event) -> None:
+            if not isinstance(ev, SpawnStage):
+                return
+            wid = ev.worker_id or ev.id
+            if wid is not None and self.worker_id is None:
                 self.worker_id = wid  # known before readiness: a cancel mid-load can still stop it
                 self.live[wid] = self.client
-            self.progress(_stage_of_spawn_event(d), None, str(d.get("message") or d.get("stage") or ""))
+            self.progress(_stage_of_spawn_event(ev), None, ev.message or ev.stage)
 
         t = time.perf_counter()
         try:

@@ -8,6 +8,7 @@ import time
 from llorch_tui import __version__
 from llorch_tui.pool.ops import OpContext, op
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.events import Tick
 from llorch_tui.protocol.params import NoParams, TickParams
 
 
@@ -19,6 +20,6 @@ async def ping(ctx: OpContext, _: NoParams) -> ops.PingResult:
 @op(ops.AGENT_TICKS, summary="emit COUNT tick events (protocol self-test)")
 async def ticks(ctx: OpContext, p: TickParams) -> ops.TicksResult:
     for i in range(p.count):
-        ctx.emit("tick", {"n": i})
+        ctx.emit("tick", Tick(n=i))
         await asyncio.sleep(p.interval_s)
     return ops.TicksResult(ticks=p.count)

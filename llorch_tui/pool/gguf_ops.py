@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from llorch_tui.protocol.events import PROGRESS, ModelStage
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.checkpoint_install import install_checkpoint, put_entry
 from llorch_tui.pool.gguf_inspect import GgufMeta, read_meta
@@ -84,9 +85,9 @@ async def register_gguf(ctx: OpContext, p: RegisterParams, gguf: Path, origin: s
     store = store_of(ctx)
     if (await asyncio.to_thread(store.load)).get(p.id) is not None:
         raise registered_error(p.id)
-    ctx.emit("progress", {"stage": "inspect", "model": p.id, "file": str(gguf)})
+    ctx.emit(PROGRESS, ModelStage(stage="inspect", model=p.id, file=str(gguf)))
     meta = await asyncio.to_thread(read_meta, gguf)
-    ctx.emit("progress", {"stage": "hash", "model": p.id, "file": str(gguf), "bytes_total": meta.size})
+    ctx.emit(PROGRESS, ModelStage(stage="hash", model=p.id, file=str(gguf), bytes_total=meta.size))
     sha256, _ = await asyncio.to_thread(hash_file, gguf, ctx.cancelled)
     ctx.check_cancelled()
 
@@ -100,7 +101,7 @@ async def register_gguf(ctx: OpContext, p: RegisterParams, gguf: Path, origin: s
         return entry
     target = ctx.settings.paths.model_dir(p.id).absolute()
     if conversion_matches(target, sha256):  # converted before (e.g. registered, unregistered, registered again)
-        ctx.emit("progress", {"stage": "reuse", "model": p.id, "path": str(target)})
+        ctx.emit(PROGRESS, ModelStage(stage="reuse", model=p.id, path=str(target)))
         files = await asyncio.to_thread(converted_files, target)
         entry = entry_for(target, files, True)
         await asyncio.to_thread(_put_new, ctx, entry)
@@ -115,9 +116,9 @@ async def register_gguf(ctx: OpContext, p: RegisterParams, gguf: Path, origin: s
             f"converting {gguf.name} to safetensors",
             f"check that torch, transformers and gguf are installed in the agent's Python ({sys.executable}); "
             "or register with --no-convert to let the worker load the GGUF itself",
-            started={"stage": "convert", "model": p.id, "file": str(gguf)})
+            started=ModelStage(stage="convert", model=p.id, file=str(gguf)))
         ctx.check_cancelled()
-        ctx.emit("progress", {"stage": "register", "model": p.id})
+        ctx.emit(PROGRESS, ModelStage(stage="register", model=p.id))
         files = info.files
         entry = await asyncio.to_thread(
             install_checkpoint, store, p.id, staging, target, False,
@@ -126,7 +127,7 @@ async def register_gguf(ctx: OpContext, p: RegisterParams, gguf: Path, origin: s
             lambda t: conversion_matches(t, sha256))
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
-    ctx.emit("progress", {"stage": "done", "model": p.id})
+    ctx.emit(PROGRESS, ModelStage(stage="done", model=p.id))
     return entry
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths, pool_state_dir
+from llorch_tui.protocol.events import Event, StageEvent
 from llorch_tui.protocol.ops import EventSink, OpRef
 from llorch_tui.protocol.params import build_params
 
@@ -75,11 +76,15 @@ class OpContext:
     # Set when the caller cancels; blocking code running in a thread polls it.
     cancelled: threading.Event = field(default_factory=threading.Event)
     loop: asyncio.AbstractEventLoop | None = None
+    # The op being run (set by `execute`): its events are checked against what it declares.
+    ref: OpRef[Any, Any] | None = None
 
-    def emit(self, event: str, data: BaseModel | dict[str, Any]) -> None:
+    def emit(self, event: str, data: Event) -> None:
+        payload = data.model_dump(mode="json", exclude_unset=isinstance(data, StageEvent))
+        if self.ref is not None:
+            self.ref.check_event(event, data, payload)
         if self.sink is None:
             return
-        payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -157,6 +162,7 @@ async def execute(name: str, params: dict[str, Any], ctx: OpContext) -> Any:
     parsed = build_params(spec.params, params, name)
     if ctx.loop is None:
         ctx.loop = asyncio.get_running_loop()
+    ctx.ref = spec.ref
     result = await spec.handler(ctx, parsed)
     try:
         return spec.ref.dump(result)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 
+from llorch_tui.protocol.events import PROGRESS, ModelStage
 from llorch_tui.pool.checkpoint_install import exists_error, install_checkpoint
 from llorch_tui.pool.models_ops import check_backends, store_of
 from llorch_tui.pool.ops import OpContext, op
@@ -30,8 +31,7 @@ async def _run_synth(ctx: OpContext, out: Path, p: SynthParams) -> WrittenCheckp
         ctx, "synth", ["--out", str(out), *kind, "--seed", str(p.seed)], f"synthesizing {p.what}",
         "check that torch, transformers and tokenizers are installed in the agent's Python "
         f"({sys.executable})",
-        started={"stage": "synthesize", "model": p.id, "architecture": p.architecture, "size": p.size,
-                 "like": p.like})
+        started=ModelStage(stage="synthesize", model=p.id, architecture=p.architecture, size=p.size, like=p.like))
 
 
 def _entry(p: SynthParams, path: Path, info: WrittenCheckpoint) -> ModelEntry:
@@ -50,7 +50,7 @@ def _entry(p: SynthParams, path: Path, info: WrittenCheckpoint) -> ModelEntry:
 @op(ops.MODELS_SYNTH, summary="write a random-weight checkpoint of a real architecture and register it")
 async def models_synth(ctx: OpContext, p: SynthParams) -> ModelEntry:
     check_backends(p.backends)
-    ctx.emit("progress", {"stage": "check", "model": p.id})
+    ctx.emit(PROGRESS, ModelStage(stage="check", model=p.id))
     catalog = await asyncio.to_thread(store_of(ctx).load)
     if catalog.get(p.id) is not None and not p.force:
         raise exists_error(p.id)
@@ -60,11 +60,11 @@ async def models_synth(ctx: OpContext, p: SynthParams) -> ModelEntry:
     try:
         info = await _run_synth(ctx, staging, p)
         ctx.check_cancelled()
-        ctx.emit("progress", {"stage": "register", "model": p.id})
+        ctx.emit(PROGRESS, ModelStage(stage="register", model=p.id))
         entry = await asyncio.to_thread(
             install_checkpoint, store_of(ctx), p.id, staging, ctx.settings.paths.model_dir(p.id).absolute(),
             p.force, lambda target: _entry(p, target, info))
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when installed
-    ctx.emit("progress", {"stage": "done", "model": p.id})
+    ctx.emit(PROGRESS, ModelStage(stage="done", model=p.id))
     return entry

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
-from typing import Any
-
+from llorch_tui.protocol.events import PROGRESS, ModelStage
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.child_env import child_env
 from llorch_tui.pool.ops import OpContext
@@ -28,7 +27,7 @@ def require_worker_package() -> None:
 
 
 async def run_worker_module(ctx: OpContext, module: str, args: list[str], what: str, hint: str,
-                            started: dict[str, Any] | None = None) -> WrittenCheckpoint:
+                            started: ModelStage | None = None) -> WrittenCheckpoint:
     """Run `python -m llorch_worker.<module> ARGS --json`; `started` is emitted as progress with the child's pid."""
     require_worker_package()
     argv = [sys.executable, "-m", f"llorch_worker.{module}", *args, "--json"]
@@ -36,7 +35,7 @@ async def run_worker_module(ctx: OpContext, module: str, args: list[str], what: 
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 env=child_env())
     if started is not None:
-        ctx.emit("progress", {**started, "pid": proc.pid})
+        ctx.emit(PROGRESS, started.model_copy(update={"pid": proc.pid}))
     try:
         stdout, stderr = await proc.communicate()
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from llorch_tui.protocol.events import LogLine
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.paths import PoolPaths
 from llorch_tui.pool.ops import OpContext, op
@@ -136,7 +137,7 @@ async def logs_op(ctx: OpContext, p: LogsParams) -> LogsResult:
     if not p.follow:
         return LogsResult(id=rec.id, path=str(path), lines=await asyncio.to_thread(log_tail, path, p.lines))
     for line in await asyncio.to_thread(log_tail, path, p.lines):
-        ctx.emit("line", {"text": line})
+        ctx.emit("line", LogLine(text=line))
     return await _follow(ctx, rec, path)
 
 
@@ -158,7 +159,7 @@ async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> LogsResult:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    ctx.emit("line", {"text": raw.decode(errors="replace")})
+                    ctx.emit("line", LogLine(text=raw.decode(errors="replace")))
                     followed += 1
                 continue
             checks += 1
@@ -168,7 +169,7 @@ async def _follow(ctx: OpContext, rec: WorkerRecord, path: Path) -> LogsResult:
             ctx.check_cancelled()
             await asyncio.sleep(FOLLOW_POLL_S)
     if pending:
-        ctx.emit("line", {"text": pending.decode(errors="replace")})
+        ctx.emit("line", LogLine(text=pending.decode(errors="replace")))
         followed += 1
     return LogsResult(id=rec.id, path=str(path), lines=[], followed=followed, ended="worker stopped")
 

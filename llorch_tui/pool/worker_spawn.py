@@ -30,6 +30,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from llorch_worker.api import Health
 
+from llorch_tui.protocol.events import PROGRESS, SpawnStage
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool import template_client
 from llorch_tui.pool.catalog_store import CatalogStore
@@ -276,7 +277,7 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
     rec, listener = await asyncio.to_thread(_reserve, ctx, p, worker_id)
     rec.start_note = note
     registry = Registry(ctx.settings.paths)
-    ctx.emit("progress", {"stage": "port", "port": rec.port, "worker_id": rec.id, "held": True})
+    ctx.emit(PROGRESS, SpawnStage(stage="port", port=rec.port, worker_id=rec.id, held=True))
     callback = _Callback(rec.id)
     sup: subprocess.Popen[bytes] | None = None
     pipe: asyncio.BaseTransport | None = None
@@ -308,15 +309,15 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
         except psutil.NoSuchProcess:
             rec.create_time = None
         await asyncio.to_thread(registry.put, rec)
-        ctx.emit("progress", {"stage": "spawned", "pid": rec.pid, "port": rec.port, "worker_id": rec.id,
-                              "log_path": rec.log_path, "timeout_s": timeout, "start_mode": rec.start_mode,
-                              "start_note": rec.start_note})
+        ctx.emit(PROGRESS, SpawnStage(stage="spawned", pid=rec.pid, port=rec.port, worker_id=rec.id,
+                                      log_path=rec.log_path, timeout_s=timeout, start_mode=rec.start_mode,
+                                      start_note=rec.start_note))
         ready = await _wait_ready(ctx, rec, callback, reader, t0, timeout, entry)
         rec.state, rec.ready_at = "ready", now()
         rec.load_s = ready.get("load_s") if isinstance(ready.get("load_s"), (int, float)) else round(time.monotonic() - t0, 3)
         await asyncio.to_thread(registry.put, rec)
-        ctx.emit("progress", {"stage": "ready", "pid": rec.pid, "port": rec.port, "worker_id": rec.id,
-                              "load_s": rec.load_s})
+        ctx.emit(PROGRESS, SpawnStage(stage="ready", pid=rec.pid, port=rec.port, worker_id=rec.id,
+                                      load_s=rec.load_s))
         return rec
     except BaseException as exc:
         # Failed, timed out or cancelled: nothing half-started may survive.
@@ -372,8 +373,8 @@ async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pi
                 return {"load_s": None}  # the callback got lost; /health is the same truth
             if health is not None and not loading_seen:
                 loading_seen = True
-                ctx.emit("progress", {"stage": "loading", "pid": rec.pid, "port": rec.port, "worker_id": rec.id})
-            ctx.emit("progress", {"stage": "waiting", "worker_id": rec.id,
-                                  "elapsed_s": round(time.monotonic() - t0, 1), "timeout_s": timeout})
+                ctx.emit(PROGRESS, SpawnStage(stage="loading", pid=rec.pid, port=rec.port, worker_id=rec.id))
+            ctx.emit(PROGRESS, SpawnStage(stage="waiting", worker_id=rec.id,
+                                          elapsed_s=round(time.monotonic() - t0, 1), timeout_s=timeout))
     finally:
         exited.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -18,7 +18,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol import WireModel
 from llorch_tui.protocol.catalog import Catalog, ModelEntry
-from llorch_tui.protocol.downloads import DownloadResult, RemoveResult, VerifyResult
+from llorch_tui.protocol.downloads import DownloadProgress, DownloadResult, RemoveResult, VerifyResult
+from llorch_tui.protocol.events import (PROGRESS, EventHandler, EventModels, FingerprintStage, LogLine,
+                                        ModelStage, SpawnStage, Tick, typed_sink)
 from llorch_tui.protocol.fit import FitReport
 from llorch_tui.protocol.parity import FingerprintReport, ModelReference
 from llorch_tui.protocol.params import (BeginParams, ChunkParams, DownloadParams, ExportParams, FetchExampleParams,
@@ -28,14 +30,14 @@ from llorch_tui.protocol.params import (BeginParams, ChunkParams, DownloadParams
                                         StatusParams, StopParams, SweepParams, SynthParams, TemplateParams, TickParams,
                                         ServeCopyParams, UpdateParams, VerdictParams, VerifyParams, WriteParams)
 from llorch_tui.protocol.status import HealthReport, PoolStatus
-from llorch_tui.protocol.transfer import (ArchiveResult, ChunkData, ChunkWritten, FileFetched, FileVerified, ReceiveBegun,
-                                          ServeCopyResult)
+from llorch_tui.protocol.transfer import (ArchiveResult, ChunkData, ChunkWritten, FileFetched, FileVerified, MirrorServing,
+                                          ReceiveBegun, ServeCopyResult)
 from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
 
 P = TypeVar("P", bound=BaseModel)
 R = TypeVar("R")
 
-# A streamed event: (name, data) as the agent sent it.
+# A streamed event as it crosses the wire: (name, data). Typed consumers get it parsed (`OpRef.event_sink`).
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -63,12 +65,37 @@ def _adapter(result: Any) -> TypeAdapter[Any]:
 
 @dataclass(frozen=True)
 class OpRef(Generic[P, R]):
-    """One op of the contract. `result` is a type pydantic validates: a model, `list[Model]` or a union."""
+    """One op of the contract. `result` is a type pydantic validates: a model, `list[Model]` or a union.
+    `events`: what it streams before its result, event name -> model (`protocol/events.py`)."""
 
     name: str
     params: type[P]
     result: Any
-    streams: bool = False
+    events: EventModels = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def streams(self) -> bool:
+        return bool(self.events)
+
+    def event_sink(self, handler: EventHandler) -> EventSink:
+        """The raw sink for a call of this op that hands `handler` each event parsed into its declared model."""
+        return typed_sink(self.events, handler)
+
+    def check_event(self, name: str, event: BaseModel, payload: dict[str, Any]) -> None:
+        """The agent's check of an event before it is sent: declared, and its document fits the declared model
+        (a subclass instance or another model with the same fields fits: a fingerprint forwards spawn stages)."""
+        model = self.events.get(name)
+        if model is None:
+            raise LlorchError(ErrorCode.INTERNAL, f"{self.name}: the agent emitted the undeclared event {name!r}",
+                              "this is a bug in llorch's agent; please report it")
+        if isinstance(event, model):
+            return
+        try:
+            model.model_validate(payload)
+        except ValidationError as exc:
+            raise LlorchError(ErrorCode.INTERNAL, f"{self.name}: its {name!r} event does not fit {model.__name__}: "
+                              f"{exc.errors()[0].get('msg')}",
+                              "this is a bug in llorch's agent; please report it") from None
 
     def parse(self, raw: object, where: str = "") -> R:
         """The agent's answer as the declared type; a document that does not fit is a protocol mismatch.
@@ -94,23 +121,27 @@ def _type_name(t: Any) -> str:
     return re.sub(r"llorch_tui\.protocol\.\w+\.", "", str(t))  # list[WorkerRecord], ModelEntry | RemoveResult
 
 
+# The events streamed by more than one op.
+_MODEL_STAGES: EventModels = {PROGRESS: ModelStage}
+_DOWNLOAD: EventModels = {PROGRESS: DownloadProgress}
+
 AGENT_PING: OpRef[NoParams, PingResult] = OpRef("agent.ping", NoParams, PingResult)
-AGENT_TICKS: OpRef[TickParams, TicksResult] = OpRef("agent.ticks", TickParams, TicksResult, streams=True)
+AGENT_TICKS: OpRef[TickParams, TicksResult] = OpRef("agent.ticks", TickParams, TicksResult, events={"tick": Tick})
 
 MODELS_LIST: OpRef[NoParams, Catalog] = OpRef("models.list", NoParams, Catalog)
-MODELS_REGISTER: OpRef[RegisterParams, ModelEntry] = OpRef("models.register", RegisterParams, ModelEntry, streams=True)
+MODELS_REGISTER: OpRef[RegisterParams, ModelEntry] = OpRef("models.register", RegisterParams, ModelEntry, events=_MODEL_STAGES)
 MODELS_UNREGISTER: OpRef[IdParams, ModelEntry] = OpRef("models.unregister", IdParams, ModelEntry)
 MODELS_UPDATE: OpRef[UpdateParams, ModelEntry] = OpRef("models.update", UpdateParams, ModelEntry)
 MODELS_RECORD_VERDICT: OpRef[VerdictParams, ModelEntry] = OpRef("models.record_verdict", VerdictParams, ModelEntry)
-MODELS_SYNTH: OpRef[SynthParams, ModelEntry] = OpRef("models.synth", SynthParams, ModelEntry, streams=True)
+MODELS_SYNTH: OpRef[SynthParams, ModelEntry] = OpRef("models.synth", SynthParams, ModelEntry, events=_MODEL_STAGES)
 MODELS_DOWNLOAD: OpRef[DownloadParams, DownloadResult] = OpRef("models.download", DownloadParams, DownloadResult,
-                                                               streams=True)
+                                                               events=_DOWNLOAD)
 MODELS_VERIFY: OpRef[VerifyParams, VerifyResult] = OpRef("models.verify", VerifyParams, VerifyResult)
 # keep_entry=true: the entry, now downloaded=false; keep_entry=false: what was removed.
 MODELS_RM: OpRef[RmParams, ModelEntry | RemoveResult] = OpRef("models.rm", RmParams, ModelEntry | RemoveResult)
 MODELS_FIT: OpRef[FitParams, FitReport] = OpRef("models.fit", FitParams, FitReport)
-MODELS_EXPORT: OpRef[ExportParams, ArchiveResult] = OpRef("models.export", ExportParams, ArchiveResult, streams=True)
-MODELS_IMPORT: OpRef[ImportParams, ArchiveResult] = OpRef("models.import", ImportParams, ArchiveResult, streams=True)
+MODELS_EXPORT: OpRef[ExportParams, ArchiveResult] = OpRef("models.export", ExportParams, ArchiveResult, events=_DOWNLOAD)
+MODELS_IMPORT: OpRef[ImportParams, ArchiveResult] = OpRef("models.import", ImportParams, ArchiveResult, events=_DOWNLOAD)
 # A model copy between pools (fleet_ops/copy.py): the source's manifest and chunks, the target's receive_*.
 MODELS_MANIFEST: OpRef[IdParams, ModelEntry] = OpRef("models.manifest", IdParams, ModelEntry)
 MODELS_READ_CHUNK: OpRef[ChunkParams, ChunkData] = OpRef("models.read_chunk", ChunkParams, ChunkData)
@@ -121,22 +152,22 @@ MODELS_RECEIVE_COMMIT: OpRef[IdParams, ModelEntry] = OpRef("models.receive_commi
 # The direct route of a copy: the source serves the model through a loopback mirror (until the call is
 # cancelled), the target fetches each file from it through a port the control plane forwards.
 MODELS_SERVE_COPY: OpRef[ServeCopyParams, ServeCopyResult] = OpRef("models.serve_copy", ServeCopyParams,
-                                                                   ServeCopyResult, streams=True)
+                                                                   ServeCopyResult, events={"serving": MirrorServing})
 MODELS_RECEIVE_FETCH: OpRef[FetchParams, FileFetched] = OpRef("models.receive_fetch", FetchParams, FileFetched,
-                                                              streams=True)
+                                                              events={PROGRESS: FileFetched})
 MODELS_FETCH_EXAMPLE: OpRef[FetchExampleParams, ModelEntry] = OpRef("models.fetch_example", FetchExampleParams,
-                                                                     ModelEntry, streams=True)
+                                                                     ModelEntry, events=_MODEL_STAGES)
 # Parity: a model's reference fingerprint (recorded once, compared by the matrix).
 MODELS_REFERENCE: OpRef[IdParams, ModelReference] = OpRef("models.reference", IdParams, ModelReference)
 MODELS_FINGERPRINT: OpRef[FingerprintParams, FingerprintReport] = OpRef("models.fingerprint", FingerprintParams,
-                                                                        FingerprintReport, streams=True)
+                                                                        FingerprintReport, events={PROGRESS: FingerprintStage})
 MODELS_SET_FINGERPRINT: OpRef[SetFingerprintParams, ModelEntry] = OpRef("models.set_fingerprint",
                                                                         SetFingerprintParams, ModelEntry)
 
-WORKERS_SPAWN: OpRef[SpawnParams, WorkerRecord] = OpRef("workers.spawn", SpawnParams, WorkerRecord, streams=True)
+WORKERS_SPAWN: OpRef[SpawnParams, WorkerRecord] = OpRef("workers.spawn", SpawnParams, WorkerRecord, events={PROGRESS: SpawnStage})
 WORKERS_LIST: OpRef[ListParams, list[WorkerRecord]] = OpRef("workers.list", ListParams, list[WorkerRecord])
 WORKERS_STOP: OpRef[StopParams, list[WorkerRecord]] = OpRef("workers.stop", StopParams, list[WorkerRecord])
-WORKERS_LOGS: OpRef[LogsParams, LogsResult] = OpRef("workers.logs", LogsParams, LogsResult, streams=True)
+WORKERS_LOGS: OpRef[LogsParams, LogsResult] = OpRef("workers.logs", LogsParams, LogsResult, events={"line": LogLine})
 WORKERS_SWEEP: OpRef[SweepParams, SweepResult] = OpRef("workers.sweep", SweepParams, SweepResult)
 WORKERS_TEMPLATE: OpRef[TemplateParams, TemplateStatus] = OpRef("workers.template", TemplateParams, TemplateStatus)
 

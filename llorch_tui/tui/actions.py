@@ -18,6 +18,7 @@ from textual.message import Message
 from llorch_tui import __version__
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.protocol.downloads import DownloadProgress
+from llorch_tui.protocol.events import Event, LogLine, ModelStage, SpawnStage
 from llorch_tui.tui.messages import LogUpdate
 from llorch_tui.units import fmt_bytes
 from llorch_tui.protocol.params import (DownloadParams, FitParams, LogsParams, RegisterParams, SpawnParams, StopParams,
@@ -44,20 +45,20 @@ class DownloadEvent(Message):
                 and message.progress.model == self.progress.model)
 
 
-def _spawn_stage(data: dict[str, Any]) -> str:
+def _spawn_stage(ev: SpawnStage) -> str:
     """A spawn progress event in words."""
-    stage = str(data.get("stage"))
+    stage = ev.stage
     if stage == "port":
-        return f"port {data.get('port')} " + ("bound, held for the worker" if data.get("held") else "reserved")
+        return f"port {ev.port} " + ("bound, held for the worker" if ev.held else "reserved")
     if stage == "spawned":
-        return f"process started (pid {data.get('pid')})"
+        return f"process started (pid {ev.pid})"
     if stage == "loading":
         return "loading the model"
     if stage == "waiting":
-        timeout = data.get("timeout_s")
+        timeout = ev.timeout_s
         return "waiting for it to answer" + (f" (gives up after {timeout:.0f} s)" if timeout else "")
     if stage == "ready":
-        load = data.get("load_s")
+        load = ev.load_s
         return "ready" + (f", loaded in {load:.1f} s" if load is not None else "")
     return stage
 
@@ -132,9 +133,9 @@ class PoolActions(_Base):
     async def _download(self, pool: str, model: str) -> None:
         self.event("information", f"downloading {model} on {pool}")
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            if name == "progress":
-                self.post_message(DownloadEvent(pool, DownloadProgress.model_validate(data)))
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, DownloadProgress):
+                self.post_message(DownloadEvent(pool, ev))
 
         try:
             result = await self.live_fleet().api(pool).models.download(DownloadParams(id=model), on_event=on_event)
@@ -163,11 +164,11 @@ class PoolActions(_Base):
 
         self.event("information", f"copying {model} from {source} to {target} through this machine")
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            if name == "progress":  # shown as a download onto the target; on the app's loop: applied at once,
-                # so the end recorded below cannot be overtaken by a queued progress message
-                self.model.download_event(target, DownloadProgress.model_validate(data))
-                self.schedule_redraw()
+        def on_event(ev: DownloadProgress) -> None:
+            # Shown as a download onto the target; on the app's loop: applied at once,
+            # so the end recorded below cannot be overtaken by a queued progress message
+            self.model.download_event(target, ev)
+            self.schedule_redraw()
 
         fleet = self.live_fleet()
         try:
@@ -196,12 +197,12 @@ class PoolActions(_Base):
                    "(its stages go to the event log)")
         last = [""]
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            if name != "progress" or not data.get("stage") or data["stage"] == last[0]:
+        def on_event(ev: Event) -> None:
+            if not isinstance(ev, SpawnStage) or not ev.stage or ev.stage == last[0]:
                 return  # a stage repeated (waiting ... waiting) is news only once
-            last[0] = str(data["stage"])
-            self.event("information", f"worker for {params.model} on {pool}: {_spawn_stage(data)}"
-                       + (f" — {data['message']}" if data.get("message") else ""), notify=False)
+            last[0] = ev.stage
+            self.event("information", f"worker for {params.model} on {pool}: {_spawn_stage(ev)}"
+                       + (f" — {ev.message}" if ev.message else ""), notify=False)
 
         rec = await self.live_fleet().api(pool).workers.spawn(params, on_event=on_event)
         self.event("information", f"worker {rec.id} ready on {pool} port {rec.port}")
@@ -226,10 +227,9 @@ class PoolActions(_Base):
     async def _add_model(self, pool: str, params: SynthParams | RegisterParams) -> None:
         models = self.live_fleet().api(pool).models
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            stage = str(data.get("stage", ""))
-            if name == "progress" and stage in SYNTH_STAGES and stage != "done":
-                self.event("information", f"{params.id} on {pool}: {SYNTH_STAGES[stage]}", notify=False)
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, ModelStage) and ev.stage in SYNTH_STAGES and ev.stage != "done":
+                self.event("information", f"{params.id} on {pool}: {SYNTH_STAGES[ev.stage]}", notify=False)
 
         if isinstance(params, SynthParams):
             self.event("information", f"synthesizing {params.id} (a tiny random-weight "
@@ -285,9 +285,9 @@ class PoolActions(_Base):
             self.log_buffer.extend(lines)
             self.signals.worker_log.publish(LogUpdate("lines", pool, worker_id, lines))
 
-        def on_event(name: str, data: dict[str, Any]) -> None:
-            if name == "line":
-                write([str(data.get("text", ""))])
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, LogLine):
+                write([ev.text])
 
         result = await self.live_fleet().api(pool).workers.logs(LogsParams(id=worker_id, lines=200, follow=True),
                                                                 on_event=on_event)

@@ -12,7 +12,8 @@ from rich.table import Table
 from llorch_tui.protocol import ops
 from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.protocol.catalog import ModelEntry
-from llorch_tui.protocol.downloads import DownloadResult, RemoveResult, VerifyResult
+from llorch_tui.protocol.downloads import DownloadProgress, DownloadResult, RemoveResult, VerifyResult
+from llorch_tui.protocol.events import Event
 from llorch_tui.units import fmt_bytes, fmt_eta
 
 
@@ -28,38 +29,38 @@ class DownloadBar:
         self.task: TaskID | None = None
         self.last_stage: tuple[object, object] | None = None
 
-    def _start(self, data: dict[str, Any]) -> None:
+    def _start(self, ev: DownloadProgress) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.fields[model]}[/] {task.fields[file]}"), BarColumn(), DownloadColumn(),
             TextColumn("{task.fields[speed]}"), TextColumn("ETA {task.fields[eta]}"),
             TextColumn("{task.fields[files]}"), console=self.console, transient=False)
-        self.task = self.progress.add_task("download", total=data.get("bytes_total") or None, model=data["model"],
+        self.task = self.progress.add_task("download", total=ev.bytes_total or None, model=ev.model,
                                            file="", speed="", eta="--:--", files="")
         self.progress.start()
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event != "progress":
+    def __call__(self, ev: Event) -> None:
+        if not isinstance(ev, DownloadProgress):
             return
-        stage, file = data.get("stage"), data.get("file")
+        stage, file = ev.stage, ev.file
         if stage == "resolving":
-            self.console.print(f"{data['model']}: resolving on {data.get('endpoint') or 'the Hub'}", highlight=False)
+            self.console.print(f"{ev.model}: resolving on {ev.endpoint or 'the Hub'}", highlight=False)
             return
         if not self.console.is_terminal:
             if (stage, file) != self.last_stage:
                 self.last_stage = (stage, file)
-                extra = f" ({data['message']})" if data.get("message") else ""
-                self.console.print(f"{data['model']}: {stage} {file or ''} {fmt_bytes(data.get('bytes_done', 0))}"
-                                   f"/{fmt_bytes(data.get('bytes_total', 0))}{extra}", highlight=False)
+                extra = f" ({ev.message})" if ev.message else ""
+                self.console.print(f"{ev.model}: {stage} {file or ''} {fmt_bytes(ev.bytes_done)}"
+                                   f"/{fmt_bytes(ev.bytes_total)}{extra}", highlight=False)
             return
         if self.progress is None:
-            self._start(data)
+            self._start(ev)
         assert self.progress is not None and self.task is not None
         if stage == "retrying":
-            self.progress.console.print(f"[yellow]retry[/] {file}: {data.get('message')}", highlight=False)
+            self.progress.console.print(f"[yellow]retry[/] {file}: {ev.message}", highlight=False)
         self.progress.update(
-            self.task, total=data.get("bytes_total") or None, completed=data.get("bytes_done", 0), file=file or "",
-            speed=f"{fmt_bytes(data.get('speed_bps') or 0)}/s", eta=fmt_eta(data.get("eta_s")),
-            files=f"{data.get('files_done', 0)}/{data.get('files_total', 0)} files")
+            self.task, total=ev.bytes_total or None, completed=ev.bytes_done, file=file or "",
+            speed=f"{fmt_bytes(ev.speed_bps or 0)}/s", eta=fmt_eta(ev.eta_s),
+            files=f"{ev.files_done}/{ev.files_total} files")
 
     def close(self) -> None:
         if self.progress is not None:

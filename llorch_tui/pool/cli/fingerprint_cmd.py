@@ -18,6 +18,7 @@ from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.pool.cli.worker_cmd import SpawnProgress
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.events import Event, FingerprintStage
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.parity import Fingerprint, FingerprintReport, ModelReference
 
@@ -49,16 +50,16 @@ def _fingerprint_args(p: argparse.ArgumentParser) -> None:
 
 
 class FingerprintProgress(SpawnProgress):
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if data.get("stage") == "recording":
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, FingerprintStage) and ev.stage == "recording":
             if self.status is not None:
                 self.status.stop()
-            self.console.print(f"recording the reference ({data.get('prompt_set')}) with worker {data.get('worker_id')}",
+            self.console.print(f"recording the reference ({ev.prompt_set}) with worker {ev.worker_id}",
                                highlight=False)
             self.status = self.console.status("recording...")
             self.status.start()
         else:
-            super().__call__(event, data)
+            super().__call__(ev)
 
 
 def render_fingerprint(rep: FingerprintReport, console: Console) -> None:

@@ -36,13 +36,15 @@ async def run_spec(spec: CommandSpec, args: Any, executor: OpCaller) -> int:
     console = Console()
     renderer = spec.events(console) if (spec.events and not as_json) else None
 
-    def on_event(event: str, data: dict[str, Any]) -> None:
-        if as_json:
-            print(json.dumps({"event": event, "data": data}), flush=True)
-        elif renderer is not None:
-            renderer(event, data)
-
     assert spec.op is not None
+    render_event = spec.op.event_sink(renderer) if renderer is not None else None
+
+    def on_event(event: str, data: dict[str, Any]) -> None:
+        if as_json:  # the wire document as it came
+            print(json.dumps({"event": event, "data": data}), flush=True)
+        elif render_event is not None:
+            render_event(event, data)
+
     try:
         result = await executor.call(spec.op.name, spec.to_params(args), on_event)
         typed = spec.op.parse(result)

@@ -8,13 +8,14 @@ from typing import Any, Callable, Protocol
 
 from rich.console import Console
 
+from llorch_tui.protocol.events import Event
 from llorch_tui.protocol.ops import OpRef
 
 
 class EventRenderer(Protocol):
-    """Stateful human rendering of a streamed op (a progress bar, log lines)."""
+    """Stateful human rendering of a streamed op (a progress bar, log lines): gets each event parsed."""
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None: ...
+    def __call__(self, event: Event, /) -> None: ...
 
     def close(self) -> None: ...
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.status import Status
+
+from llorch_tui.protocol.events import Event, ModelStage
 
 # stage (the op's `progress` event) -> what the user reads
 STAGE_TEXT = {
@@ -28,10 +28,10 @@ class StageProgress:
         self.console = console
         self.status: Status | None = None
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event != "progress" or data.get("stage") not in STAGE_TEXT:
+    def __call__(self, ev: Event) -> None:
+        if not isinstance(ev, ModelStage) or ev.stage not in STAGE_TEXT:
             return
-        text = f"{data.get('model')}: {STAGE_TEXT[data['stage']]}"
+        text = f"{ev.model}: {STAGE_TEXT[ev.stage]}"
         if not self.console.is_terminal:
             self.console.print(text, highlight=False)
         elif self.status is None:

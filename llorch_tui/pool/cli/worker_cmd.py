@@ -12,6 +12,7 @@ from rich.table import Table
 
 from llorch_tui.pool.cli.spec import CommandSpec
 from llorch_tui.protocol import ops
+from llorch_tui.protocol.events import Event, LogLine, SpawnStage
 from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
 from llorch_tui.units import fmt_bytes
 
@@ -42,18 +43,19 @@ class SpawnProgress:
         self.console = console
         self.status: Status | None = None
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        stage = data.get("stage")
-        if stage == "port":
-            self.console.print(f"worker {data.get('worker_id')}: port {data.get('port')}", highlight=False)
-        elif stage == "spawned":
-            how = "forked from the warm template" if data.get("start_mode") == "fork" else \
-                f"exec: {data.get('start_note')}" if data.get("start_note") else "exec"
-            self.console.print(f"started pid {data.get('pid')} ({how}; log: {data.get('log_path')})", highlight=False)
-            self.status = self.console.status(f"loading (timeout {data.get('timeout_s', 0):.0f}s)...")
+    def __call__(self, ev: Event) -> None:
+        if not isinstance(ev, SpawnStage):
+            return
+        if ev.stage == "port":
+            self.console.print(f"worker {ev.worker_id}: port {ev.port}", highlight=False)
+        elif ev.stage == "spawned":
+            how = "forked from the warm template" if ev.start_mode == "fork" else \
+                f"exec: {ev.start_note}" if ev.start_note else "exec"
+            self.console.print(f"started pid {ev.pid} ({how}; log: {ev.log_path})", highlight=False)
+            self.status = self.console.status(f"loading (timeout {ev.timeout_s or 0:.0f}s)...")
             self.status.start()
-        elif stage == "waiting" and self.status is not None:
-            self.status.update(f"loading... {data.get('elapsed_s')}s of {data.get('timeout_s', 0):.0f}s")
+        elif ev.stage == "waiting" and self.status is not None:
+            self.status.update(f"loading... {ev.elapsed_s}s of {ev.timeout_s or 0:.0f}s")
 
     def close(self) -> None:
         if self.status is not None:
@@ -126,9 +128,9 @@ class LogLines:
     def __init__(self, console: Console) -> None:
         self.console = console
 
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event == "line":
-            self.console.print(data.get("text", ""), markup=False, highlight=False, soft_wrap=True)
+    def __call__(self, ev: Event) -> None:
+        if isinstance(ev, LogLine):
+            self.console.print(ev.text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         return None
