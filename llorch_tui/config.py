@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from llorch_tui.lan_address import check_lan_address
 from llorch_tui.protocol.catalog import validate_model_id
 
 
@@ -43,12 +44,20 @@ class PoolConfig(StrictModel):
     hf_endpoint: str | None = None
     # Matrix cells run at once per device on this pool.
     max_parallel_per_device: int = Field(default=1, ge=1)
+    # The pool's IP on the network its peers share: `models copy` (route lan/auto) serves from this pool's
+    # mirror bound to it, so other pools fetch the bytes straight from here. Unset: no LAN route.
+    lan_address: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
         validate_model_id(v)  # same safe alphabet as model ids
         return v
+
+    @field_validator("lan_address")
+    @classmethod
+    def _lan_address_ok(cls, v: str | None) -> str | None:
+        return None if v is None else check_lan_address(v)
 
     @model_validator(mode="after")
     def _ssh_needs_host(self) -> "PoolConfig":

@@ -116,6 +116,7 @@ class ModelsApi(_Group):
     receive_file = Op(ops.MODELS_RECEIVE_FILE)
     receive_commit = Op(ops.MODELS_RECEIVE_COMMIT)
     receive_fetch = Op(ops.MODELS_RECEIVE_FETCH)
+    probe_fetch = Op(ops.MODELS_PROBE_FETCH)  # the LAN route: can this pool reach the source's mirror?
     fetch_example = Op(ops.MODELS_FETCH_EXAMPLE)
     # Parity references.
     reference = Op(ops.MODELS_REFERENCE)

@@ -18,21 +18,25 @@ from llorch_tui.units import fmt_bytes
 def add_copy_command(msub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     c = msub.add_parser("copy", help="copy a downloaded model from one pool to others",
                         description="Each target fetches the files from a token-protected mirror on the source's "
-                                    "loopback through ports this machine forwards over their SSH connections "
-                                    "(direct route), or the chunks are relayed through the pools' agent sessions "
-                                    "(relay route); the pools need no route to each other. Every file is sha256-"
-                                    "verified against the source's catalog; run it again after an interruption to "
-                                    "resume.")
+                                    "LAN address when it can reach it (lan route: the bytes never cross this "
+                                    "machine), or on the source's loopback through ports this machine forwards over "
+                                    "their SSH connections (direct route), or the chunks are relayed through the "
+                                    "pools' agent sessions (relay route). Every file is sha256-verified against the "
+                                    "source's catalog; run it again after an interruption to resume.")
     c.add_argument("id", help="a model downloaded on the source pool")
     c.add_argument("--from", dest="source", required=True, metavar="POOL", help="the pool that has it")
     c.add_argument("--to", dest="targets", required=True, action="append", metavar="POOL",
                    help="a pool to copy it to (repeat for several: the source's disk is read once)")
     c.add_argument("--force", action="store_true", help="replace different files a target has under that id")
-    c.add_argument("--route", choices=("auto", "direct", "relay"), default="auto",
-                   help="direct: targets download from the source's mirror through forwarded ports (fast); relay: "
-                        "chunks through the agent sessions; auto (default): direct, else relay, saying why")
+    c.add_argument("--route", choices=("auto", "lan", "direct", "relay"), default="auto",
+                   help="lan: targets download from the source's mirror on its LAN address (plain HTTP on your LAN, "
+                        "token and sha256 protected); direct: from the source's mirror through forwarded ports; "
+                        "relay: chunks through the agent sessions; auto (default): lan when the source has a LAN "
+                        "address every target reaches, else direct, else relay, saying why")
+    c.add_argument("--lan-address", metavar="IP", default=None,
+                   help="the source's address on the LAN the targets share (default: its lan_address in the config)")
     c.add_argument("--rate-limit", type=float, default=None, metavar="MIB_PER_S",
-                   help="cap each file's stream on the direct route (MiB/s)")
+                   help="cap each file's stream on the lan and direct routes (MiB/s)")
     c.add_argument("--chunk-mib", type=float, default=1.0, metavar="MIB",
                    help="bytes per message on the relay route (default 1 MiB)")
     c.add_argument("--json", action="store_true", help="progress events and the result as JSON Lines")
@@ -66,7 +70,7 @@ def _copy(args: argparse.Namespace) -> int:
         try:
             result = await copy_model(config, args.id, args.source, args.targets, force=args.force,
                                       chunk=max(int(args.chunk_mib * 1024 * 1024), 1), on_event=on_event,
-                                      route=args.route,
+                                      route=args.route, lan_address=args.lan_address,
                                       rate_limit_bps=args.rate_limit * 1024 * 1024 if args.rate_limit else None)
         finally:
             if bar is not None:
@@ -74,7 +78,8 @@ def _copy(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.to_json(), default=str), flush=True)
         else:
-            how = {"direct": "from the source's mirror through forwarded ports",
+            how = {"lan": "from the source's mirror over the LAN",
+                   "direct": "from the source's mirror through forwarded ports",
                    "relay": "relayed through this machine"}.get(result.route, "nothing to send")
             console.print(f"route: {result.route} ({how})", highlight=False)
             if result.route_note:

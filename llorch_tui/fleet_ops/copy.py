@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from llorch_tui.config import Config
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.fleet import Fleet
-from llorch_tui.fleet_ops.copy_direct import fetch_file, open_route
+from llorch_tui.fleet_ops.copy_direct import DirectRoute, fetch_file, open_lan_route, open_route
+from llorch_tui.lan_address import check_lan_address
 from llorch_tui.pool.download_progress import ProgressReporter
 from llorch_tui.protocol.catalog import ModelEntry, ModelFile, ModelOrigin
 from llorch_tui.protocol.downloads import DownloadProgress
@@ -40,9 +41,10 @@ DEFAULT_CHUNK = 1024 * 1024
 CALL_TIMEOUT_S = 300.0
 # A copy reports its progress as one download onto the targets.
 CopyProgress = Callable[[DownloadProgress], None]
-Route = Literal["auto", "direct", "relay"]
+Route = Literal["auto", "lan", "direct", "relay"]
 RELAY_VIA = "control plane"
 DIRECT_VIA = "mirror (forwarded port)"
+LAN_VIA = "mirror (LAN)"
 # Test hook: may change a chunk on its way (target pool, file, offset, bytes) -> bytes.
 Tamper = Callable[[str, str, int, bytes], bytes]
 
@@ -70,9 +72,10 @@ class CopyResult:
     bytes_total: int
     bytes_read: int = 0  # relay: from the source's disk, once per file whatever the number of targets
     targets: list[TargetResult] = field(default_factory=list)
-    # the route used: "direct" (the source's mirror), "relay" (chunks through here), "none" (nothing to send)
+    # the route used: "lan" (the source's mirror on its LAN address), "direct" (the source's mirror through
+    # ports forwarded here), "relay" (chunks through here), "none" (nothing to send)
     route: str = "relay"
-    route_note: str | None = None  # why auto chose the relay
+    route_note: str | None = None  # why auto did not take the LAN or the direct route
 
     @property
     def ok(self) -> bool:
@@ -192,12 +195,15 @@ class _Copy:
 async def copy_model(config: Config, model_id: str, source: str, targets: list[str], *, force: bool = False,
                      chunk: int = DEFAULT_CHUNK, on_event: CopyProgress | None = None,
                      tamper: Tamper | None = None, fleet: Fleet | None = None, route: Route = "auto",
-                     rate_limit_bps: float | None = None) -> CopyResult:
+                     rate_limit_bps: float | None = None, lan_address: str | None = None) -> CopyResult:
     """Copy with a fleet of its own, or over a live one (the dashboard's sessions), which is left open.
-    `route`: "direct" (each target fetches from the source's mirror through forwarded ports), "relay"
-    (chunks through this machine's agent sessions), "auto" (direct, or relay when the direct route cannot
-    be opened: an older agent, an sshd that forbids forwarding). `rate_limit_bps` caps each file's stream on
-    the direct route. `tamper` (tests) changes relayed chunks, so it implies the relay."""
+    `route`: "lan" (each target fetches from the source's mirror on the source's LAN address: `lan_address`,
+    else the source pool's configured one), "direct" (each target fetches from the source's mirror through
+    forwarded ports), "relay" (chunks through this machine's agent sessions), "auto" (lan when the source
+    has a LAN address every target reaches, else direct, else relay when the direct route cannot be opened:
+    an older agent, an sshd that forbids forwarding; `route_note` says why). `rate_limit_bps` caps each
+    file's stream on the lan and direct routes. `tamper` (tests) changes relayed chunks, so it implies the
+    relay."""
     targets = list(dict.fromkeys(targets))
     if tamper is not None:
         route = "relay"
@@ -229,21 +235,11 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
             st = fleet.state(t)
             job.fail(t, LlorchError(ErrorCode.UNREACHABLE, f"target pool {t} is offline: {st.error}", st.hint))
         async with contextlib.AsyncExitStack() as stack:
-            direct, note = None, None
-            via = RELAY_VIA if route == "relay" else DIRECT_VIA
-            await job.begin(entry, ModelOrigin(kind="copy", pool=source, via=via), force)
-            if route != "relay" and job.active():  # not for targets that already hold the files
-                try:
-                    direct = await stack.enter_async_context(open_route(fleet, source, model_id, job.active(),
-                                                                        rate_limit_bps))
-                except LlorchError as e:
-                    if route == "direct":
-                        raise
-                    note = f"the direct route could not be opened ({e.message}); relayed through this machine"
-                    via = RELAY_VIA
-                    await job.begin(entry, ModelOrigin(kind="copy", pool=source, via=via), force)  # the origin
+            direct, via, note = await _open(stack, job, entry, route, force, _lan_address(config, source, lan_address),
+                                            rate_limit_bps)
             active = job.active()
-            used = ("direct" if direct else "relay") if active else "none"  # none: nothing needed sending
+            used = ("lan" if direct.lan else "direct") if direct else "relay"
+            used = used if active else "none"  # none: nothing needed sending
             already = min((sum(job.have[t].values()) for t in active), default=total)
             reporter.plan(len(entry.files), total, already)
             reporter.send("downloading", file=entry.files[0].name, force=True)
@@ -259,3 +255,52 @@ async def copy_model(config: Config, model_id: str, source: str, targets: list[s
     finally:
         if own:
             await fleet.close()
+
+
+def _lan_address(config: Config, source: str, given: str | None) -> str | None:
+    if given is not None:
+        try:
+            return check_lan_address(given)
+        except ValueError as e:
+            raise LlorchError(ErrorCode.BAD_REQUEST, str(e), "e.g. --lan-address 192.168.1.20") from None
+    pool = config.pool(source)
+    return pool.lan_address if pool else None
+
+
+async def _open(stack: contextlib.AsyncExitStack, job: _Copy, entry: ModelEntry, route: Route, force: bool,
+                lan: str | None, rate_limit_bps: float | None) -> tuple[DirectRoute | None, str, str | None]:
+    """Open the route to use, in auto's order (lan, direct, relay): (the mirror route or None for the relay,
+    the origin's `via`, why auto passed over a route). Targets that already hold the files need none."""
+    if route == "lan" and lan is None:
+        raise LlorchError(ErrorCode.BAD_REQUEST, f"pool {job.source} has no LAN address for --route lan",
+                          f"set lan_address in pool {job.source}'s config, or pass --lan-address IP")
+    tries = {"auto": ["lan", "direct"] if lan else ["direct"], "lan": ["lan"], "direct": ["direct"]}.get(route, [])
+    vias = {"lan": LAN_VIA, "direct": DIRECT_VIA}
+    via = vias[tries[0]] if tries else RELAY_VIA
+
+    async def begin(how: str) -> None:  # again when the route changes: the origin records how the bytes came
+        nonlocal via
+        if how != via or not job.have:
+            via = how
+            await job.begin(entry, ModelOrigin(kind="copy", pool=job.source, via=via), force)
+
+    await begin(via)
+    notes: list[str] = []
+    for kind in tries:
+        if not job.active():
+            break
+        try:
+            opened = open_lan_route(job.fleet, job.source, job.id, job.active(), lan, entry.files[0], rate_limit_bps) \
+                if kind == "lan" and lan else open_route(job.fleet, job.source, job.id, job.active(), rate_limit_bps)
+            direct = await stack.enter_async_context(opened)
+        except LlorchError as e:
+            if route != "auto":
+                raise
+            notes.append(f"the {kind} route could not be used ({e.message})")
+            continue
+        await begin(vias[kind])
+        return direct, via, "; ".join([*notes, "fetched through ports forwarded here"]) if notes else None
+    if notes:
+        notes.append("relayed through this machine")
+        await begin(RELAY_VIA)
+    return None, via, "; ".join(notes) or None

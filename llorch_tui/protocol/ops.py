@@ -30,8 +30,8 @@ from llorch_tui.protocol.params import (BeginParams, ChunkParams, DownloadParams
                                         StatusParams, StopParams, SweepParams, SynthParams, TemplateParams, TickParams,
                                         ServeCopyParams, UpdateParams, VerdictParams, VerifyParams, WriteParams)
 from llorch_tui.protocol.status import HealthReport, PoolStatus
-from llorch_tui.protocol.transfer import (ArchiveResult, ChunkData, ChunkWritten, FileFetched, FileVerified, MirrorServing,
-                                          ReceiveBegun, ServeCopyResult)
+from llorch_tui.protocol.transfer import (ArchiveResult, ChunkData, ChunkWritten, FileFetched, FileVerified, MirrorReach,
+                                          MirrorServing, ReceiveBegun, ServeCopyResult)
 from llorch_tui.protocol.workers import LogsResult, SweepResult, TemplateStatus, WorkerRecord
 
 P = TypeVar("P", bound=BaseModel)
@@ -155,6 +155,8 @@ MODELS_SERVE_COPY: OpRef[ServeCopyParams, ServeCopyResult] = OpRef("models.serve
                                                                    ServeCopyResult, events={"serving": MirrorServing})
 MODELS_RECEIVE_FETCH: OpRef[FetchParams, FileFetched] = OpRef("models.receive_fetch", FetchParams, FileFetched,
                                                               events={PROGRESS: FileFetched})
+# The LAN route's reachability check: can the target reach the source's LAN mirror (one byte, bounded time)?
+MODELS_PROBE_FETCH: OpRef[FetchParams, MirrorReach] = OpRef("models.probe_fetch", FetchParams, MirrorReach)
 MODELS_FETCH_EXAMPLE: OpRef[FetchExampleParams, ModelEntry] = OpRef("models.fetch_example", FetchExampleParams,
                                                                      ModelEntry, events=_MODEL_STAGES)
 # Parity: a model's reference fingerprint (recorded once, compared by the matrix).
@@ -178,7 +180,7 @@ ALL_OPS: tuple[OpRef[Any, Any], ...] = (
     AGENT_PING, AGENT_TICKS, MODELS_LIST, MODELS_REGISTER, MODELS_UNREGISTER, MODELS_UPDATE, MODELS_RECORD_VERDICT,
     MODELS_SYNTH, MODELS_DOWNLOAD, MODELS_VERIFY, MODELS_RM, MODELS_FIT, MODELS_EXPORT, MODELS_IMPORT, MODELS_MANIFEST,
     MODELS_READ_CHUNK, MODELS_RECEIVE_BEGIN, MODELS_RECEIVE_CHUNK, MODELS_RECEIVE_FILE, MODELS_RECEIVE_COMMIT, MODELS_FETCH_EXAMPLE, MODELS_REFERENCE,
-    MODELS_SERVE_COPY, MODELS_RECEIVE_FETCH,
+    MODELS_SERVE_COPY, MODELS_RECEIVE_FETCH, MODELS_PROBE_FETCH,
     MODELS_FINGERPRINT, MODELS_SET_FINGERPRINT, WORKERS_SPAWN, WORKERS_LIST, WORKERS_STOP, WORKERS_LOGS,
     WORKERS_SWEEP, WORKERS_TEMPLATE, POOL_STATUS, POOL_HEALTH,
 )

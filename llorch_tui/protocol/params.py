@@ -241,6 +241,9 @@ class ServeCopyParams(BaseModel):
     rate_limit_bps: float | None = Field(default=None, gt=0)  # per file served: keeps a copy off a busy link
     # A second call with the same token and stop=true ends the first one (which then answers, its mirror closed).
     stop: bool = False
+    # The LAN route: bind the mirror to this address of the pool (an IP literal, never a wildcard) instead of
+    # 127.0.0.1, so that other pools fetch from it directly.
+    bind: str | None = Field(default=None, max_length=64)
 
 
 class FetchParams(BaseModel):
@@ -249,6 +252,8 @@ class FetchParams(BaseModel):
     file: str
     url: str = Field(max_length=4096)  # http://127.0.0.1:PORT/...: the forwarded end of the sender's mirror
     token: str = Field(min_length=32, max_length=256)
+    # The LAN route: the URL's host is the sender's LAN address (an IP literal), not this pool's loopback.
+    lan: bool = False
 
 
 class TemplateParams(BaseModel):

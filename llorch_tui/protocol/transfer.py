@@ -28,6 +28,7 @@ class MirrorServing(WireModel):
     port: int
     repo: str  # the Hub-style repo id the model is served under
     revision: str
+    host: str = "127.0.0.1"  # the address it is bound to (the pool's LAN address on the LAN route)
 
 
 class ServeCopyResult(WireModel):
@@ -39,6 +40,12 @@ class FileFetched(WireModel):
     file: str
     have: int  # bytes of the file now received
     fetched: int  # of which this call fetched
+
+
+class MirrorReach(WireModel):
+    """`models.probe_fetch`: whether this pool reached the sender's mirror (and was served with the token)."""
+    ok: bool
+    reason: str | None = None  # why not: the connection's error or the HTTP status
 
 
 class FileVerified(WireModel):

@@ -48,6 +48,9 @@ def isolated_config(isolated_pools, tmp_path_factory: pytest.TempPathFactory) ->
     from llorch_tui.config_load import config_to_toml
 
     path = tmp_path_factory.mktemp("fleet-control") / "config.toml"
-    pools = [PoolConfig(**isolated_pools.pool_kwargs(n)) for n in ("c", "d")]
+    # c's LAN address is one d has no route to: `auto` probes it from d, then takes the forwarded route.
+    c = isolated_pools.pools["c"]
+    pools = [PoolConfig(**isolated_pools.pool_kwargs("c", lan_address=c.addr)),
+             PoolConfig(**isolated_pools.pool_kwargs("d"))]
     path.write_text(config_to_toml(Config(pools=pools)))
     return path

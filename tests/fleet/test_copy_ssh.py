@@ -55,16 +55,11 @@ def _kill_past(proc: subprocess.Popen[str], fraction: float) -> tuple[int, int]:
     raise AssertionError(f"the copy ended before {fraction:.0%}: {proc.stderr.read() if proc.stderr else ''}")
 
 
-def _listening(env, pool: str) -> set[int]:  # type: ignore[no-untyped-def]
-    """TCP ports listening inside a pool's network namespace."""
-    out = subprocess.run(env.exec_in(pool, ["ss", "-ltnH"]), capture_output=True, text=True, timeout=30).stdout
-    return {int(line.split()[3].rsplit(":", 1)[1]) for line in out.splitlines() if line.strip()}
-
-
 def test_copy_killed_on_each_route_resumes_and_verifies(isolated_pools, isolated_config: Path,  # type: ignore[no-untyped-def]
                                                         small_models: dict[str, Path]) -> None:
     """Relayed, killed at a third; continued on the direct route (the same staging), killed at two thirds;
-    finished by `auto`, which takes the direct route: the files verify, the origin says how they came."""
+    finished by `auto`, which finds c's LAN address out of d's reach and takes the direct route: the files
+    verify, the origin says how they came."""
     c, d = isolated_pools.pools["c"], isolated_pools.pools["d"]
     size = (small_models["llama"] / "model.safetensors").stat().st_size
     agent(c.state_dir, "models", "register", "m", "--path", str(small_models["llama"]))
@@ -80,13 +75,16 @@ def test_copy_killed_on_each_route_resumes_and_verifies(isolated_pools, isolated
     assert first >= kept and direct > first  # nothing the relay wrote was fetched again
     assert kept < part.stat().st_size < size
 
+    listening = isolated_pools.listening("c")
     again = _copy_cli(isolated_config, "m")
     out, err = again.communicate(timeout=600)
     assert again.returncode == 0, out[-2000:] + err[-2000:]
     result = json.loads(out.strip().splitlines()[-1])
     target = result["targets"][0]
     total = result["bytes_total"]
-    assert result["route"] == "direct" and result["route_note"] is None
+    # c's LAN address is out of d's reach: auto said so and took the forwarded route; c's LAN mirror is gone.
+    assert result["route"] == "direct" and f"cannot reach c's mirror on http://{c.addr}:" in result["route_note"]
+    assert isolated_pools.listening("c") == listening
     assert target["ok"] and target["bytes_resumed"] > 0 and target["bytes_sent"] + target["bytes_resumed"] == total
     assert agent(d.state_dir, "models", "verify", "m", "--no-load")["ok"]  # every file re-hashed on d
     entry = agent(d.state_dir, "models", "list")["models"][0]
@@ -108,7 +106,7 @@ def test_direct_route_closes_what_it_opened_and_keeps_the_reference(  # type: ig
     c, d = isolated_pools.pools["c"], isolated_pools.pools["d"]
     agent(c.state_dir, "models", "register", "fp", "--path", str(synth_models["phi3"]))
     config = load_config(str(isolated_config)).config
-    before = {"c": _listening(isolated_pools, "c"), "d": _listening(isolated_pools, "d")}
+    before = {"c": isolated_pools.listening("c"), "d": isolated_pools.listening("d")}
 
     async def go() -> tuple[CopyResult, Fingerprint]:
         fleet = Fleet(config)
@@ -127,7 +125,7 @@ def test_direct_route_closes_what_it_opened_and_keeps_the_reference(  # type: ig
 
     result, ref = asyncio.run(go())
     assert result.ok and result.route == "direct", result.to_json()
-    assert _listening(isolated_pools, "c") == before["c"] and _listening(isolated_pools, "d") == before["d"]
+    assert isolated_pools.listening("c") == before["c"] and isolated_pools.listening("d") == before["d"]
     copied = next(m for m in agent(d.state_dir, "models", "list")["models"] if m["id"] == "fp")
     assert Fingerprint.model_validate(copied["fingerprint"]) == ref  # c's reference, saying it was recorded on c
 

@@ -116,7 +116,7 @@ class Pool:
     state_dir: Path
     host_key: Path
     netns: str | None = None
-    inner_addr: str | None = None  # address on the A<->B link (ProxyJump target)
+    inner_addr: str | None = None  # address on the A<->B link (b's: the ProxyJump target; a's: its LAN address)
     proc: subprocess.Popen | None = None
     stderr_lines: list[str] = field(default_factory=list)
 
@@ -219,6 +219,7 @@ class SshdEnv:
                 _sh("ip", "-n", self.pools["a"].netns, "link", "set", va, "up")
                 _sh("ip", "-n", self.pools["b"].netns, "link", "set", vb, "up")
                 self.pools["b"].inner_addr = f"{link}.2"
+                self.pools["a"].inner_addr = f"{link}.1"
 
     def _start_sshd(self, p: Pool) -> None:
         conf = p.state_dir.parent / "sshd_config"
@@ -285,6 +286,19 @@ class SshdEnv:
         if a.netns:
             return a.addr.rsplit(".", 1)[0] + ".99", 22
         return "127.0.0.9", _free_port("127.0.0.9")
+
+    def listening(self, pool: str) -> set[tuple[str, int]]:
+        """(address, port) of every TCP socket listening inside the pool's network namespace."""
+        out = subprocess.run(self.exec_in(pool, ["ss", "-ltnH"]), capture_output=True, text=True, timeout=30).stdout
+        return {(addr, int(port)) for addr, port in (line.split()[3].rsplit(":", 1) for line in out.splitlines()
+                                                    if line.strip())}
+
+    def host_link_bytes(self, pool: str) -> int:
+        """Bytes both ways on the link between this machine (the control plane) and the pool: its host veth."""
+        p = self.pools[pool]
+        assert p.netns, "only with network namespaces"
+        stats = Path(f"/sys/class/net/lh{int(p.netns.split('-')[1]) % 100000}{pool}/statistics")
+        return int((stats / "rx_bytes").read_text()) + int((stats / "tx_bytes").read_text())
 
     def set_link(self, pool: str, up: bool) -> None:
         """Pull (or put back) the pool's network cable: its side of the host veth, nothing sent back."""
