@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.worker_registry import log_tail
 from llorch_tui.protocol.catalog import ModelEntry
 from llorch_tui.protocol.workers import WorkerRecord
+
+if TYPE_CHECKING:
+    from llorch_worker.api import ErrorDetail
 
 TAIL_LINES = 20
 
@@ -38,10 +41,10 @@ def refetch_hint(model: str, entry: ModelEntry | None = None) -> str:
 
 
 def failure_error(rec: WorkerRecord, what: str, code: str | None = None, hint: str | None = None,
-                  reported: dict[str, Any] | None = None, entry: ModelEntry | None = None) -> LlorchError:
+                  reported: ErrorDetail | None = None, entry: ModelEntry | None = None) -> LlorchError:
     """`rec` has exit info filled (fill_exit_info). `reported` is the error of a `failed` callback."""
-    reason = (reported or {}).get("code") or rec.error_code
-    detail = (reported or {}).get("message")
+    reason = (reported.code if reported is not None else None) or rec.error_code
+    detail = reported.message if reported is not None else None
     tail = log_tail(Path(rec.log_path), TAIL_LINES)
     message = f"worker {rec.id} ({rec.model} on {rec.backend}, port {rec.port}) {what}"
     if reason:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from llorch_worker.api import Health
+    from llorch_worker.api import Health, WorkerCallback
 
 from llorch_tui.protocol.events import PROGRESS, SpawnStage
 from llorch_tui.errors import ErrorCode, LlorchError
@@ -146,7 +147,7 @@ class _Callback:
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
         self.path = f"/callback/{secrets.token_urlsafe(16)}"
-        self.event: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.event: asyncio.Future[WorkerCallback] = asyncio.get_running_loop().create_future()
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -155,10 +156,16 @@ class _Callback:
             doc = await request.json()
         except ValueError:
             return web.json_response({"error": "expected JSON"}, status=400)
-        if not isinstance(doc, dict) or doc.get("worker_id") != self.worker_id:
+        from llorch_worker.api import WorkerCallback  # here: an agent without the worker package still starts
+
+        try:
+            callback = WorkerCallback.model_validate(doc)
+        except ValidationError:
+            return web.json_response({"error": "expected a worker callback (worker_id, status)"}, status=400)
+        if callback.worker_id != self.worker_id:
             return web.json_response({"error": "unknown worker"}, status=404)
         if not self.event.done():
-            self.event.set_result(doc)
+            self.event.set_result(callback)
         return web.json_response({"ok": True})
 
     async def start(self) -> None:
@@ -314,7 +321,7 @@ async def spawn_worker(ctx: OpContext, p: SpawnParams) -> WorkerRecord:
                                       start_note=rec.start_note))
         ready = await _wait_ready(ctx, rec, callback, reader, t0, timeout, entry)
         rec.state, rec.ready_at = "ready", now()
-        rec.load_s = ready.get("load_s") if isinstance(ready.get("load_s"), (int, float)) else round(time.monotonic() - t0, 3)
+        rec.load_s = ready.load_s if ready.load_s is not None else round(time.monotonic() - t0, 3)
         await asyncio.to_thread(registry.put, rec)
         ctx.emit(PROGRESS, SpawnStage(stage="ready", pid=rec.pid, port=rec.port, worker_id=rec.id,
                                       load_s=rec.load_s))
@@ -344,7 +351,7 @@ def _abandon(ctx: OpContext, rec: WorkerRecord, sup: subprocess.Popen[bytes] | N
 
 
 async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pipe: asyncio.StreamReader,
-                      t0: float, timeout: float, entry: ModelEntry) -> dict[str, Any]:
+                      t0: float, timeout: float, entry: ModelEntry) -> WorkerCallback:
     """Until the ready callback (or /health ok), the worker's exit, the deadline, or a cancel."""
     exited = asyncio.ensure_future(pipe.read())  # EOF when the supervisor exits, i.e. the worker is gone
     loading_seen = False
@@ -361,16 +368,18 @@ async def _wait_ready(ctx: OpContext, rec: WorkerRecord, callback: _Callback, pi
             ctx.check_cancelled()
             if callback.event in done:
                 doc = callback.event.result()
-                if doc.get("status") == "ready":
+                if doc.status == "ready":
                     return doc
                 await asyncio.wait({exited}, timeout=KILL_GRACE_S + 2)  # let it exit: the code classifies
                 raise failure_error(fill_exit_info(ctx.settings.paths, rec), "failed while loading",
-                                    reported=doc.get("error"), entry=entry)
+                                    reported=doc.error, entry=entry)
             if exited in done:
                 raise failure_error(fill_exit_info(ctx.settings.paths, rec), "exited before it was ready", entry=entry)
             health = await _health(rec.port)
             if health is not None and health.status == "ok" and health.worker_id in (None, rec.id):
-                return {"load_s": None}  # the callback got lost; /health is the same truth
+                from llorch_worker.api import WorkerCallback
+
+                return WorkerCallback(worker_id=rec.id, status="ready")  # the callback got lost; /health is the same truth
             if health is not None and not loading_seen:
                 loading_seen = True
                 ctx.emit(PROGRESS, SpawnStage(stage="loading", pid=rec.pid, port=rec.port, worker_id=rec.id))

@@ -303,6 +303,24 @@ class ErrorDetail(Answer):
     field: str | None = None  # the request field at fault, as the client wrote it ("messages[0].role")
 
 
+class WorkerCallback(Answer):
+    """What a worker POSTs once to the agent's --callback-url (and prints after `LLORCH_WORKER_READY `):
+    `ready` with how it loaded, or `failed` with why. Sent without the fields that are None."""
+
+    worker_id: str
+    status: str  # "ready" | "failed"
+    port: int | None = None
+    model: str | None = None
+    model_path: str | None = None
+    backend: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    load_s: float | None = None
+    pid: int | None = None
+    startup: dict[str, float] | None = None  # seconds per loading stage (process, weights_to_ram, ...)
+    error: ErrorDetail | None = None  # failed
+
+
 class ErrorBody(Answer):
     """Every 4xx/5xx: {"error": {code, message, hint?}}."""
 

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from .api import ErrorDetail, WorkerCallback
 from .check import check_files, raise_for
 from .errors import EXIT_OK, EXIT_USAGE, WorkerError
 from .httpguard import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, ConnectionLimits, LimitedTCPSite
@@ -98,14 +99,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-async def _post(url: str | None, payload: dict[str, Any]) -> None:
+async def _post(url: str | None, callback: WorkerCallback) -> None:
     if not url:
         return
     import aiohttp
 
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
-            async with s.post(url, json=payload) as r:
+            async with s.post(url, json=callback.model_dump(mode="json", exclude_none=True)) as r:
                 if r.status >= 400:
                     log.warning("callback %s answered %s", url, r.status)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
@@ -126,8 +127,8 @@ class WorkerProcess:
         err.emit()
         self.state.status = "error"
         self.state.error = err.to_dict()
-        await _post(self.args.callback_url, {"worker_id": self.args.worker_id, "status": "failed",
-                                             "error": {"code": err.code, "message": err.message}})
+        await _post(self.args.callback_url, WorkerCallback(worker_id=self.args.worker_id, status="failed",
+                                                           error=ErrorDetail(code=err.code, message=err.message)))
         if self.runner is not None:
             await self.runner.cleanup()
         return err.exit_code
@@ -269,12 +270,12 @@ class WorkerProcess:
     async def _ready(self) -> None:
         eng = self.state.engine
         self.state.status = "ok"
-        payload = {"worker_id": self.args.worker_id, "status": "ready", "port": self.port, "model": eng.name,
-                   "model_path": str(eng.path), "backend": self.args.backend, "device": eng.device,
-                   "dtype": eng.dtype_name, "load_s": round(eng.load_s, 3), "pid": os.getpid(),
-                   "startup": eng.stages}
-        print(f"LLORCH_WORKER_READY {json.dumps(payload)}", flush=True)
-        await _post(self.args.callback_url, payload)
+        ready = WorkerCallback(worker_id=self.args.worker_id, status="ready", port=self.port, model=eng.name,
+                               model_path=str(eng.path), backend=self.args.backend, device=eng.device,
+                               dtype=eng.dtype_name, load_s=round(eng.load_s, 3), pid=os.getpid(),
+                               startup=eng.stages)
+        print(f"LLORCH_WORKER_READY {json.dumps(ready.model_dump(mode='json', exclude_none=True))}", flush=True)
+        await _post(self.args.callback_url, ready)
 
     async def _shutdown(self) -> None:
         """Stop accepting, let in-flight work finish for --shutdown-grace, cancel the rest, exit."""
