@@ -11,18 +11,23 @@ import asyncio
 import itertools
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter, ValidationError
 
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool_api import PoolApi
-from llorch_tui.protocol import CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, Hello
+from llorch_tui.protocol import CANCEL_OP, PROTOCOL_VERSION, ErrorMsg, EventMsg, Hello, ResultMsg
 from llorch_tui.protocol.ops import EventSink
 from llorch_tui.transport import make_transport
 from llorch_tui.transport.base import AgentChannel, Transport
 
 log = logging.getLogger("llorch.client")
 HELLO_TIMEOUT_S = 60.0
+# What the agent sends after its hello, told apart by `type`.
+_AGENT_MESSAGE: TypeAdapter[EventMsg | ResultMsg | ErrorMsg] = TypeAdapter(
+    Annotated[EventMsg | ResultMsg | ErrorMsg, Field(discriminator="type")])
 
 
 class _Pending:
@@ -164,25 +169,39 @@ class PoolClient:
                     self.transport.set_state("offline", "the agent session ended"
                                              + (f": {tail.splitlines()[-1]}" if tail else ""))
 
-    def _route(self, msg: dict[str, Any]) -> None:
-        pending = self._pending.get(str(msg.get("id")))
+    def _route(self, msg: object) -> None:
+        try:
+            doc = _AGENT_MESSAGE.validate_python(msg)
+        except ValidationError as exc:
+            # A broken answer fails its call (not the session); a broken event or stray line is skipped.
+            raw: dict[str, Any] = msg if isinstance(msg, dict) else {}
+            pending = self._pending.get(str(raw.get("id")))
+            if pending is not None and raw.get("type") in ("result", "error"):
+                self._pending.pop(str(raw.get("id")), None)
+                if not pending.future.done():
+                    pending.future.set_exception(LlorchError(
+                        ErrorCode.PROTOCOL_MISMATCH, f"pool {self.name}: the agent's answer is not a protocol message: "
+                        f"{exc.errors()[0].get('msg')}", "install the same llorch version on the pool and here"))
+            else:
+                log.warning("pool %s: ignored a message that is not a protocol message: %r", self.name, str(msg)[:200])
+            return
+        pending = self._pending.get(doc.id)
         if pending is None:
             return
-        kind = msg.get("type")
-        if kind == "event":
+        if isinstance(doc, EventMsg):
             if pending.on_event is not None:
                 try:
-                    pending.on_event(str(msg.get("event")), msg.get("data") or {})
+                    pending.on_event(doc.event, doc.data)
                 except Exception:  # a UI callback bug must not break the session
                     log.exception("event callback failed")
-        elif kind == "result":
-            self._pending.pop(str(msg["id"]), None)
+        elif isinstance(doc, ResultMsg):
+            self._pending.pop(doc.id, None)
             if not pending.future.done():
-                pending.future.set_result(msg.get("result"))
-        elif kind == "error":
-            self._pending.pop(str(msg["id"]), None)
+                pending.future.set_result(doc.result)
+        else:
+            self._pending.pop(doc.id, None)
             if not pending.future.done():
-                pending.future.set_exception(LlorchError.from_doc(ErrorDoc.model_validate(msg.get("error") or {})))
+                pending.future.set_exception(LlorchError.from_doc(doc.error))
 
     async def _send(self, doc: dict[str, Any]) -> None:
         if self._channel is None:

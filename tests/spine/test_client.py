@@ -184,3 +184,32 @@ async def test_local_run_finds_the_agent_without_the_venv_on_path(tmp_path: Path
     transport = LocalTransport(_pool(tmp_path))
     result = await transport.run(transport.agent_argv("--version"))
     assert result.rc == 0 and "llorch-pool" in result.stdout
+
+
+_BROKEN_AGENT = """
+import json, sys
+def out(doc): print(json.dumps(doc), flush=True)
+out({"v": 1, "type": "hello", "agent_version": "0", "pool_id": "x"})
+first = json.loads(sys.stdin.readline())["id"]
+out({"v": 1, "id": first, "type": "event", "event": "tick", "data": [1]})  # not an object: skipped
+out([1, 2])  # not a message at all: skipped
+out({"v": 1, "id": first, "type": "error", "error": {"message": "no code"}})  # fails this call only
+second = json.loads(sys.stdin.readline())["id"]
+out({"v": 1, "id": second, "type": "event", "event": "tick", "data": {"n": 0}})
+out({"v": 1, "id": second, "type": "result", "result": {"ticks": 1}})
+sys.stdin.readline()
+"""
+
+
+async def test_a_broken_message_fails_its_call_and_the_session_goes_on(tmp_path: Path) -> None:
+    client = PoolClient(_pool(tmp_path, agent_command=f"{shlex.quote(sys.executable)} -c {shlex.quote(_BROKEN_AGENT)}"))
+    try:
+        events: list[tuple[str, dict]] = []
+        with pytest.raises(LlorchError) as broken:
+            await client.call("agent.ticks", {}, lambda e, d: events.append((e, d)))
+        assert broken.value.code == ErrorCode.PROTOCOL_MISMATCH and "not a protocol message" in broken.value.message
+        assert events == []
+        assert await client.call("agent.ticks", {}, lambda e, d: events.append((e, d))) == {"ticks": 1}
+        assert events == [("tick", {"n": 0})]
+    finally:
+        await client.close()
