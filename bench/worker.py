@@ -2,7 +2,10 @@
 """Worker benchmark (a script, not a test). Everything is measured side by side in one run:
 
 (a) single-stream tokens/s of the worker  ÷  raw `model.generate` in one process   (goal >= 0.97)
-    (and ÷ a bare hand-written greedy loop, the floor of any overhead)
+    (and ÷ a bare hand-written greedy loop, the floor of any overhead; and the worker's own decode
+    path run in the baseline's process on the same model, which tells the serving code's cost from
+    the HTTP and process costs). All arms decode the same prompt ids (the worker's tokenization).
+    `--single-only` runs (a) alone.
 (b) a burst of N concurrent requests  ÷  the same N sequential, aggregate tokens/s    (goal >= 4x)
 (pp/tg) llama-bench style, per server: pp = a prompt of exactly P tokens for one token (client wall
     time), tg = the decode rate of a streamed request for exactly G tokens; mean ± σ over the reps
@@ -138,6 +141,19 @@ async def openai_request(s: aiohttp.ClientSession, url: str, prompt: str, max_to
     return t.tokens
 
 
+def worker_single(url: str, pid: int, tokens: int) -> tuple[float, float]:
+    """One request over HTTP: (tokens per client wall second, tokens per CPU second of the worker
+    process: its decode thread, event loop and HTTP server together)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    before = proc.cpu_times()
+    wall = asyncio.run(burst(url, 1, tokens, False))
+    after = proc.cpu_times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return wall, tokens / max(cpu, 1e-9)
+
+
 async def burst(url: str, n: int, max_tokens: int, concurrent: bool) -> float:
     """Aggregate tokens/s of n requests to our worker's native route, all at once or one after another."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as s:
@@ -179,17 +195,20 @@ async def fixed_prompts(url: str, n_tokens: int, count: int) -> list[str]:
 
 def load() -> str:
     return "load {:.1f}".format(os.getloadavg()[0])
-def raw_generate_tps(model: Any, tok: Any, max_tokens: int) -> float:
+
+
+def raw_generate_tps(model: Any, ids: list[int], pad_id: int, max_tokens: int) -> tuple[float, float]:
     import torch
 
-    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]], device=model.device)
+    prompt = torch.tensor([ids], device=model.device)
+    CLOCK["cpu"] = time.process_time()
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(ids, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id)
-    n = out.shape[1] - ids.shape[1]
+        out = model.generate(prompt, max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
+                             pad_token_id=pad_id)
+    n = out.shape[1] - prompt.shape[1]
     sync(model)
-    return n / (time.perf_counter() - t0)
+    return _rates(n, t0)
 
 
 def sync(model: Any) -> None:
@@ -199,24 +218,50 @@ def sync(model: Any) -> None:
         torch.cuda.synchronize(model.device)
 
 
-def raw_loop_tps(model: Any, tok: Any, max_tokens: int) -> float:
+def raw_loop_tps(model: Any, ids: list[int], max_tokens: int) -> tuple[float, float]:
     """The floor: a minimal greedy loop on one DynamicCache, no HTTP, no scheduler, no detokenizer."""
     import torch
     from transformers import DynamicCache
 
-    ids = torch.tensor([tok(PROMPTS[0], add_special_tokens=False)["input_ids"]], device=model.device)
+    prompt = torch.tensor([ids], device=model.device)
     params = __import__("inspect").signature(model.forward).parameters
     kw = "cache" if "cache" in params else "past_key_values"
+    CLOCK["cpu"] = time.process_time()
     t0 = time.perf_counter()
     with torch.inference_mode():
         cache = DynamicCache(config=model.config)
-        out = model(input_ids=ids, use_cache=True, **{kw: cache})
+        out = model(input_ids=prompt, use_cache=True, **{kw: cache})
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         for _ in range(max_tokens - 1):
             out = model(input_ids=nxt, use_cache=True, **{kw: cache})
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     sync(model)
-    return max_tokens / (time.perf_counter() - t0)
+    return _rates(max_tokens, t0)
+
+
+def worker_path_tps(engine: Any, ids: list[int], max_tokens: int) -> tuple[float, float]:
+    """The worker's own decode path (scheduler, cache, sampling, bookkeeping) on the same model
+    object as the baselines, without HTTP: tells the serving code's cost apart from the process's."""
+    from llorch_worker.jobs import Job
+    from llorch_worker.metrics import Metrics
+    from llorch_worker.scheduler import Scheduler
+
+    job = Job(job_id="bench", prompt_ids=ids, max_tokens=max_tokens, emit=lambda _e: None, ignore_eos=True,
+              incremental=False)
+    CLOCK["cpu"] = time.process_time()
+    t0 = time.perf_counter()
+    Scheduler(engine, Metrics()).run_now(job)
+    sync(engine.model)
+    return _rates(len(job.generated), t0)
+
+
+CLOCK = {"cpu": 0.0}  # process CPU time at the start of the arm being measured
+
+
+def _rates(tokens: int, t0: float) -> tuple[float, float]:
+    """(tokens per wall second, tokens per CPU second of this process). The CPU rate is what a
+    busy machine distorts least: time spent descheduled counts in the wall clock only."""
+    return tokens / (time.perf_counter() - t0), tokens / max(time.process_time() - CLOCK["cpu"], 1e-9)
 
 
 class RawChild:
@@ -232,7 +277,8 @@ class RawChild:
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("raw baseline process failed to start")
 
-    def measure(self, tokens: int) -> dict[str, float]:
+    def measure(self, tokens: int) -> dict[str, list[float]]:
+        """Per arm: [tokens per wall second, tokens per CPU second]."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(f"{tokens}\n")
         self.proc.stdin.flush()
@@ -245,21 +291,21 @@ class RawChild:
 
 
 def raw_child_main(model: str) -> int:
-    import torch
-    import transformers
+    from llorch_worker.engine import Engine
 
-    from llorch_worker.engine import configure_threads, resolve_device
-
-    configure_threads()
-    transformers.utils.logging.disable_progress_bar()
-    tok = transformers.AutoTokenizer.from_pretrained(model)
-    device = resolve_device(TARGET["backend"], 0)
-    m = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, TARGET["dtype"])).to(device).eval()
-    raw_generate_tps(m, tok, 8)
+    # Engine.load is a plain from_pretrained + to(device) + eval, with the worker's thread rule (the
+    # bench pins it with $LLORCH_WORKER_THREADS): every arm here uses this one model object
+    engine = Engine.load(Path(model), TARGET["backend"], 0, TARGET["dtype"])
+    # the prompt exactly as the worker's /execute tokenizes it (special tokens included)
+    ids = engine.encode(PROMPTS[0])
+    raw_generate_tps(engine.model, ids, engine.pad_id, 8)
+    worker_path_tps(engine, ids, 8)
     print("ready", flush=True)
     for line in sys.stdin:
         n = int(line)
-        print(json.dumps({"generate": raw_generate_tps(m, tok, n), "loop": raw_loop_tps(m, tok, n)}), flush=True)
+        print(json.dumps({"generate": raw_generate_tps(engine.model, ids, engine.pad_id, n),
+                          "loop": raw_loop_tps(engine.model, ids, n),
+                          "worker_path": worker_path_tps(engine, ids, n)}), flush=True)
     return 0
 
 
@@ -372,6 +418,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch threads of every process (default: all cores)")
     p.add_argument("--quick", action="store_true", help="a short run: 2 reps, levels 1 and 10, shorter requests")
+    p.add_argument("--single-only", action="store_true", help="run (a) alone: the single-stream comparison")
     p.add_argument("--skip-serve", action="store_true", help="leave out transformers serve")
     p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "metal"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -407,21 +454,38 @@ def main() -> int:
     serve = None
     try:
         asyncio.run(burst(url, 1, 8, False))  # warm the HTTP path
-        raw, loop, wrk = [], [], []
-        for _ in range(args.reps):
-            r = raw_child.measure(args.tokens)
-            wrk.append(asyncio.run(burst(url, 1, args.tokens, False)))
-            raw.append(r["generate"])
-            loop.append(r["loop"])
-        results["a_raw_generate_tps"] = statistics.median(raw)
-        results["a_raw_loop_tps"] = statistics.median(loop)
-        results["a_worker_tps"] = statistics.median(wrk)
-        results["a_ratio"] = results["a_worker_tps"] / results["a_raw_generate_tps"]
-        results["a_ratio_vs_loop"] = results["a_worker_tps"] / results["a_raw_loop_tps"]
-        print(f"(a) single stream: worker {results['a_worker_tps']:.1f} tok/s vs raw generate "
-              f"{results['a_raw_generate_tps']:.1f} tok/s -> {results['a_ratio']:.3f}x (goal >= 0.97); "
-              f"vs a bare greedy loop {results['a_raw_loop_tps']:.1f} tok/s -> {results['a_ratio_vs_loop']:.3f}x "
-              f"({load()})", flush=True)
+        runs: dict[str, list[list[float]]] = {"worker": [], "generate": [], "loop": [], "worker_path": []}
+        for rep in range(args.reps):
+            # interleaved, the order alternating, so a change of load hits both sides alike
+            if rep % 2:
+                runs["worker"].append(list(worker_single(url, proc.pid, args.tokens)))
+                r = raw_child.measure(args.tokens)
+            else:
+                r = raw_child.measure(args.tokens)
+                runs["worker"].append(list(worker_single(url, proc.pid, args.tokens)))
+            for arm in ("generate", "loop", "worker_path"):
+                runs[arm].append(r[arm])
+        med = {arm: statistics.median(x[0] for x in v) for arm, v in runs.items()}
+        cpu = {arm: statistics.median(x[1] for x in v) for arm, v in runs.items()}
+        results["a_raw_generate_tps"], results["a_raw_loop_tps"] = med["generate"], med["loop"]
+        results["a_worker_path_tps"], results["a_worker_tps"] = med["worker_path"], med["worker"]
+        results["a_runs"] = runs  # per arm and run: [tokens per wall second, tokens per CPU second]
+        results["a_ratio"] = med["worker"] / med["generate"]
+        results["a_ratio_vs_loop"] = med["worker"] / med["loop"]
+        results["a_path_ratio"] = med["worker_path"] / med["generate"]
+        results["a_cpu_ratio"] = cpu["worker"] / cpu["generate"]
+        results["a_cpu_path_ratio"] = cpu["worker_path"] / cpu["generate"]
+        results["a_cpu_loop_ratio"] = cpu["worker"] / cpu["loop"]
+        print(f"(a) single stream: worker {med['worker']:.1f} tok/s vs raw generate {med['generate']:.1f} tok/s -> "
+              f"{results['a_ratio']:.3f}x (goal >= 0.97); vs a bare greedy loop {med['loop']:.1f} tok/s -> "
+              f"{results['a_ratio_vs_loop']:.3f}x; the worker's decode path in the baseline's process "
+              f"{med['worker_path']:.1f} tok/s -> {results['a_path_ratio']:.3f}x of generate ({load()})", flush=True)
+        print(f"    per CPU second (what load distorts least): worker {cpu['worker']:.1f} vs generate "
+              f"{cpu['generate']:.1f} -> {results['a_cpu_ratio']:.3f}x, vs the loop {cpu['loop']:.1f} -> "
+              f"{results['a_cpu_loop_ratio']:.3f}x, decode path in process {cpu['worker_path']:.1f} -> "
+              f"{results['a_cpu_path_ratio']:.3f}x", flush=True)
+        if args.single_only:
+            return _finish(results, args)
 
         seq, conc = [], []
         for _ in range(args.reps):
@@ -469,6 +533,10 @@ def main() -> int:
             stop(serve[0])
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    return _finish(results, args)
+
+
+def _finish(results: dict[str, Any], args: argparse.Namespace) -> int:
     results.update(backend=args.backend, dtype=args.dtype, load_after=os.getloadavg()[0])
     print(json.dumps(results))
     if args.json_out:
