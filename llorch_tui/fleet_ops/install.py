@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pydantic import BaseModel, ConfigDict
+
 from llorch_tui import __version__
 from llorch_tui.config import PoolConfig
 from llorch_tui.errors import ErrorCode, LlorchError
@@ -52,6 +54,22 @@ print(json.dumps({"python": sys.executable, "version": list(sys.version_info[:3]
                   "machine": platform.machine(), "nvidia": bool(shutil.which("nvidia-smi")),
                   "venv": sys.prefix != sys.base_prefix, "home": os.path.expanduser("~")}))
 """
+
+
+class HostProbe(BaseModel):
+    """What PROBE prints about a pool's Python (another process's answer: read through this model)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    python: str
+    version: list[int]
+    platform: str
+    machine: str = ""
+    nvidia: bool = False
+    venv: bool = False  # the interpreter is itself a virtualenv's
+    home: str
+
+
 # Our two packages count only when installed in the venv itself (not seen through --torch existing).
 INSTALLED = """
 import json, os, sys
@@ -135,16 +153,16 @@ def own_wheels(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.whl") if pat.match(p.name))
 
 
-def torch_requirement(choice: str, probe: dict[str, Any]) -> tuple[list[str], list[str]]:
+def torch_requirement(choice: str, probe: HostProbe) -> tuple[list[str], list[str]]:
     """(requirements, extra pip args) for the pool's torch."""
     if choice in ("none", "existing"):
         return [], []
     if choice == "auto":
-        if probe["platform"] == "darwin":
+        if probe.platform == "darwin":
             choice = "metal"  # the PyPI build has MPS
         else:
-            choice = "cuda" if probe["nvidia"] else "cpu"
-    if choice == "cpu" and probe["platform"] == "linux":
+            choice = "cuda" if probe.nvidia else "cpu"
+    if choice == "cpu" and probe.platform == "linux":
         return ["torch"], ["--extra-index-url", TORCH_CPU_INDEX]
     if choice in ("cpu", "cuda", "metal"):
         return ["torch"], []  # PyPI's Linux build is the CUDA one; macOS's has MPS
@@ -166,17 +184,17 @@ class Installer:
     async def run(self, argv: list[str], timeout: float = 120) -> RunResult:
         return await self.t.run(argv, self.t.agent_env(), timeout=timeout)
 
-    async def probe(self) -> dict[str, Any]:
+    async def probe(self) -> HostProbe:
         tried: list[str] = []
         for py in ([self.opts.python] if self.opts.python else list(PYTHONS)):
             r = await self.run([py, "-c", PROBE], timeout=60)
             if r.rc != 0:
                 tried.append(f"{py}: {'not found' if r.rc == 127 else (r.stderr.strip().splitlines() or ['?'])[-1]}")
                 continue
-            info = json.loads(r.stdout.strip().splitlines()[-1])
-            if tuple(info["version"]) >= (3, 11):
-                return dict(info)
-            tried.append(f"{py}: Python {'.'.join(map(str, info['version']))}")
+            info = HostProbe.model_validate_json(r.stdout.strip().splitlines()[-1])
+            if tuple(info.version) >= (3, 11):
+                return info
+            tried.append(f"{py}: Python {'.'.join(map(str, info.version))}")
         raise LlorchError(ErrorCode.NOT_FOUND, f"no Python >= 3.11 on pool {self.pool.name} ({'; '.join(tried)})",
                           "install Python 3.11 or newer there (e.g. `apt install python3.11-venv`, `brew install "
                           "python@3.12`, uv, pyenv), or name one with --python PATH")
@@ -193,12 +211,12 @@ class Installer:
     async def install(self) -> InstallResult:
         await self.t.connect()
         info = await self.probe()
-        home = info["home"]
+        home = info.home
         venv = self.remote(self.opts.venv, home)
         vpy = f"{venv}/bin/python"
         agent = f"{venv}/bin/llorch-pool"
-        self.say("probe", f"Python {'.'.join(map(str, info['version']))} at {info['python']} ({info['platform']} "
-                          f"{info['machine']}{', NVIDIA driver' if info['nvidia'] else ''})")
+        self.say("probe", f"Python {'.'.join(map(str, info.version))} at {info.python} ({info.platform} "
+                          f"{info.machine}{', NVIDIA driver' if info.nvidia else ''})")
         have = await self.installed(vpy)
         agent_only = self.opts.torch == "none"  # no worker, no torch: catalog, downloads, mirror
         current = bool(have and have.get("llorch") == __version__
@@ -231,13 +249,13 @@ class Installer:
         self.say("verify", f"{agent} --version: {got}")
         return await self._finish(info, venv, agent, after or {}, noop=False)
 
-    async def _finish(self, info: dict[str, Any], venv: str, agent: str, have: dict[str, str | None],
+    async def _finish(self, info: HostProbe, venv: str, agent: str, have: dict[str, str | None],
                       noop: bool) -> InstallResult:
         return InstallResult(pool=self.pool.name, venv=venv, agent_command=agent, version=__version__, noop=noop,
-                             python=info["python"], torch=have.get("torch"), installed=have, steps=self.steps)
+                             python=info.python, torch=have.get("torch"), installed=have, steps=self.steps)
 
-    async def _make_venv(self, info: dict[str, Any], venv: str) -> None:
-        argv = [info["python"], "-m", "venv"]
+    async def _make_venv(self, info: HostProbe, venv: str) -> None:
+        argv = [info.python, "-m", "venv"]
         if self.opts.torch == "existing":
             argv.append("--system-site-packages")
         self.say("venv", f"creating {venv}" + (" (seeing the interpreter's packages: --torch existing)"
@@ -252,10 +270,10 @@ class Installer:
             # Python 3.11's venv bundles an old setuptools, which would shadow the interpreter's own and
             # fail torch's requirement on it: the interpreter's packages are what --torch existing means.
             await self.run([f"{venv}/bin/python", "-m", "pip", "uninstall", "-y", "-q", "setuptools"], timeout=120)
-        if self.opts.torch == "existing" and info.get("venv"):
+        if self.opts.torch == "existing" and info.venv:
             # --python names a virtualenv: --system-site-packages reaches only its base interpreter, so
             # its own site-packages (where its torch is) is added behind the new venv's own.
-            r = await self.run([info["python"], "-c", SITE], timeout=60)
+            r = await self.run([info.python, "-c", SITE], timeout=60)
             dirs = json.loads(r.stdout.strip().splitlines()[-1]) if r.rc == 0 else []
             r2 = await self.run([f"{venv}/bin/python", "-c", SITE], timeout=60)
             own = json.loads(r2.stdout.strip().splitlines()[-1]) if r2.rc == 0 else []
@@ -286,7 +304,7 @@ class Installer:
                 out.append(dest)
         return out
 
-    async def _pip(self, info: dict[str, Any], vpy: str, wheels: list[str], cache: str) -> None:
+    async def _pip(self, info: HostProbe, vpy: str, wheels: list[str], cache: str) -> None:
         torch, extra = torch_requirement(self.opts.torch, info)
         pip = [vpy, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "2", "--timeout", "30"]
         if self.opts.wheelhouse:
