@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from llorch_tui import __version__
 from llorch_tui.errors import ErrorCode, LlorchError
 from llorch_tui.pool.ops import AgentSettings, OpContext, execute, load_ops
-from llorch_tui.protocol import (CANCEL_OP, PROTOCOL_VERSION, ErrorDoc, ErrorMsg, EventMsg, Hello, Request,
+from llorch_tui.protocol import (CANCEL_OP, PROTOCOL_VERSION, CancelParams, ErrorDoc, ErrorMsg, EventMsg, Hello, Request,
                                  ResultMsg)
 
 log = logging.getLogger("llorch.pool.service")
@@ -129,7 +129,12 @@ class StdioService:
             asyncio.ensure_future(self.send(ErrorMsg(id=req.id, error=doc).model_dump(mode="json")))
             return
         if req.op == CANCEL_OP:
-            target = str(req.params.get("target", ""))
+            try:
+                target = CancelParams.model_validate(req.params).target
+            except ValidationError as exc:
+                self._reply_error(req.id, ErrorCode.BAD_REQUEST, f"$cancel: {exc.errors()[0]['msg']}",
+                                  "send {\"target\": ID}: the id of the call to cancel")
+                return
             ctx = self.contexts.get(target)
             if ctx is not None:
                 ctx.cancelled.set()

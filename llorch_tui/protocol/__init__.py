@@ -76,3 +76,9 @@ class ErrorMsg(WireModel):
 
 
 CANCEL_OP = "$cancel"
+
+
+class CancelParams(WireModel):
+    """The params of a `$cancel` request: the id of the call to cancel."""
+
+    target: str
