@@ -1,4 +1,4 @@
-"""`?`: help for the focused widget and the keys that apply where you are."""
+"""`?`: the keys that apply where you are, and help for the focused widget."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         rows = "\n".join(f"- `{k}` {d}" + (f" — id `{i}`" if i else "") for k, d, i in self.keys)
-        text = f"## Here\n\n{self.widget_help or 'No help for this widget.'}\n\n## Keys\n\n{rows}\n\n{INTRO}"
+        # The keys come first: they are what the help key is pressed for, and at 80x24 the widget's
+        # longer text would push them below the fold.
+        text = f"## Keys\n\n{rows}\n\n## Here\n\n{self.widget_help or 'No help for this widget.'}\n\n{INTRO}"
         with VerticalScroll(classes="dialog help"):
             yield Markdown(text)
 
