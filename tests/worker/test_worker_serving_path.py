@@ -26,7 +26,7 @@ def test_growing_layer_matches_dynamic_layer_through_merge_trim_and_select() -> 
 
     step(5)  # the prefill: adopted as is
     buffers = []
-    for _ in range(150):  # decode steps: written into spare room, which grows by doubling
+    for _ in range(150):  # decode steps: written into spare room, which grows in bounded steps
         step(1)
         assert grow._kbuf is not None
         buffers.append(grow._kbuf.data_ptr())

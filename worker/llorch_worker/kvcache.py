@@ -3,7 +3,7 @@
 transformers' DynamicLayer appends by `torch.cat`, which copies the whole cache of the layer on
 every decode step (O(length) per token, O(length²) per request); with a batch of rows it was the
 largest cost after the matmuls in the worker's profile. This layer keeps a buffer with room to
-spare (doubling when full, so copies are amortised O(1) per token) and hands attention a view of
+spare (growing by its own length up to GROW_MAX tokens at a time, so copies are rare) and hands attention a view of
 the filled part. Assigning `keys`/`values` (what the scheduler's merge and trim do) replaces the
 buffer, so every other use of a DynamicLayer keeps working.
 """
@@ -16,6 +16,10 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 GROW_MIN = 64  # tokens of room added at least when a layer grows
+# ...and at most: doubling a long prompt's cache would hold twice its tokens (three times while it is
+# copied), which the fit estimate (weights + KV at the context length) does not expect; a bounded step
+# keeps the spare room small while a copy still comes only every GROW_MAX tokens.
+GROW_MAX = 256
 
 
 class GrowingLayer(DynamicLayer):
@@ -52,7 +56,7 @@ class GrowingLayer(DynamicLayer):
             return key_states, value_states
         n, new = self._klen, key_states.shape[-2]
         if n + new > self._kbuf.shape[-2] or n + new > self._vbuf.shape[-2]:
-            room = n + new + max(GROW_MIN, n)
+            room = n + new + max(GROW_MIN, min(n, GROW_MAX))
             self._kbuf = self._grow(self._kbuf, n, room)
             self._vbuf = self._grow(self._vbuf, n, room)
         self._kbuf[:, :, n:n + new] = key_states
